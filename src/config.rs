@@ -1,0 +1,303 @@
+//! The configuration contract: settings read from Worker vars and secrets.
+//!
+//! Parsing is a pure function over a lookup closure, so it is tested natively and the edge only
+//! supplies `env` reads. Every error names the setting and never echoes its value.
+
+use url::{Host, Url};
+
+use crate::error::{Error, Result};
+use crate::secret::ClientSecret;
+
+/// Default `OAUTH_EXPIRY_MARGIN_SECS`.
+pub const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
+/// Default `OAUTH_TIMEOUT_MS`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// Parameters the crate sets itself; `OAUTH_EXTRA_PARAMS` may not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "grant_type",
+    "scope",
+    "audience",
+    "resource",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+];
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+    Basic(ClientSecret),
+    /// `client_secret_post`: id and secret in the form body (RFC 6749 §2.3.1).
+    Post(ClientSecret),
+}
+
+impl ClientAuth {
+    /// The method's registered name (RFC 7591 §2 `token_endpoint_auth_method`).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Basic(_) => "client_secret_basic",
+            Self::Post(_) => "client_secret_post",
+        }
+    }
+
+    /// The credential, for cache-key fingerprints and error scrubbing.
+    pub fn secret(&self) -> &ClientSecret {
+        match self {
+            Self::Basic(s) | Self::Post(s) => s,
+        }
+    }
+}
+
+/// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only.
+    pub token_url: Url,
+    /// The client identifier (RFC 6749 §2.2).
+    pub client_id: String,
+    /// How the client authenticates.
+    pub auth: ClientAuth,
+    /// Space-separated scopes (RFC 6749 §3.3).
+    pub scope: Option<String>,
+    /// Auth0-style `audience` parameter.
+    pub audience: Option<String>,
+    /// RFC 8707 `resource` parameter.
+    pub resource: Option<String>,
+    /// Extra form parameters, in order (e.g. Okta's `redirect_uri` from the seed guide).
+    pub extra_params: Vec<(String, String)>,
+    /// Seconds before expiry at which a token is no longer used (see [`crate::expiry`]).
+    pub expiry_margin_secs: u64,
+    /// Bound on one token request, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// Reads one setting; `None` when unset. Empty values count as unset.
+fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Reads a plain var, trimmed.
+fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(lookup, name).map(|v| v.trim().to_owned())
+}
+
+fn require(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String> {
+    var(lookup, name).ok_or_else(|| Error::config(name, "is not set"))
+}
+
+fn number(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64, max: u64) -> Result<u64> {
+    match var(lookup, name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(Error::config(name, format!("must be a whole number from 0 to {max}"))),
+        },
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts allowed over plain http.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses a URL setting that must be https (http only for loopback), with no credentials or fragment.
+pub(crate) fn parse_endpoint(setting: &'static str, raw: &str) -> Result<Url> {
+    let url = Url::parse(raw).map_err(|e| Error::config(setting, format!("is not a valid URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => return Err(Error::config(setting, "must use https (http is allowed only for loopback hosts)")),
+        _ => return Err(Error::config(setting, "must be an https URL")),
+    }
+    if url.host().is_none() {
+        return Err(Error::config(setting, "has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(setting, "must not contain credentials"));
+    }
+    if url.fragment().is_some() {
+        return Err(Error::config(setting, "must not contain a fragment"));
+    }
+    Ok(url)
+}
+
+fn parse_extra_params(raw: &str) -> Result<Vec<(String, String)>> {
+    const NAME: &str = "OAUTH_EXTRA_PARAMS";
+    let mut out = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if k.is_empty() {
+            return Err(Error::config(NAME, "has a pair with an empty name"));
+        }
+        if RESERVED_PARAMS.contains(&k.as_ref()) {
+            return Err(Error::config(NAME, format!("may not set `{k}` (it has its own setting)")));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Builds the configuration from a lookup of Worker vars and secrets by name.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        if var(&lookup, "OAUTH_ISSUER").is_some() && var(&lookup, "OAUTH_TOKEN_URL").is_none() {
+            return Err(Error::config("OAUTH_ISSUER", "discovery is not supported yet; set OAUTH_TOKEN_URL"));
+        }
+        if var(&lookup, "OAUTH_DPOP").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Err(Error::config("OAUTH_DPOP", "DPoP is not supported yet"));
+        }
+        let token_url = parse_endpoint("OAUTH_TOKEN_URL", &require(&lookup, "OAUTH_TOKEN_URL")?)?;
+        let client_id = require(&lookup, "OAUTH_CLIENT_ID")?;
+        if client_id.chars().any(char::is_control) {
+            return Err(Error::config("OAUTH_CLIENT_ID", "contains control characters"));
+        }
+        let method = var(&lookup, "OAUTH_AUTH_METHOD").unwrap_or_else(|| "client_secret_basic".into());
+        // Secrets are taken as stored, untrimmed: a trailing space may be part of one.
+        let secret = || {
+            get(&lookup, "OAUTH_CLIENT_SECRET")
+                .map(ClientSecret::new)
+                .ok_or_else(|| Error::config("OAUTH_CLIENT_SECRET", format!("is not set (required by {method})")))
+        };
+        let auth = match method.as_str() {
+            "client_secret_basic" => ClientAuth::Basic(secret()?),
+            "client_secret_post" => ClientAuth::Post(secret()?),
+            "private_key_jwt" => {
+                return Err(Error::config("OAUTH_AUTH_METHOD", "private_key_jwt is not supported yet"))
+            }
+            _ => {
+                return Err(Error::config(
+                    "OAUTH_AUTH_METHOD",
+                    "must be client_secret_basic, client_secret_post or private_key_jwt",
+                ))
+            }
+        };
+        let extra_params = match var(&lookup, "OAUTH_EXTRA_PARAMS") {
+            Some(raw) => parse_extra_params(&raw)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            token_url,
+            client_id,
+            auth,
+            scope: var(&lookup, "OAUTH_SCOPE").map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
+            audience: var(&lookup, "OAUTH_AUDIENCE"),
+            resource: var(&lookup, "OAUTH_RESOURCE"),
+            extra_params,
+            expiry_margin_secs: number(&lookup, "OAUTH_EXPIRY_MARGIN_SECS", DEFAULT_EXPIRY_MARGIN_SECS, 86_400)?,
+            timeout_ms: number(&lookup, "OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?.max(1),
+        })
+    }
+}
+
+/// The proxy's one allowed upstream (`UPSTREAM_ORIGIN`), `scheme://host[:port]`.
+pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
+    const NAME: &str = "UPSTREAM_ORIGIN";
+    let raw = raw.filter(|v| !v.trim().is_empty()).ok_or_else(|| Error::config(NAME, "is not set"))?;
+    let url = parse_endpoint(NAME, raw.trim())?;
+    if url.path() != "/" || url.query().is_some() {
+        return Err(Error::config(NAME, "must be an origin only: scheme://host[:port], without path or query"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        let map: HashMap<_, _> = pairs.iter().copied().collect();
+        move |k| map.get(k).map(|v| v.to_string())
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("OAUTH_TOKEN_URL", "https://idp.example/oauth2/default/v1/token"),
+        ("OAUTH_CLIENT_ID", "0oa1"),
+        ("OAUTH_CLIENT_SECRET", "s3cr%t+:/=&"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config> {
+        let mut pairs = BASE.to_vec();
+        for (k, v) in extra {
+            pairs.retain(|(n, _)| n != k);
+            pairs.push((k, v));
+        }
+        Config::from_lookup(lookup(&pairs))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.auth.method(), "client_secret_basic");
+        assert_eq!(c.auth.secret().expose(), "s3cr%t+:/=&");
+        assert_eq!((c.expiry_margin_secs, c.timeout_ms), (60, 10_000));
+        assert_eq!(c.scope, None);
+    }
+
+    #[test]
+    fn optional_settings() {
+        let c = with(&[
+            ("OAUTH_AUTH_METHOD", "client_secret_post"),
+            ("OAUTH_SCOPE", "  read   write "),
+            ("OAUTH_AUDIENCE", "https://api.example"),
+            ("OAUTH_RESOURCE", "https://api.example/"),
+            ("OAUTH_EXTRA_PARAMS", "redirect_uri=http%3A%2F%2Flocalhost&x=1"),
+            ("OAUTH_EXPIRY_MARGIN_SECS", "30"),
+            ("OAUTH_TIMEOUT_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.method(), "client_secret_post");
+        assert_eq!(c.scope.as_deref(), Some("read write"));
+        assert_eq!(c.extra_params, vec![("redirect_uri".into(), "http://localhost".into()), ("x".into(), "1".into())]);
+        assert_eq!((c.expiry_margin_secs, c.timeout_ms), (30, 1500));
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_hide_the_value() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("OAUTH_TOKEN_URL", "")], "OAUTH_TOKEN_URL: is not set"),
+            (&[("OAUTH_TOKEN_URL", "http://idp.example/token")], "OAUTH_TOKEN_URL: must use https"),
+            (&[("OAUTH_TOKEN_URL", "ftp://idp.example/token")], "OAUTH_TOKEN_URL: must be an https URL"),
+            (&[("OAUTH_TOKEN_URL", "not a url")], "OAUTH_TOKEN_URL: is not a valid URL"),
+            (&[("OAUTH_TOKEN_URL", "https://u:pw@idp.example/t")], "OAUTH_TOKEN_URL: must not contain credentials"),
+            (&[("OAUTH_CLIENT_ID", " ")], "OAUTH_CLIENT_ID: is not set"),
+            (&[("OAUTH_CLIENT_SECRET", "")], "OAUTH_CLIENT_SECRET: is not set"),
+            (&[("OAUTH_AUTH_METHOD", "magic")], "OAUTH_AUTH_METHOD: must be"),
+            (&[("OAUTH_EXPIRY_MARGIN_SECS", "-1")], "OAUTH_EXPIRY_MARGIN_SECS: must be a whole number"),
+            (&[("OAUTH_TIMEOUT_MS", "soon")], "OAUTH_TIMEOUT_MS: must be a whole number"),
+            (&[("OAUTH_EXTRA_PARAMS", "grant_type=password")], "OAUTH_EXTRA_PARAMS: may not set `grant_type`"),
+        ];
+        for (extra, want) in cases {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: got {err:?}, want {want:?}");
+            assert!(!err.contains("s3cr%t"), "{err}");
+        }
+    }
+
+    #[test]
+    fn http_only_on_loopback() {
+        for ok in ["http://127.0.0.1:9000/token", "http://localhost/token", "http://[::1]:8/token"] {
+            assert!(with(&[("OAUTH_TOKEN_URL", ok)]).is_ok(), "{ok}");
+        }
+        assert!(with(&[("OAUTH_TOKEN_URL", "http://127.0.0.1.evil.example/token")]).is_err());
+    }
+
+    #[test]
+    fn upstream_origin_is_an_origin() {
+        assert_eq!(
+            parse_upstream_origin(Some("https://api.example:8443".into())).unwrap().as_str(),
+            "https://api.example:8443/"
+        );
+        for bad in ["https://api.example/v1", "https://api.example/?a=1", "http://api.example", ""] {
+            let err = parse_upstream_origin(Some(bad.into())).unwrap_err().to_string();
+            assert!(err.contains("UPSTREAM_ORIGIN"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Structured log lines: one JSON object per token acquisition and per error.
+//!
+//! Built here, printed by the edge. Fields are chosen so that no line can carry a secret:
+//! outcomes, statuses, timings and error texts that were scrubbed of credentials.
+
+use serde_json::{json, Value};
+
+use crate::error::Error;
+
+/// Where a token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The isolate's memory.
+    Memory,
+    /// The shared KV cache.
+    Kv,
+    /// A request to the token endpoint.
+    Network,
+}
+
+impl Source {
+    /// The name used in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Kv => "kv",
+            Self::Network => "network",
+        }
+    }
+}
+
+/// A token was obtained from `source`; `status` and `latency_ms` describe the network exchange.
+pub fn token_ok(source: Source, status: Option<u16>, latency_ms: Option<u64>, expires_in: u64) -> String {
+    line(json!({
+        "event": "token",
+        "outcome": "ok",
+        "source": source.as_str(),
+        "status": status,
+        "latency_ms": latency_ms,
+        "expires_in": expires_in,
+    }))
+}
+
+/// A token request failed.
+pub fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) -> String {
+    line(json!({
+        "event": "token",
+        "outcome": "error",
+        "source": Source::Network.as_str(),
+        "status": status,
+        "latency_ms": latency_ms,
+        "error": err.code(),
+        "detail": err.to_string(),
+    }))
+}
+
+/// Something worth knowing about the cache (a failed read or write, a corrupt entry).
+pub fn cache_event(outcome: &str, detail: &str) -> String {
+    line(json!({ "event": "cache", "outcome": outcome, "detail": detail }))
+}
+
+/// A request the proxy answered with an error.
+pub fn proxy_error(status: u16, err: &Error) -> String {
+    line(json!({ "event": "proxy", "outcome": "error", "status": status, "error": err.code(), "detail": err.to_string() }))
+}
+
+fn line(mut v: Value) -> String {
+    if let Value::Object(map) = &mut v {
+        map.retain(|_, v| !v.is_null());
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_json_without_nulls() {
+        let l = token_ok(Source::Kv, None, None, 30);
+        let v: Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["source"], "kv");
+        assert!(v.get("status").is_none());
+        let e = token_error(Some(401), Some(3), &Error::config("OAUTH_CLIENT_ID", "is not set"));
+        let v: Value = serde_json::from_str(&e).unwrap();
+        assert_eq!((v["status"].as_u64(), v["error"].as_str()), (Some(401), Some("configuration_error")));
+    }
+}

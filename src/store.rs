@@ -1,0 +1,111 @@
+//! The one cache trait the core needs, and the layout of a cached token.
+//!
+//! The store belongs to one configuration: it namespaces the names given here under that
+//! configuration's cache key, so the core never sees or builds KV keys.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::AccessToken;
+use crate::token::{Scheme, Token};
+
+/// Workers KV refuses an `expirationTtl` below 60 seconds; shorter-lived tokens stay in memory.
+pub const KV_MIN_TTL_SECS: u64 = 60;
+
+/// Name of the cached token entry.
+pub const TOKEN_ENTRY: &str = "token";
+
+/// A shared cache (Workers KV in production). Failures are reported as text and treated by the
+/// caller as a miss or a skipped write: the cache is an optimisation, never a dependency.
+pub trait TokenStore {
+    /// Reads an entry.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>>;
+    /// Writes an entry that expires after `ttl_secs` (at least [`KV_MIN_TTL_SECS`]).
+    fn put(&self, name: &str, value: String, ttl_secs: u64) -> impl Future<Output = Result<(), String>>;
+}
+
+/// No shared cache: memory only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStore;
+
+impl TokenStore for NoStore {
+    fn get(&self, _: &str) -> impl Future<Output = Result<Option<String>, String>> {
+        std::future::ready(Ok(None))
+    }
+    fn put(&self, _: &str, _: String, _: u64) -> impl Future<Output = Result<(), String>> {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A map as a store, for tests and for embedding in other caches. TTLs are not enforced.
+impl TokenStore for RefCell<HashMap<String, String>> {
+    fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>> {
+        std::future::ready(Ok(self.borrow().get(name).cloned()))
+    }
+    fn put(&self, name: &str, value: String, _: u64) -> impl Future<Output = Result<(), String>> {
+        self.borrow_mut().insert(name.to_owned(), value);
+        std::future::ready(Ok(()))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    v: u8,
+    access_token: String,
+    token_type: String,
+    expires_at: u64,
+    fresh_until: u64,
+}
+
+/// Serialises a token for the shared cache.
+pub fn encode_record(token: &Token) -> String {
+    let record = Record {
+        v: 1,
+        access_token: token.access_token().expose().to_owned(),
+        token_type: token.scheme().as_str().to_owned(),
+        expires_at: token.expires_at(),
+        fresh_until: token.fresh_until(),
+    };
+    serde_json::to_string(&record).expect("a record of strings and integers serialises")
+}
+
+/// Reads a cached token. Anything unexpected (another version, another program's value,
+/// a token unsafe in a header) is `None`: a miss, to be overwritten.
+pub fn decode_record(raw: &str) -> Option<Token> {
+    let r: Record = serde_json::from_str(raw).ok()?;
+    let header_safe = !r.access_token.is_empty() && r.access_token.bytes().all(|b| b.is_ascii_graphic());
+    if r.v != 1 || !header_safe {
+        return None;
+    }
+    let scheme = Scheme::parse(&r.token_type)?;
+    Some(Token::from_parts(AccessToken::new(r.access_token), scheme, r.expires_at, r.fresh_until))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let t = Token::new(AccessToken::new("abc.def"), Scheme::Bearer, 100, 3700, 60);
+        assert_eq!(decode_record(&encode_record(&t)), Some(t));
+    }
+
+    #[test]
+    fn foreign_or_corrupt_values_are_misses() {
+        for raw in [
+            "",
+            "not json",
+            "{}",
+            r#"{"v":2,"access_token":"a","token_type":"Bearer","expires_at":1,"fresh_until":1}"#,
+            r#"{"v":1,"access_token":"a\nb","token_type":"Bearer","expires_at":1,"fresh_until":1}"#,
+            r#"{"v":1,"access_token":"","token_type":"Bearer","expires_at":1,"fresh_until":1}"#,
+            r#"{"v":1,"access_token":"a","token_type":"mac","expires_at":1,"fresh_until":1}"#,
+        ] {
+            assert_eq!(decode_record(raw), None, "{raw}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! An access token and its lifetime rules.
+//!
+//! A token is *fresh* until `expires_at - margin` and *expired* at `expires_at`. The margin covers
+//! clock skew and the time a signed request spends in flight. It is capped for short-lived tokens,
+//! because a 60 s margin on a 120 s token would throw away half its life:
+//!
+//! `margin = min(OAUTH_EXPIRY_MARGIN_SECS, lifetime / 4)`
+//!
+//! so a 120 s token is used for 90 s, a one-hour token for 59 minutes.
+
+use crate::secret::{AccessToken, AuthorizationValue};
+
+/// The `Authorization` scheme a token is presented with (RFC 6750 §2.1; RFC 9449 §7.1 for DPoP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer`
+    Bearer,
+}
+
+impl Scheme {
+    /// The scheme as it goes into the header, normalised (`bearer` from a server becomes `Bearer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+        }
+    }
+
+    /// Parses an RFC 6749 §5.1 `token_type`, case-insensitively (RFC 6749 §7.1).
+    pub fn parse(token_type: &str) -> Option<Self> {
+        token_type.eq_ignore_ascii_case("bearer").then_some(Self::Bearer)
+    }
+}
+
+/// The effective margin for a token of the given lifetime (see the module docs).
+pub fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
+    configured_margin.min(lifetime / 4)
+}
+
+/// An access token ready to sign requests with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    access_token: AccessToken,
+    scheme: Scheme,
+    /// Unix seconds at which the server stops accepting the token.
+    expires_at: u64,
+    /// Unix seconds after which the token is no longer handed out.
+    fresh_until: u64,
+    /// `<scheme> <token>`, formatted once per token rather than once per request.
+    authorization: AuthorizationValue,
+}
+
+impl Token {
+    /// A token obtained at `issued_at` that expires at `expires_at` (Unix seconds).
+    pub fn new(access_token: AccessToken, scheme: Scheme, issued_at: u64, expires_at: u64, margin: u64) -> Self {
+        let lifetime = expires_at.saturating_sub(issued_at);
+        let fresh_until = expires_at - effective_margin(margin, lifetime).min(expires_at);
+        Self::from_parts(access_token, scheme, expires_at, fresh_until)
+    }
+
+    /// Rebuilds a token whose freshness was computed before (a cached copy).
+    pub fn from_parts(access_token: AccessToken, scheme: Scheme, expires_at: u64, fresh_until: u64) -> Self {
+        let authorization = AuthorizationValue::new(format!("{} {}", scheme.as_str(), access_token.expose()));
+        Self {
+            access_token,
+            scheme,
+            expires_at,
+            fresh_until: fresh_until.min(expires_at),
+            authorization,
+        }
+    }
+
+    /// The token itself.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// The scheme it is presented with.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// When the server stops accepting it (Unix seconds).
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Until when it is handed out (Unix seconds).
+    pub fn fresh_until(&self) -> u64 {
+        self.fresh_until
+    }
+
+    /// True while the token may be handed out at `now` (Unix seconds).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now < self.fresh_until
+    }
+
+    /// The `Authorization` header value (RFC 6750 §2.1).
+    pub fn authorization(&self) -> &AuthorizationValue {
+        &self.authorization
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(issued: u64, lifetime: u64, margin: u64) -> Token {
+        Token::new(AccessToken::new("t"), Scheme::Bearer, issued, issued + lifetime, margin)
+    }
+
+    #[test]
+    fn margin_table() {
+        // (lifetime, configured margin, seconds of use)
+        for (lifetime, margin, usable) in [(3600, 60, 3540), (120, 60, 90), (60, 60, 45), (10, 60, 8), (3600, 0, 3600), (0, 60, 0)] {
+            let t = token(1_000, lifetime, margin);
+            assert_eq!(t.fresh_until() - 1_000, usable, "lifetime {lifetime} margin {margin}");
+        }
+    }
+
+    #[test]
+    fn fresh_until_the_margin_then_not() {
+        let t = token(1_000, 3600, 60);
+        assert!(t.is_fresh(1_000));
+        assert!(t.is_fresh(4_539));
+        assert!(!t.is_fresh(4_540));
+        assert!(!t.is_fresh(10_000));
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_normalised() {
+        for raw in ["bearer", "Bearer", "BEARER"] {
+            assert_eq!(Scheme::parse(raw), Some(Scheme::Bearer));
+        }
+        assert_eq!(Scheme::parse("mac"), None);
+        assert_eq!(token(0, 100, 0).authorization().expose(), "Bearer t");
+    }
+}
