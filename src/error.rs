@@ -99,7 +99,13 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
-    /// Anything else (a platform call that failed, a request the proxy cannot serve).
+    /// The proxy cannot serve this request as sent (RFC 9110 §15.5.1).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The upstream API could not be reached (RFC 9110 §15.6.3).
+    #[error("upstream request failed: {0}")]
+    Upstream(String),
+    /// Anything else (a platform call that failed).
     #[error("{0}")]
     Other(String),
 }
@@ -118,8 +124,9 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Config { .. } | Self::Other(_) => 500,
-            Self::Refused { .. } | Self::InvalidResponse { .. } => 502,
+            Self::Refused { .. } | Self::InvalidResponse { .. } | Self::Upstream(_) => 502,
             Self::Unavailable { .. } => 503,
+            Self::BadRequest(_) => 400,
         }
     }
 
@@ -130,6 +137,8 @@ impl Error {
             Self::Refused { code, .. } => code.as_str(),
             Self::Unavailable { .. } => "temporarily_unavailable",
             Self::InvalidResponse { .. } => "invalid_token_response",
+            Self::BadRequest(_) => "invalid_request",
+            Self::Upstream(_) => "upstream_unreachable",
             Self::Other(_) => "server_error",
         }
     }
@@ -173,7 +182,8 @@ impl Error {
                 reason: clean(reason),
             },
             Self::Other(s) => Self::Other(clean(s)),
-            config @ Self::Config { .. } => config,
+            Self::Upstream(s) => Self::Upstream(clean(s)),
+            other @ (Self::Config { .. } | Self::BadRequest(_)) => other,
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     url.set_path(incoming.path());
     url.set_query(incoming.query());
     if url.origin() != origin.origin() {
-        return Err(Error::Other("request path would leave UPSTREAM_ORIGIN".into()));
+        return Err(Error::BadRequest("request path would leave UPSTREAM_ORIGIN".into()));
     }
     Ok(url)
 }

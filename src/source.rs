@@ -21,23 +21,52 @@ use crate::transport::HttpClient;
 /// Receives one JSON log line at a time.
 pub type LogSink = Rc<dyn Fn(&str)>;
 
-type Flight = Shared<LocalBoxFuture<'static, Result<Token>>>;
+/// Runs one token request on behalf of every caller waiting for it.
+///
+/// The request must not belong to any one caller: in workerd, a task woken from another request's
+/// context is cancelled when that request ends, so the edge runs flights as JS promises that each
+/// caller awaits from its own context. Natively a shared future does the same job.
+pub trait Flights {
+    /// What waiters hold to await the flight.
+    type Handle: Clone;
+    /// Starts `work`, which runs to completion whichever caller waits.
+    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle;
+    /// Resolves when the flight behind `handle` is over.
+    fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()>;
+}
 
-struct Inner<H, S> {
+/// Flights as shared futures, driven by whichever waiter polls: for native use and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SharedFlights;
+
+impl Flights for SharedFlights {
+    type Handle = Shared<LocalBoxFuture<'static, ()>>;
+    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle {
+        work.shared()
+    }
+    fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()> {
+        handle.clone().boxed_local()
+    }
+}
+
+type Outcome = Rc<RefCell<Option<Result<Token>>>>;
+
+struct Inner<H, S, F: Flights> {
     config: Config,
     http: H,
     store: S,
+    flights: F,
     log: LogSink,
     memory: RefCell<Option<Token>>,
-    flight: RefCell<Option<Flight>>,
+    flight: RefCell<Option<(F::Handle, Outcome)>>,
 }
 
 /// A cached, single-flight source of access tokens for one configuration.
-pub struct TokenSource<H, S> {
-    inner: Rc<Inner<H, S>>,
+pub struct TokenSource<H, S, F: Flights = SharedFlights> {
+    inner: Rc<Inner<H, S, F>>,
 }
 
-impl<H, S> Clone for TokenSource<H, S> {
+impl<H, S, F: Flights> Clone for TokenSource<H, S, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -45,15 +74,23 @@ impl<H, S> Clone for TokenSource<H, S> {
     }
 }
 
-impl<H: HttpClient + 'static, S: TokenStore + 'static> TokenSource<H, S> {
+impl<H: HttpClient + 'static, S: TokenStore + 'static> TokenSource<H, S, SharedFlights> {
     /// A source for `config` that fetches through `http`, shares tokens through `store` and
     /// reports to `log`.
     pub fn new(config: Config, http: H, store: S, log: LogSink) -> Self {
+        Self::with_flights(config, http, store, SharedFlights, log)
+    }
+}
+
+impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> TokenSource<H, S, F> {
+    /// Like [`TokenSource::new`], running token requests with `flights`.
+    pub fn with_flights(config: Config, http: H, store: S, flights: F, log: LogSink) -> Self {
         Self {
             inner: Rc::new(Inner {
                 config,
                 http,
                 store,
+                flights,
                 log,
                 memory: RefCell::new(None),
                 flight: RefCell::new(None),
@@ -71,22 +108,26 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static> TokenSource<H, S> {
         if let Some(t) = self.inner.memory.borrow().as_ref().filter(|t| t.is_fresh(now)) {
             return Ok(t.clone());
         }
-        let flight = {
+        let (handle, outcome) = {
             let mut slot = self.inner.flight.borrow_mut();
             slot.get_or_insert_with(|| {
                 let inner = self.inner.clone();
-                async move {
+                let outcome: Outcome = Rc::default();
+                let out = outcome.clone();
+                let work = async move {
                     let result = acquire(&inner, now).await;
-                    // The flight ends here, whoever is polling it; the next miss starts a new one.
+                    *out.borrow_mut() = Some(result);
+                    // The flight ends here; the next miss starts a new one.
                     inner.flight.borrow_mut().take();
-                    result
                 }
-                .boxed_local()
-                .shared()
+                .boxed_local();
+                (self.inner.flights.start(work), outcome)
             })
             .clone()
         };
-        flight.await
+        self.inner.flights.wait(&handle).await;
+        let result = outcome.borrow().clone();
+        result.unwrap_or_else(|| Err(Error::Other("token request was abandoned".into())))
     }
 
     /// Forgets the token held in memory (the shared store keeps its copy until it expires).
@@ -95,7 +136,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static> TokenSource<H, S> {
     }
 }
 
-async fn acquire<H: HttpClient, S: TokenStore>(inner: &Inner<H, S>, now: u64) -> Result<Token> {
+async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(inner: &Inner<H, S, F>, now: u64) -> Result<Token> {
     match inner.store.get(TOKEN_ENTRY).await {
         Ok(Some(raw)) => match decode_record(&raw) {
             Some(t) if t.is_fresh(now) => {

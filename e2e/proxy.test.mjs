@@ -1,0 +1,259 @@
+// End to end: the built Worker in workerd (Miniflare) against oidc-provider and a protected API
+// that verifies every token, all on loopback. The token endpoint's request count is the product's
+// main promise, so most tests assert it exactly.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
+import { startApi, startTrap } from './support/api.mjs';
+import { startWorker } from './support/worker.mjs';
+
+let idp;
+let api;
+let trap;
+const workers = [];
+
+before(async () => {
+  idp = await startIdp();
+  api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+  trap = await startTrap();
+});
+
+after(async () => {
+  // Across the whole suite: no log line of any Worker carries a secret or a token.
+  const tokens = new Set(api.seen.map((r) => (r.headers.authorization ?? '').replace(/^Bearer /, '')).filter((t) => t.length > 20));
+  const secrets = [CLIENTS.basic.secret, CLIENTS.post.secret, 'caller-secret-token', ...tokens];
+  for (const w of workers) {
+    for (const line of w.logs) {
+      for (const s of secrets) assert.ok(!line.includes(s), `a log line carries a secret or token: ${line.slice(0, 120)}`);
+      assert.ok(!/Basic [A-Za-z0-9+/=]{8,}/.test(line), `a log line carries Basic credentials: ${line.slice(0, 120)}`);
+    }
+  }
+  await Promise.all(workers.map((w) => w.dispose()));
+  await api.close();
+  await trap.close();
+  await idp.close();
+});
+
+function settings(client = CLIENTS.basic, extra = {}) {
+  return {
+    OAUTH_TOKEN_URL: idp.tokenUrl,
+    OAUTH_CLIENT_ID: client.id,
+    OAUTH_CLIENT_SECRET: client.secret,
+    OAUTH_AUTH_METHOD: client.method,
+    OAUTH_SCOPE: 'read:things',
+    UPSTREAM_ORIGIN: api.origin,
+    ...extra,
+  };
+}
+
+async function worker(opts) {
+  const w = await startWorker(opts);
+  workers.push(w);
+  return w;
+}
+
+const networkFetches = (w) => w.events().filter((e) => e.event === 'token' && e.source === 'network').length;
+
+test('client_secret_basic with a secret full of %+:/=& reaches the API', async () => {
+  idp.setFault('ok');
+  idp.resetCount();
+  const w = await worker({ bindings: settings(CLIENTS.basic) });
+  const r = await w.fetch('/things?x=1&y=%20z');
+  assert.equal(r.status, 200);
+  const body = await r.json();
+  assert.equal(body.client_id, CLIENTS.basic.id);
+  assert.equal(body.url, '/things?x=1&y=%20z');
+  assert.equal(idp.tokenRequests, 1);
+  assert.match(idp.authHeaders[0], /^Basic /);
+});
+
+test('client_secret_post sends the credentials in the body', async () => {
+  idp.resetCount();
+  const w = await worker({ bindings: settings(CLIENTS.post) });
+  const r = await w.fetch('/things');
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).client_id, CLIENTS.post.id);
+  assert.equal(idp.tokenRequests, 1);
+  assert.equal(idp.authHeaders[0], null);
+});
+
+test('100 concurrent requests on a cold isolate make exactly 1 token request; a second isolate sharing KV makes 0', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-kv-'));
+  try {
+    idp.resetCount();
+    const first = await worker({ bindings: settings(), kvPersist: dir });
+    const statuses = await Promise.all(Array.from({ length: 100 }, (_, i) => first.fetch(`/things?i=${i}`).then((r) => r.status)));
+    assert.deepEqual(new Set(statuses), new Set([200]));
+    assert.equal(idp.tokenRequests, 1, 'token requests for 100 concurrent cold requests');
+    assert.equal(networkFetches(first), 1);
+    console.log(`# concurrency: 100 requests, ${idp.tokenRequests} token request(s)`);
+
+    // The KV entry is keyed by a hash: no client id, no secret in the key.
+    const kv = await first.mf.getKVNamespace('TOKEN_CACHE');
+    const { keys } = await kv.list();
+    assert.equal(keys.length, 1);
+    assert.match(keys[0].name, /^m2m:v1:[A-Za-z0-9_-]{43}:token$/);
+    assert.ok(!keys[0].name.includes(CLIENTS.basic.id));
+
+    const second = await worker({ bindings: settings(), kvPersist: dir });
+    const more = await Promise.all(Array.from({ length: 20 }, () => second.fetch('/things').then((r) => r.status)));
+    assert.deepEqual(new Set(more), new Set([200]));
+    assert.equal(idp.tokenRequests, 1, 'the second isolate found the token in KV');
+    assert.equal(second.events().filter((e) => e.event === 'token' && e.source === 'kv').length, 1);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a corrupt KV value is a miss and gets overwritten', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-kv-'));
+  try {
+    idp.resetCount();
+    const first = await worker({ bindings: settings(), kvPersist: dir });
+    assert.equal((await first.fetch('/things')).status, 200);
+    const kv = await first.mf.getKVNamespace('TOKEN_CACHE');
+    const [{ name }] = (await kv.list()).keys;
+    await kv.put(name, '{"not":"ours"}');
+    // A cold isolate reads the foreign value, treats it as a miss, and replaces it.
+    const second = await worker({ bindings: settings(), kvPersist: dir });
+    assert.equal((await second.fetch('/things')).status, 200);
+    assert.equal(idp.tokenRequests, 2);
+    const kv2 = await second.mf.getKVNamespace('TOKEN_CACHE');
+    assert.match(await kv2.get(name), /"v":1/);
+    assert.ok(second.events().some((e) => e.event === 'cache' && e.outcome === 'corrupt'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bodies arrive byte-identical, in both directions', async () => {
+  const w = await worker({ bindings: settings() });
+  const payload = crypto.randomBytes(256 * 1024);
+  const r = await w.fetch('/echo', { method: 'POST', body: payload, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(r.status, 200);
+  assert.ok(Buffer.from(await r.arrayBuffer()).equals(payload));
+  for (const method of ['PUT', 'PATCH', 'DELETE']) {
+    const text = `{"m":"${method}","ü":"✓"}`;
+    const res = await w.fetch('/things', { method, body: text });
+    const body = await res.json();
+    assert.equal(body.method, method);
+    assert.equal(body.body_sha256, crypto.createHash('sha256').update(text).digest('hex'));
+  }
+});
+
+test("the caller's Authorization and Proxy-Authorization never reach the upstream", async () => {
+  const w = await worker({ bindings: settings() });
+  const before = api.seen.length;
+  const r = await w.fetch('/things', {
+    headers: {
+      authorization: 'Bearer caller-secret-token',
+      'proxy-authorization': 'Basic Y2FsbGVyOnNlY3JldA==',
+      'x-request-id': 'abc-123',
+    },
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-demo-api'), 'yes', 'upstream response headers come back unchanged');
+  const got = api.seen.slice(before);
+  assert.equal(got.length, 1);
+  assert.notEqual(got[0].headers.authorization, 'Bearer caller-secret-token');
+  assert.match(got[0].headers.authorization, /^Bearer ey/);
+  assert.equal(got[0].headers['proxy-authorization'], undefined);
+  assert.equal(got[0].headers['x-request-id'], 'abc-123');
+});
+
+test('no path or header sends a request (or the token) to another origin', async () => {
+  const w = await worker({ bindings: settings() });
+  const evil = trap.host;
+  const paths = [
+    `//${evil}/x`,
+    `/http://${evil}/x`,
+    `/%2F%2F${evil}/x`,
+    `/%2f%2f${evil}`,
+    `/\\\\${evil}/x`,
+    `/@${evil}/x`,
+    `/..%2F..%2F${evil}`,
+    `/a/../../${evil}`,
+  ];
+  for (const p of paths) {
+    const r = await w.fetch(`http://proxy.internal${p}`, { headers: { host: evil, 'x-forwarded-host': evil, forwarded: `host=${evil}` } });
+    await r.arrayBuffer();
+    assert.ok([200, 401, 404].includes(r.status), `${p}: ${r.status}`);
+  }
+  assert.equal(trap.seen.length, 0, `trap reached: ${JSON.stringify(trap.seen.map((s) => s.url))}`);
+  const hosts = new Set(api.seen.slice(-paths.length).map((s) => s.headers.host));
+  assert.deepEqual(hosts, new Set([new URL(api.origin).host]));
+});
+
+// What callers see when the token endpoint misbehaves: an honest status and a JSON error,
+// without a secret in the body.
+const faults = [
+  { fault: 'status500', status: 503, error: 'temporarily_unavailable', retryAfter: true },
+  { fault: 'status503', status: 503, error: 'temporarily_unavailable', retryAfter: true },
+  { fault: 'html', status: 502, error: 'invalid_token_response', match: /HTML/ },
+  { fault: 'truncated', status: 502, error: 'invalid_token_response', match: /truncated/ },
+  { fault: 'no_access_token', status: 502, error: 'invalid_token_response', match: /access_token/ },
+  { fault: 'invalid_client', status: 502, error: 'invalid_client', match: /client authentication failed/ },
+];
+for (const f of faults) {
+  test(`token endpoint fault ${f.fault} gives ${f.status} ${f.error}`, async () => {
+    idp.setFault(f.fault);
+    try {
+      const w = await worker({ bindings: settings(), kv: false });
+      // Concurrent callers share the failing request and all get the same answer.
+      const rs = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
+      for (const r of rs) {
+        assert.equal(r.status, f.status);
+        assert.match(r.headers.get('content-type'), /application\/json/);
+        assert.equal(r.headers.has('retry-after'), !!f.retryAfter);
+        const text = await r.text();
+        const body = JSON.parse(text);
+        assert.equal(body.error, f.error);
+        assert.equal(typeof body.error_description, 'string');
+        if (f.match) assert.match(body.error_description, f.match);
+        assert.ok(!text.includes(CLIENTS.basic.secret));
+      }
+      const errs = w.events().filter((e) => e.event === 'token' && e.outcome === 'error');
+      assert.ok(errs.length >= 1 && errs.length <= 10);
+    } finally {
+      idp.setFault('ok');
+    }
+  });
+}
+
+test('a token endpoint that is down gives 503 with Retry-After', async () => {
+  const w = await worker({ bindings: settings({ ...CLIENTS.basic }, { OAUTH_TOKEN_URL: 'http://127.0.0.1:9/token', OAUTH_TIMEOUT_MS: '2000' }), kv: false });
+  const r = await w.fetch('/things');
+  assert.equal(r.status, 503);
+  assert.ok(Number(r.headers.get('retry-after')) > 0);
+  assert.equal((await r.json()).error, 'temporarily_unavailable');
+});
+
+test('a missing or malformed setting gives 500 naming it, never its value', async () => {
+  const cases = [
+    [{ OAUTH_CLIENT_ID: undefined }, 'OAUTH_CLIENT_ID'],
+    [{ OAUTH_CLIENT_SECRET: undefined }, 'OAUTH_CLIENT_SECRET'],
+    [{ OAUTH_TOKEN_URL: 'http://idp.example.com/token' }, 'OAUTH_TOKEN_URL'],
+    [{ UPSTREAM_ORIGIN: undefined }, 'UPSTREAM_ORIGIN'],
+    [{ UPSTREAM_ORIGIN: 'https://api.example.com/v1' }, 'UPSTREAM_ORIGIN'],
+    [{ OAUTH_AUTH_METHOD: 'client_secret_jwt' }, 'OAUTH_AUTH_METHOD'],
+  ];
+  for (const [change, name] of cases) {
+    const bindings = settings();
+    for (const [k, v] of Object.entries(change)) {
+      if (v === undefined) delete bindings[k];
+      else bindings[k] = v;
+    }
+    const w = await worker({ bindings, kv: false });
+    const r = await w.fetch('/things');
+    assert.equal(r.status, 500, name);
+    const text = await r.text();
+    const body = JSON.parse(text);
+    assert.equal(body.error, 'configuration_error');
+    assert.match(body.error_description, new RegExp(name));
+    assert.ok(!text.includes(CLIENTS.basic.secret));
+  }
+});

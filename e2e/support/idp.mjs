@@ -1,0 +1,112 @@
+// A real, certified authorization server (oidc-provider) on loopback, behind a thin wrapper that
+// counts token requests and can be told to misbehave, so tests see exactly what the IdP saw.
+import http from 'node:http';
+import Provider from 'oidc-provider';
+import { generateKeyPair, exportJWK } from 'jose';
+
+export const API_AUDIENCE = 'https://api.demo.local';
+export const SCOPES = 'read:things write:things';
+
+/** Clients registered at the IdP. The basic client's secret has every character that
+ *  RFC 6749 §2.3.1 form-encoding must protect. */
+export const CLIENTS = {
+  basic: { id: 'm2m-basic', secret: 'Sx%+:/=&y-basic-9f8e7d6c5b4a3210', method: 'client_secret_basic' },
+  post: { id: 'm2m-post', secret: 'Px%+:/=&y-post-0123456789abcdef', method: 'client_secret_post' },
+};
+
+function listen(server) {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+}
+
+/**
+ * Starts the IdP. `tokenTtl` is the access token lifetime in seconds.
+ * Faults (setFault): 'ok', 'status500', 'status503', 'html', 'truncated', 'no_access_token',
+ * 'invalid_client', or { delayMs } to answer late.
+ */
+export async function startIdp({ tokenTtl = 3600 } = {}) {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), kid: 'demo-es256', alg: 'ES256', use: 'sig' };
+
+  const server = http.createServer();
+  const port = await listen(server);
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const provider = new Provider(issuer, {
+    clients: Object.values(CLIENTS).map((c) => ({
+      client_id: c.id,
+      client_secret: c.secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: c.method,
+      id_token_signed_response_alg: 'ES256',
+      scope: SCOPES,
+    })),
+    scopes: SCOPES.split(' '),
+    ttl: { ClientCredentials: tokenTtl },
+    jwks: { keys: [jwk] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => API_AUDIENCE,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: SCOPES,
+          audience: API_AUDIENCE,
+          accessTokenTTL: tokenTtl,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
+      },
+    },
+  });
+  provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
+  const callback = provider.callback();
+
+  const state = { fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [] };
+  server.on('request', (req, res) => {
+    if (req.method !== 'POST' || !req.url.startsWith('/token')) return callback(req, res);
+    state.tokenRequests += 1;
+    state.authHeaders.push(req.headers.authorization ?? null);
+    const fault = state.fault;
+    const send = (status, type, body) => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    switch (fault) {
+      case 'ok':
+        return callback(req, res);
+      case 'status500':
+        return send(500, 'application/json', '{"error":"server_error"}');
+      case 'status503':
+        return send(503, 'text/plain', 'maintenance');
+      case 'html':
+        return send(200, 'text/html', '<!doctype html><html><body>Sign in</body></html>');
+      case 'truncated':
+        return send(200, 'application/json', '{"access_token":"eyJhbGciOiJFUzI1NiJ9.eyJ');
+      case 'no_access_token':
+        return send(200, 'application/json', '{"token_type":"Bearer","expires_in":3600}');
+      case 'invalid_client':
+        return send(401, 'application/json', '{"error":"invalid_client","error_description":"client authentication failed"}');
+      default:
+        if (fault && fault.delayMs) {
+          setTimeout(() => callback(req, res), fault.delayMs);
+          return undefined;
+        }
+        throw new Error(`unknown fault ${JSON.stringify(fault)}`);
+    }
+  });
+
+  return {
+    issuer,
+    tokenUrl: `${issuer}/token`,
+    jwksUrl: `${issuer}/jwks`,
+    get tokenRequests() { return state.tokenRequests; },
+    get authHeaders() { return state.authHeaders; },
+    setFault(f) { state.fault = f; },
+    resetCount() { state.tokenRequests = 0; state.authHeaders = []; },
+    close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
+  };
+}

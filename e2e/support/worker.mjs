@@ -1,0 +1,62 @@
+// The built proxy Worker (build/index.js) in workerd, through Miniflare's Node API.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
+ * TOKEN_CACHE; `kvPersist` shares KV between instances through a directory; `port` listens.
+ * Every line the Worker logs is kept in `logs`.
+ */
+export async function startWorker({ bindings, kv = true, kvPersist, port } = {}) {
+  const logs = [];
+  const collect = (stream) => {
+    let buf = '';
+    stream.on('data', (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        logs.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+  };
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(root, 'build/index.js'),
+    modulesRoot: path.join(root, 'build'),
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+    cf: false,
+    kvNamespaces: kv ? ['TOKEN_CACHE'] : [],
+    kvPersist,
+    bindings,
+    host: '127.0.0.1',
+    port,
+    handleRuntimeStdio(stdout, stderr) {
+      collect(stdout);
+      collect(stderr);
+    },
+  });
+  const url = await mf.ready;
+  return {
+    mf,
+    url,
+    logs,
+    /** Parsed JSON log lines of the Worker. */
+    events() {
+      return logs.flatMap((l) => {
+        const i = l.indexOf('{');
+        if (i < 0) return [];
+        try { return [JSON.parse(l.slice(i))]; } catch { return []; }
+      });
+    },
+    fetch(p, init) { return mf.dispatchFetch(new URL(p, 'http://proxy.internal').toString(), init); },
+    dispose() { return mf.dispose(); },
+  };
+}

@@ -1,0 +1,29 @@
+//! The Workers edge: the only code that touches `fetch`, KV, WebCrypto and the clock.
+//! Each piece is a thin adapter from a platform API to a core trait or type.
+
+pub mod client;
+pub mod crypto;
+pub mod env;
+pub mod fetch;
+pub mod kv;
+pub mod proxy;
+
+/// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
+pub fn now_secs() -> u64 {
+    (js_sys::Date::now() / 1000.0) as u64
+}
+
+/// Prints one log line with `console.log`, which Workers Logs and `wrangler tail` collect.
+pub fn log_line(line: &str) {
+    web_sys::console::log_1(&line.into());
+}
+
+/// A JS exception as text, for error messages. Platform errors carry no secrets of ours: request
+/// headers and bodies are never part of a `TypeError` from `fetch` or KV.
+pub(crate) fn js_error_text(e: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        return String::from(err.message());
+    }
+    e.as_string().unwrap_or_else(|| "unknown JavaScript error".into())
+}
