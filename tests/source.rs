@@ -1,4 +1,5 @@
 //! The cache and single flight, natively, with a fixed clock and test doubles.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -26,7 +26,7 @@ type EdgeSource = TokenSource<PlatformHttp, EdgeStore, PromiseFlights>;
 
 thread_local! {
     // One token source per configuration per isolate, so that `from_env` on every request still
-    // finds the token (and the in-flight request) of earlier ones. Keyed by the cache-key material,
+    // finds the token (and the in-flight request) of earlier ones. Keyed by the whole configuration,
     // so a rotated secret gets a fresh source.
     static SOURCES: RefCell<HashMap<Vec<u8>, EdgeSource>> = RefCell::new(HashMap::new());
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
@@ -57,10 +57,13 @@ impl TokenClient {
             ));
         }
         let material = cache_key_material(&config);
+        let mut registry_key = material.clone();
+        registry_key.extend_from_slice(&config.timeout_ms.to_be_bytes());
+        registry_key.extend_from_slice(&config.expiry_margin_secs.to_be_bytes());
         let source = SOURCES.with(|sources| {
             sources
                 .borrow_mut()
-                .entry(material.clone())
+                .entry(registry_key)
                 .or_insert_with(|| {
                     TokenSource::with_flights(
                         config.clone(),

@@ -1,0 +1,198 @@
+//! The Workers edge in the wasm build, under Node (`wasm-pack test --node`): the real `fetch`
+//! against a loopback token server, WebCrypto, and the KV cache over a Map-backed KV object.
+#![cfg(target_arch = "wasm32")]
+
+use futures_util::future::join_all;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::wasm_bindgen_test;
+use worker::kv::KvStore;
+use worker::Env;
+use worker_m2m::edge::crypto::sha256;
+use worker_m2m::edge::fetch::PlatformHttp;
+use worker_m2m::transport::{HttpClient, HttpRequest};
+use worker_m2m::{Config, TokenClient};
+
+#[wasm_bindgen(inline_js = r#"
+const http = process.getBuiltinModule('node:http');
+
+// mode: 'token' answers a token after 20 ms; 'hang' never answers; 'big' sends 100 KB.
+export function start_server(mode) {
+  const state = { count: 0, lastAuth: null, lastBody: '' };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      state.count += 1;
+      state.lastAuth = req.headers.authorization ?? null;
+      state.lastBody = body;
+      if (mode === 'hang') return;
+      if (mode === 'big') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end('{"access_token":"' + 'a'.repeat(100000) + '"}');
+      }
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ access_token: 'tok-' + state.count, token_type: 'bearer', expires_in: 3600 }));
+      }, 20);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    server.unref();
+    resolve({
+      url: 'http://127.0.0.1:' + server.address().port + '/token',
+      get count() { return state.count; },
+      get lastAuth() { return state.lastAuth; },
+      get lastBody() { return state.lastBody; },
+      close() { server.closeAllConnections(); server.close(); },
+    });
+  }));
+}
+
+// An Env with plain string vars and a Map-backed KV namespace, as workerd would pass it.
+export function make_env(vars) {
+  const map = new Map();
+  const kv = {
+    map, reads: 0, puts: [],
+    async get(key) { kv.reads += 1; return map.has(key) ? map.get(key) : null; },
+    async getWithMetadata(key) { return { value: map.get(key) ?? null, metadata: null }; },
+    async put(key, value, opts) { kv.puts.push({ key, opts }); map.set(key, value); },
+    async list() { return { keys: [...map.keys()].map((name) => ({ name })), list_complete: true }; },
+    async delete(key) { map.delete(key); },
+  };
+  return { ...vars, TOKEN_CACHE: kv };
+}
+"#)]
+extern "C" {
+    type TestServer;
+    #[wasm_bindgen(catch)]
+    async fn start_server(mode: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, getter)]
+    fn url(this: &TestServer) -> String;
+    #[wasm_bindgen(method, getter)]
+    fn count(this: &TestServer) -> u32;
+    #[wasm_bindgen(method, getter, js_name = lastAuth)]
+    fn last_auth(this: &TestServer) -> Option<String>;
+    #[wasm_bindgen(method, getter, js_name = lastBody)]
+    fn last_body(this: &TestServer) -> String;
+    #[wasm_bindgen(method)]
+    fn close(this: &TestServer);
+    fn make_env(vars: &JsValue) -> JsValue;
+}
+
+async fn server(mode: &str) -> TestServer {
+    start_server(mode).await.unwrap().unchecked_into()
+}
+
+fn env(token_url: &str, secret: &str, extra: &[(&str, &str)]) -> JsValue {
+    let vars = js_sys::Object::new();
+    let set = |k: &str, v: &str| js_sys::Reflect::set(&vars, &k.into(), &v.into()).unwrap();
+    set("OAUTH_TOKEN_URL", token_url);
+    set("OAUTH_CLIENT_ID", "wasm-client");
+    set("OAUTH_CLIENT_SECRET", secret);
+    set("OAUTH_SCOPE", "read");
+    for (k, v) in extra {
+        set(k, v);
+    }
+    make_env(&vars)
+}
+
+fn kv_of(env: &JsValue) -> JsValue {
+    js_sys::Reflect::get(env, &"TOKEN_CACHE".into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn sha256_is_webcrypto_sha256() {
+    let d = sha256(b"abc").await.unwrap();
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+#[wasm_bindgen_test]
+async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
+    let srv = server("token").await;
+    // A distinct secret per test: the isolate-wide registry is keyed by configuration.
+    let env_js = env(&srv.url(), "p%+:/=&-flight", &[]);
+    let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+    let tokens = join_all((0..10).map(|_| client.token())).await;
+    assert_eq!(srv.count(), 1, "10 concurrent callers, one token request");
+    for t in &tokens {
+        assert_eq!(t.as_ref().unwrap().authorization().expose(), "Bearer tok-1");
+    }
+    assert_eq!(srv.last_auth().unwrap(), "Basic d2FzbS1jbGllbnQ6cCUyNSUyQiUzQSUyRiUzRCUyNi1mbGlnaHQ=");
+    assert_eq!(srv.last_body(), "grant_type=client_credentials&scope=read");
+
+    // Stored under a hashed key, for fresh_until - now = 3540 s.
+    let kv = kv_of(&env_js);
+    let map: js_sys::Map = js_sys::Reflect::get(&kv, &"map".into()).unwrap().unchecked_into();
+    let keys: Vec<String> = map.keys().into_iter().map(|k| k.unwrap().as_string().unwrap()).collect();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].starts_with("m2m:v1:") && keys[0].ends_with(":token") && !keys[0].contains("wasm-client"));
+    let puts: js_sys::Array = js_sys::Reflect::get(&kv, &"puts".into()).unwrap().unchecked_into();
+    let ttl = js_sys::Reflect::get(&js_sys::Reflect::get(&puts.get(0), &"opts".into()).unwrap(), &"expirationTtl".into()).unwrap();
+    assert!((3539.0..=3540.0).contains(&ttl.as_f64().unwrap()), "{ttl:?}");
+
+    // A client made on a later request finds the token in memory: no KV read, no request.
+    let reads = js_sys::Reflect::get(&kv, &"reads".into()).unwrap().as_f64().unwrap();
+    let again = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+    assert_eq!(again.token().await.unwrap().access_token().expose(), "tok-1");
+    assert_eq!(js_sys::Reflect::get(&kv, &"reads".into()).unwrap().as_f64().unwrap(), reads);
+    assert_eq!(srv.count(), 1);
+    srv.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_new_isolate_reads_the_token_from_kv() {
+    let srv = server("token").await;
+    let env_js = env(&srv.url(), "kv-share-secret", &[]);
+    let kv = KvStore::from_this(&env_js, "TOKEN_CACHE").unwrap();
+    let config = Config::from_lookup(|k| js_sys::Reflect::get(&env_js, &k.into()).ok()?.as_string()).unwrap();
+    let first = TokenClient::new(config.clone(), Some(kv.clone()));
+    first.token().await.unwrap();
+    // Same configuration but a different timeout: same cache key, a separate in-memory source,
+    // as a second isolate would have.
+    let mut other = config;
+    other.timeout_ms += 1;
+    let second = TokenClient::new(other, Some(kv));
+    let reads = || js_sys::Reflect::get(&kv_of(&env_js), &"reads".into()).unwrap().as_f64().unwrap();
+    let before = reads();
+    assert_eq!(second.token().await.unwrap().access_token().expose(), "tok-1");
+    assert_eq!(srv.count(), 1);
+    assert_eq!(reads(), before + 1.0, "the second source read KV once");
+    srv.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_hanging_token_endpoint_times_out() {
+    let srv = server("hang").await;
+    let http = PlatformHttp::new(200);
+    let err = http
+        .execute(HttpRequest {
+            method: "POST",
+            url: srv.url(),
+            headers: vec![],
+            body: b"grant_type=client_credentials".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("timed out after 200 ms"), "{}", err.reason);
+    srv.close();
+}
+
+#[wasm_bindgen_test]
+async fn an_oversized_response_is_refused() {
+    let srv = server("big").await;
+    let env_js = env(&srv.url(), "big-secret", &[]);
+    let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+    let err = client.token().await.unwrap_err();
+    assert_eq!(err.http_status(), 502);
+    assert!(err.to_string().contains("exceeds 65536 bytes"), "{err}");
+    srv.close();
+}
+
+#[wasm_bindgen_test]
+async fn missing_settings_are_named() {
+    let vars = js_sys::Object::new();
+    let err = TokenClient::from_env(make_env(&vars).unchecked_ref::<Env>()).err().unwrap();
+    assert!(err.to_string().contains("OAUTH_TOKEN_URL"), "{err}");
+}
