@@ -40,7 +40,10 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
 /// The KV key for a digest of [`cache_key_material`]: `m2m:v1:` and the digest in base64url.
 pub fn cache_key(digest: &[u8]) -> String {
     use base64::Engine as _;
-    format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+    format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
 }
 
 #[cfg(test)]
@@ -67,10 +70,16 @@ mod tests {
     fn every_selecting_field_separates_keys() {
         type Edit = fn(&mut Config);
         let edits: &[(&str, Edit)] = &[
-            ("token url", |c| c.token_url = "https://idp.example/other".parse().unwrap()),
+            ("token url", |c| {
+                c.token_url = "https://idp.example/other".parse().unwrap()
+            }),
             ("client id", |c| c.client_id = "client-b".into()),
-            ("secret", |c| c.auth = ClientAuth::Basic(ClientSecret::new("secret-2"))),
-            ("method", |c| c.auth = ClientAuth::Post(ClientSecret::new("secret-1"))),
+            ("secret", |c| {
+                c.auth = ClientAuth::Basic(ClientSecret::new("secret-2"))
+            }),
+            ("method", |c| {
+                c.auth = ClientAuth::Post(ClientSecret::new("secret-1"))
+            }),
             ("scope", |c| c.scope = Some("write".into())),
             ("no scope", |c| c.scope = None),
             ("empty scope", |c| c.scope = Some(String::new())),

@@ -88,12 +88,20 @@ fn require(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Resu
     var(lookup, name).ok_or_else(|| Error::config(name, "is not set"))
 }
 
-fn number(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64, max: u64) -> Result<u64> {
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64> {
     match var(lookup, name) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n <= max => Ok(n),
-            _ => Err(Error::config(name, format!("must be a whole number from 0 to {max}"))),
+            _ => Err(Error::config(
+                name,
+                format!("must be a whole number from 0 to {max}"),
+            )),
         },
     }
 }
@@ -101,7 +109,9 @@ fn number(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default:
 /// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts allowed over plain http.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -110,11 +120,17 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// Parses a URL setting that must be https (http only for loopback), with no credentials or fragment.
 pub(crate) fn parse_endpoint(setting: &'static str, raw: &str) -> Result<Url> {
-    let url = Url::parse(raw).map_err(|e| Error::config(setting, format!("is not a valid URL ({e})")))?;
+    let url =
+        Url::parse(raw).map_err(|e| Error::config(setting, format!("is not a valid URL ({e})")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(Error::config(setting, "must use https (http is allowed only for loopback hosts)")),
+        "http" => {
+            return Err(Error::config(
+                setting,
+                "must use https (http is allowed only for loopback hosts)",
+            ))
+        }
         _ => return Err(Error::config(setting, "must be an https URL")),
     }
     if url.host().is_none() {
@@ -137,7 +153,10 @@ fn parse_extra_params(raw: &str) -> Result<Vec<(String, String)>> {
             return Err(Error::config(NAME, "has a pair with an empty name"));
         }
         if RESERVED_PARAMS.contains(&k.as_ref()) {
-            return Err(Error::config(NAME, format!("may not set `{k}` (it has its own setting)")));
+            return Err(Error::config(
+                NAME,
+                format!("may not set `{k}` (it has its own setting)"),
+            ));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -148,7 +167,10 @@ impl Config {
     /// Builds the configuration from a lookup of Worker vars and secrets by name.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         if var(&lookup, "OAUTH_ISSUER").is_some() && var(&lookup, "OAUTH_TOKEN_URL").is_none() {
-            return Err(Error::config("OAUTH_ISSUER", "discovery is not supported yet; set OAUTH_TOKEN_URL"));
+            return Err(Error::config(
+                "OAUTH_ISSUER",
+                "discovery is not supported yet; set OAUTH_TOKEN_URL",
+            ));
         }
         if var(&lookup, "OAUTH_DPOP").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Err(Error::config("OAUTH_DPOP", "DPoP is not supported yet"));
@@ -156,20 +178,32 @@ impl Config {
         let token_url = parse_endpoint("OAUTH_TOKEN_URL", &require(&lookup, "OAUTH_TOKEN_URL")?)?;
         let client_id = require(&lookup, "OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
-            return Err(Error::config("OAUTH_CLIENT_ID", "contains control characters"));
+            return Err(Error::config(
+                "OAUTH_CLIENT_ID",
+                "contains control characters",
+            ));
         }
-        let method = var(&lookup, "OAUTH_AUTH_METHOD").unwrap_or_else(|| "client_secret_basic".into());
+        let method =
+            var(&lookup, "OAUTH_AUTH_METHOD").unwrap_or_else(|| "client_secret_basic".into());
         // Secrets are taken as stored, untrimmed: a trailing space may be part of one.
         let secret = || {
             get(&lookup, "OAUTH_CLIENT_SECRET")
                 .map(ClientSecret::new)
-                .ok_or_else(|| Error::config("OAUTH_CLIENT_SECRET", format!("is not set (required by {method})")))
+                .ok_or_else(|| {
+                    Error::config(
+                        "OAUTH_CLIENT_SECRET",
+                        format!("is not set (required by {method})"),
+                    )
+                })
         };
         let auth = match method.as_str() {
             "client_secret_basic" => ClientAuth::Basic(secret()?),
             "client_secret_post" => ClientAuth::Post(secret()?),
             "private_key_jwt" => {
-                return Err(Error::config("OAUTH_AUTH_METHOD", "private_key_jwt is not supported yet"))
+                return Err(Error::config(
+                    "OAUTH_AUTH_METHOD",
+                    "private_key_jwt is not supported yet",
+                ))
             }
             _ => {
                 return Err(Error::config(
@@ -186,11 +220,17 @@ impl Config {
             token_url,
             client_id,
             auth,
-            scope: var(&lookup, "OAUTH_SCOPE").map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
+            scope: var(&lookup, "OAUTH_SCOPE")
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
             audience: var(&lookup, "OAUTH_AUDIENCE"),
             resource: var(&lookup, "OAUTH_RESOURCE"),
             extra_params,
-            expiry_margin_secs: number(&lookup, "OAUTH_EXPIRY_MARGIN_SECS", DEFAULT_EXPIRY_MARGIN_SECS, 86_400)?,
+            expiry_margin_secs: number(
+                &lookup,
+                "OAUTH_EXPIRY_MARGIN_SECS",
+                DEFAULT_EXPIRY_MARGIN_SECS,
+                86_400,
+            )?,
             timeout_ms: number(&lookup, "OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?.max(1),
         })
     }
@@ -199,10 +239,15 @@ impl Config {
 /// The proxy's one allowed upstream (`UPSTREAM_ORIGIN`), `scheme://host[:port]`.
 pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
     const NAME: &str = "UPSTREAM_ORIGIN";
-    let raw = raw.filter(|v| !v.trim().is_empty()).ok_or_else(|| Error::config(NAME, "is not set"))?;
+    let raw = raw
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| Error::config(NAME, "is not set"))?;
     let url = parse_endpoint(NAME, raw.trim())?;
     if url.path() != "/" || url.query().is_some() {
-        return Err(Error::config(NAME, "must be an origin only: scheme://host[:port], without path or query"));
+        return Err(Error::config(
+            NAME,
+            "must be an origin only: scheme://host[:port], without path or query",
+        ));
     }
     Ok(url)
 }
@@ -218,7 +263,10 @@ mod tests {
     }
 
     const BASE: &[(&str, &str)] = &[
-        ("OAUTH_TOKEN_URL", "https://idp.example/oauth2/default/v1/token"),
+        (
+            "OAUTH_TOKEN_URL",
+            "https://idp.example/oauth2/default/v1/token",
+        ),
         ("OAUTH_CLIENT_ID", "0oa1"),
         ("OAUTH_CLIENT_SECRET", "s3cr%t+:/=&"),
     ];
@@ -248,14 +296,23 @@ mod tests {
             ("OAUTH_SCOPE", "  read   write "),
             ("OAUTH_AUDIENCE", "https://api.example"),
             ("OAUTH_RESOURCE", "https://api.example/"),
-            ("OAUTH_EXTRA_PARAMS", "redirect_uri=http%3A%2F%2Flocalhost&x=1"),
+            (
+                "OAUTH_EXTRA_PARAMS",
+                "redirect_uri=http%3A%2F%2Flocalhost&x=1",
+            ),
             ("OAUTH_EXPIRY_MARGIN_SECS", "30"),
             ("OAUTH_TIMEOUT_MS", "1500"),
         ])
         .unwrap();
         assert_eq!(c.auth.method(), "client_secret_post");
         assert_eq!(c.scope.as_deref(), Some("read write"));
-        assert_eq!(c.extra_params, vec![("redirect_uri".into(), "http://localhost".into()), ("x".into(), "1".into())]);
+        assert_eq!(
+            c.extra_params,
+            vec![
+                ("redirect_uri".into(), "http://localhost".into()),
+                ("x".into(), "1".into())
+            ]
+        );
         assert_eq!((c.expiry_margin_secs, c.timeout_ms), (30, 1500));
     }
 
@@ -263,16 +320,43 @@ mod tests {
     fn errors_name_the_setting_and_hide_the_value() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("OAUTH_TOKEN_URL", "")], "OAUTH_TOKEN_URL: is not set"),
-            (&[("OAUTH_TOKEN_URL", "http://idp.example/token")], "OAUTH_TOKEN_URL: must use https"),
-            (&[("OAUTH_TOKEN_URL", "ftp://idp.example/token")], "OAUTH_TOKEN_URL: must be an https URL"),
-            (&[("OAUTH_TOKEN_URL", "not a url")], "OAUTH_TOKEN_URL: is not a valid URL"),
-            (&[("OAUTH_TOKEN_URL", "https://u:pw@idp.example/t")], "OAUTH_TOKEN_URL: must not contain credentials"),
+            (
+                &[("OAUTH_TOKEN_URL", "http://idp.example/token")],
+                "OAUTH_TOKEN_URL: must use https",
+            ),
+            (
+                &[("OAUTH_TOKEN_URL", "ftp://idp.example/token")],
+                "OAUTH_TOKEN_URL: must be an https URL",
+            ),
+            (
+                &[("OAUTH_TOKEN_URL", "not a url")],
+                "OAUTH_TOKEN_URL: is not a valid URL",
+            ),
+            (
+                &[("OAUTH_TOKEN_URL", "https://u:pw@idp.example/t")],
+                "OAUTH_TOKEN_URL: must not contain credentials",
+            ),
             (&[("OAUTH_CLIENT_ID", " ")], "OAUTH_CLIENT_ID: is not set"),
-            (&[("OAUTH_CLIENT_SECRET", "")], "OAUTH_CLIENT_SECRET: is not set"),
-            (&[("OAUTH_AUTH_METHOD", "magic")], "OAUTH_AUTH_METHOD: must be"),
-            (&[("OAUTH_EXPIRY_MARGIN_SECS", "-1")], "OAUTH_EXPIRY_MARGIN_SECS: must be a whole number"),
-            (&[("OAUTH_TIMEOUT_MS", "soon")], "OAUTH_TIMEOUT_MS: must be a whole number"),
-            (&[("OAUTH_EXTRA_PARAMS", "grant_type=password")], "OAUTH_EXTRA_PARAMS: may not set `grant_type`"),
+            (
+                &[("OAUTH_CLIENT_SECRET", "")],
+                "OAUTH_CLIENT_SECRET: is not set",
+            ),
+            (
+                &[("OAUTH_AUTH_METHOD", "magic")],
+                "OAUTH_AUTH_METHOD: must be",
+            ),
+            (
+                &[("OAUTH_EXPIRY_MARGIN_SECS", "-1")],
+                "OAUTH_EXPIRY_MARGIN_SECS: must be a whole number",
+            ),
+            (
+                &[("OAUTH_TIMEOUT_MS", "soon")],
+                "OAUTH_TIMEOUT_MS: must be a whole number",
+            ),
+            (
+                &[("OAUTH_EXTRA_PARAMS", "grant_type=password")],
+                "OAUTH_EXTRA_PARAMS: may not set `grant_type`",
+            ),
         ];
         for (extra, want) in cases {
             let err = with(extra).unwrap_err().to_string();
@@ -283,7 +367,11 @@ mod tests {
 
     #[test]
     fn http_only_on_loopback() {
-        for ok in ["http://127.0.0.1:9000/token", "http://localhost/token", "http://[::1]:8/token"] {
+        for ok in [
+            "http://127.0.0.1:9000/token",
+            "http://localhost/token",
+            "http://[::1]:8/token",
+        ] {
             assert!(with(&[("OAUTH_TOKEN_URL", ok)]).is_ok(), "{ok}");
         }
         assert!(with(&[("OAUTH_TOKEN_URL", "http://127.0.0.1.evil.example/token")]).is_err());
@@ -292,11 +380,20 @@ mod tests {
     #[test]
     fn upstream_origin_is_an_origin() {
         assert_eq!(
-            parse_upstream_origin(Some("https://api.example:8443".into())).unwrap().as_str(),
+            parse_upstream_origin(Some("https://api.example:8443".into()))
+                .unwrap()
+                .as_str(),
             "https://api.example:8443/"
         );
-        for bad in ["https://api.example/v1", "https://api.example/?a=1", "http://api.example", ""] {
-            let err = parse_upstream_origin(Some(bad.into())).unwrap_err().to_string();
+        for bad in [
+            "https://api.example/v1",
+            "https://api.example/?a=1",
+            "http://api.example",
+            "",
+        ] {
+            let err = parse_upstream_origin(Some(bad.into()))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("UPSTREAM_ORIGIN"), "{bad}: {err}");
         }
     }

@@ -146,7 +146,9 @@ impl Error {
     /// Seconds a caller should wait before retrying, for errors worth retrying.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { retry_after, .. } => Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS)),
+            Self::Unavailable { retry_after, .. } => {
+                Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS))
+            }
             _ => None,
         }
     }
@@ -173,7 +175,10 @@ impl Error {
                 code,
                 description: description.map(clean),
             },
-            Self::Unavailable { reason, retry_after } => Self::Unavailable {
+            Self::Unavailable {
+                reason,
+                retry_after,
+            } => Self::Unavailable {
                 reason: clean(reason),
                 retry_after,
             },
@@ -200,18 +205,27 @@ mod tests {
 
     #[test]
     fn statuses_follow_who_is_at_fault() {
-        assert_eq!(Error::config("OAUTH_TOKEN_URL", "is not set").http_status(), 500);
+        assert_eq!(
+            Error::config("OAUTH_TOKEN_URL", "is not set").http_status(),
+            500
+        );
         let refused = Error::Refused {
             status: 401,
             code: ErrorCode::parse("invalid_client"),
             description: None,
         };
-        assert_eq!((refused.http_status(), refused.code()), (502, "invalid_client"));
+        assert_eq!(
+            (refused.http_status(), refused.code()),
+            (502, "invalid_client")
+        );
         let down = Error::Unavailable {
             reason: "HTTP 500".into(),
             retry_after: None,
         };
-        assert_eq!((down.http_status(), down.retry_after()), (503, Some(DEFAULT_RETRY_AFTER_SECS)));
+        assert_eq!(
+            (down.http_status(), down.retry_after()),
+            (503, Some(DEFAULT_RETRY_AFTER_SECS))
+        );
     }
 
     #[test]
@@ -228,6 +242,9 @@ mod tests {
     #[test]
     fn config_errors_name_the_setting() {
         let e = Error::config("OAUTH_CLIENT_ID", "is not set");
-        assert_eq!(e.to_string(), "configuration error: OAUTH_CLIENT_ID: is not set");
+        assert_eq!(
+            e.to_string(),
+            "configuration error: OAUTH_CLIENT_ID: is not set"
+        );
     }
 }

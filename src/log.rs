@@ -30,7 +30,12 @@ impl Source {
 }
 
 /// A token was obtained from `source`; `status` and `latency_ms` describe the network exchange.
-pub fn token_ok(source: Source, status: Option<u16>, latency_ms: Option<u64>, expires_in: u64) -> String {
+pub fn token_ok(
+    source: Source,
+    status: Option<u16>,
+    latency_ms: Option<u64>,
+    expires_in: u64,
+) -> String {
     line(json!({
         "event": "token",
         "outcome": "ok",
@@ -61,7 +66,9 @@ pub fn cache_event(outcome: &str, detail: &str) -> String {
 
 /// A request the proxy answered with an error.
 pub fn proxy_error(status: u16, err: &Error) -> String {
-    line(json!({ "event": "proxy", "outcome": "error", "status": status, "error": err.code(), "detail": err.to_string() }))
+    line(
+        json!({ "event": "proxy", "outcome": "error", "status": status, "error": err.code(), "detail": err.to_string() }),
+    )
 }
 
 fn line(mut v: Value) -> String {
@@ -81,8 +88,15 @@ mod tests {
         let v: Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["source"], "kv");
         assert!(v.get("status").is_none());
-        let e = token_error(Some(401), Some(3), &Error::config("OAUTH_CLIENT_ID", "is not set"));
+        let e = token_error(
+            Some(401),
+            Some(3),
+            &Error::config("OAUTH_CLIENT_ID", "is not set"),
+        );
         let v: Value = serde_json::from_str(&e).unwrap();
-        assert_eq!((v["status"].as_u64(), v["error"].as_str()), (Some(401), Some("configuration_error")));
+        assert_eq!(
+            (v["status"].as_u64(), v["error"].as_str()),
+            (Some(401), Some("configuration_error"))
+        );
     }
 }

@@ -36,7 +36,9 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     url.set_path(incoming.path());
     url.set_query(incoming.query());
     if url.origin() != origin.origin() {
-        return Err(Error::BadRequest("request path would leave UPSTREAM_ORIGIN".into()));
+        return Err(Error::BadRequest(
+            "request path would leave UPSTREAM_ORIGIN".into(),
+        ));
     }
     Ok(url)
 }
@@ -54,7 +56,9 @@ pub fn forwards_header(name: &str, connection: Option<&str>) -> bool {
 /// shape, so callers parse one format whether we or the identity provider said no).
 pub fn error_body(err: &Error) -> String {
     let description = match err {
-        Error::Refused { code, description, .. } => match description {
+        Error::Refused {
+            code, description, ..
+        } => match description {
             Some(d) => format!("token endpoint refused the request: {code}: {d}"),
             None => format!("token endpoint refused the request: {code}"),
         },
@@ -69,12 +73,17 @@ mod tests {
 
     fn target(incoming: &str) -> String {
         let origin = Url::parse("https://api.example:8443").unwrap();
-        upstream_url(&origin, &Url::parse(incoming).unwrap()).unwrap().to_string()
+        upstream_url(&origin, &Url::parse(incoming).unwrap())
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn path_and_query_move_to_the_origin() {
-        assert_eq!(target("https://proxy/v1/things?a=1&b=%20"), "https://api.example:8443/v1/things?a=1&b=%20");
+        assert_eq!(
+            target("https://proxy/v1/things?a=1&b=%20"),
+            "https://api.example:8443/v1/things?a=1&b=%20"
+        );
         assert_eq!(target("https://proxy/"), "https://api.example:8443/");
         assert_eq!(target("https://proxy/x#frag"), "https://api.example:8443/x");
     }
@@ -101,13 +110,23 @@ mod tests {
 
     #[test]
     fn header_filter() {
-        for dropped in ["authorization", "host", "connection", "transfer-encoding", "x-forwarded-host", "proxy-authorization"] {
+        for dropped in [
+            "authorization",
+            "host",
+            "connection",
+            "transfer-encoding",
+            "x-forwarded-host",
+            "proxy-authorization",
+        ] {
             assert!(!forwards_header(dropped, None), "{dropped}");
         }
         for kept in ["content-type", "accept", "x-request-id", "content-length"] {
             assert!(forwards_header(kept, None), "{kept}");
         }
-        assert!(!forwards_header("x-secret-hop", Some("keep-alive, X-Secret-Hop")));
+        assert!(!forwards_header(
+            "x-secret-hop",
+            Some("keep-alive, X-Secret-Hop")
+        ));
     }
 
     #[test]
@@ -119,9 +138,17 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&error_body(&e)).unwrap();
         assert_eq!(v["error"], "invalid_client");
-        assert_eq!(v["error_description"], "token endpoint refused the request: invalid_client: client authentication failed");
-        let v: serde_json::Value = serde_json::from_str(&error_body(&Error::config("UPSTREAM_ORIGIN", "is not set"))).unwrap();
+        assert_eq!(
+            v["error_description"],
+            "token endpoint refused the request: invalid_client: client authentication failed"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&error_body(&Error::config("UPSTREAM_ORIGIN", "is not set")))
+                .unwrap();
         assert_eq!(v["error"], "configuration_error");
-        assert!(v["error_description"].as_str().unwrap().contains("UPSTREAM_ORIGIN"));
+        assert!(v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("UPSTREAM_ORIGIN"));
     }
 }

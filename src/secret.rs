@@ -66,7 +66,10 @@ mod tests {
             format!("{t:?} {t}"),
             format!("{a:?} {a}"),
         ] {
-            assert!(!shown.contains("hunter2") && !shown.contains("eyJ"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("eyJ"),
+                "{shown}"
+            );
             assert!(shown.contains("[redacted]"));
         }
         assert_eq!(s.expose(), "hunter2");

@@ -105,7 +105,13 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> Tok
 
     /// A token that is fresh at `now`. Once the isolate holds one, this does no I/O at all.
     pub async fn token(&self, now: u64) -> Result<Token> {
-        if let Some(t) = self.inner.memory.borrow().as_ref().filter(|t| t.is_fresh(now)) {
+        if let Some(t) = self
+            .inner
+            .memory
+            .borrow()
+            .as_ref()
+            .filter(|t| t.is_fresh(now))
+        {
             return Ok(t.clone());
         }
         let (handle, outcome) = {
@@ -136,16 +142,27 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> Tok
     }
 }
 
-async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(inner: &Inner<H, S, F>, now: u64) -> Result<Token> {
+async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(
+    inner: &Inner<H, S, F>,
+    now: u64,
+) -> Result<Token> {
     match inner.store.get(TOKEN_ENTRY).await {
         Ok(Some(raw)) => match decode_record(&raw) {
             Some(t) if t.is_fresh(now) => {
-                (inner.log)(&log::token_ok(Source::Kv, None, None, t.expires_at().saturating_sub(now)));
+                (inner.log)(&log::token_ok(
+                    Source::Kv,
+                    None,
+                    None,
+                    t.expires_at().saturating_sub(now),
+                ));
                 *inner.memory.borrow_mut() = Some(t.clone());
                 return Ok(t);
             }
             Some(_) => {} // stale: KV may serve a value a little past its expiration
-            None => (inner.log)(&log::cache_event("corrupt", "cached value unreadable; refetching")),
+            None => (inner.log)(&log::cache_event(
+                "corrupt",
+                "cached value unreadable; refetching",
+            )),
         },
         Ok(None) => {}
         Err(e) => (inner.log)(&log::cache_event("read_error", &e)),
@@ -176,11 +193,20 @@ async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(inner: &Inner<H, S, F
             return Err(e);
         }
     };
-    (inner.log)(&log::token_ok(Source::Network, status, latency, token.expires_at().saturating_sub(now)));
+    (inner.log)(&log::token_ok(
+        Source::Network,
+        status,
+        latency,
+        token.expires_at().saturating_sub(now),
+    ));
     *inner.memory.borrow_mut() = Some(token.clone());
     let ttl = token.fresh_until().saturating_sub(now);
     if ttl >= KV_MIN_TTL_SECS {
-        if let Err(e) = inner.store.put(TOKEN_ENTRY, encode_record(&token), ttl).await {
+        if let Err(e) = inner
+            .store
+            .put(TOKEN_ENTRY, encode_record(&token), ttl)
+            .await
+        {
             (inner.log)(&log::cache_event("write_error", &e));
         }
     }

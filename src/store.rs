@@ -24,7 +24,12 @@ pub trait TokenStore {
     /// Reads an entry.
     fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>>;
     /// Writes an entry that expires after `ttl_secs` (at least [`KV_MIN_TTL_SECS`]).
-    fn put(&self, name: &str, value: String, ttl_secs: u64) -> impl Future<Output = Result<(), String>>;
+    fn put(
+        &self,
+        name: &str,
+        value: String,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<(), String>>;
 }
 
 /// No shared cache: memory only.
@@ -76,12 +81,18 @@ pub fn encode_record(token: &Token) -> String {
 /// a token unsafe in a header) is `None`: a miss, to be overwritten.
 pub fn decode_record(raw: &str) -> Option<Token> {
     let r: Record = serde_json::from_str(raw).ok()?;
-    let header_safe = !r.access_token.is_empty() && r.access_token.bytes().all(|b| b.is_ascii_graphic());
+    let header_safe =
+        !r.access_token.is_empty() && r.access_token.bytes().all(|b| b.is_ascii_graphic());
     if r.v != 1 || !header_safe {
         return None;
     }
     let scheme = Scheme::parse(&r.token_type)?;
-    Some(Token::from_parts(AccessToken::new(r.access_token), scheme, r.expires_at, r.fresh_until))
+    Some(Token::from_parts(
+        AccessToken::new(r.access_token),
+        scheme,
+        r.expires_at,
+        r.fresh_until,
+    ))
 }
 
 #[cfg(test)]

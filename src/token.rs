@@ -27,7 +27,9 @@ impl Scheme {
 
     /// Parses an RFC 6749 §5.1 `token_type`, case-insensitively (RFC 6749 §7.1).
     pub fn parse(token_type: &str) -> Option<Self> {
-        token_type.eq_ignore_ascii_case("bearer").then_some(Self::Bearer)
+        token_type
+            .eq_ignore_ascii_case("bearer")
+            .then_some(Self::Bearer)
     }
 }
 
@@ -51,15 +53,27 @@ pub struct Token {
 
 impl Token {
     /// A token obtained at `issued_at` that expires at `expires_at` (Unix seconds).
-    pub fn new(access_token: AccessToken, scheme: Scheme, issued_at: u64, expires_at: u64, margin: u64) -> Self {
+    pub fn new(
+        access_token: AccessToken,
+        scheme: Scheme,
+        issued_at: u64,
+        expires_at: u64,
+        margin: u64,
+    ) -> Self {
         let lifetime = expires_at.saturating_sub(issued_at);
         let fresh_until = expires_at - effective_margin(margin, lifetime).min(expires_at);
         Self::from_parts(access_token, scheme, expires_at, fresh_until)
     }
 
     /// Rebuilds a token whose freshness was computed before (a cached copy).
-    pub fn from_parts(access_token: AccessToken, scheme: Scheme, expires_at: u64, fresh_until: u64) -> Self {
-        let authorization = AuthorizationValue::new(format!("{} {}", scheme.as_str(), access_token.expose()));
+    pub fn from_parts(
+        access_token: AccessToken,
+        scheme: Scheme,
+        expires_at: u64,
+        fresh_until: u64,
+    ) -> Self {
+        let authorization =
+            AuthorizationValue::new(format!("{} {}", scheme.as_str(), access_token.expose()));
         Self {
             access_token,
             scheme,
@@ -105,15 +119,32 @@ mod tests {
     use super::*;
 
     fn token(issued: u64, lifetime: u64, margin: u64) -> Token {
-        Token::new(AccessToken::new("t"), Scheme::Bearer, issued, issued + lifetime, margin)
+        Token::new(
+            AccessToken::new("t"),
+            Scheme::Bearer,
+            issued,
+            issued + lifetime,
+            margin,
+        )
     }
 
     #[test]
     fn margin_table() {
         // (lifetime, configured margin, seconds of use)
-        for (lifetime, margin, usable) in [(3600, 60, 3540), (120, 60, 90), (60, 60, 45), (10, 60, 8), (3600, 0, 3600), (0, 60, 0)] {
+        for (lifetime, margin, usable) in [
+            (3600, 60, 3540),
+            (120, 60, 90),
+            (60, 60, 45),
+            (10, 60, 8),
+            (3600, 0, 3600),
+            (0, 60, 0),
+        ] {
             let t = token(1_000, lifetime, margin);
-            assert_eq!(t.fresh_until() - 1_000, usable, "lifetime {lifetime} margin {margin}");
+            assert_eq!(
+                t.fresh_until() - 1_000,
+                usable,
+                "lifetime {lifetime} margin {margin}"
+            );
         }
     }
 

@@ -12,7 +12,10 @@ pub fn basic_credentials(client_id: &str, secret: &str) -> String {
     let id: String = byte_serialize(client_id.as_bytes()).collect();
     let secret: String = byte_serialize(secret.as_bytes()).collect();
     let joined = format!("{id}:{secret}");
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(joined))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(joined)
+    )
 }
 
 /// The token request for `config`: a form `POST` with `grant_type=client_credentials` and
@@ -34,11 +37,17 @@ pub fn build_token_request(config: &Config) -> HttpRequest {
     }
     let mut headers = vec![
         ("accept".to_owned(), "application/json".to_owned()),
-        ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
     ];
     match &config.auth {
         ClientAuth::Basic(secret) => {
-            headers.push(("authorization".to_owned(), basic_credentials(&config.client_id, secret.expose())));
+            headers.push((
+                "authorization".to_owned(),
+                basic_credentials(&config.client_id, secret.expose()),
+            ));
         }
         ClientAuth::Post(secret) => {
             form.append_pair("client_id", &config.client_id);
@@ -60,7 +69,9 @@ mod tests {
 
     fn config(auth: ClientAuth) -> Config {
         Config {
-            token_url: "https://dev-686102.oktapreview.com/oauth2/default/v1/token".parse().unwrap(),
+            token_url: "https://dev-686102.oktapreview.com/oauth2/default/v1/token"
+                .parse()
+                .unwrap(),
             client_id: "0oa:client id".into(),
             auth,
             scope: Some("customScope other".into()),
@@ -73,30 +84,50 @@ mod tests {
     }
 
     fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        req.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn basic_encodes_before_joining() {
         // base64("0oa%3Aclient+id:s3%25cr%2Bt%3A%2F%3D%26") per RFC 6749 §2.3.1.
         let got = basic_credentials("0oa:client id", "s3%cr+t:/=&");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(&got["Basic ".len()..]).unwrap();
-        assert_eq!(String::from_utf8(decoded).unwrap(), "0oa%3Aclient+id:s3%25cr%2Bt%3A%2F%3D%26");
-        assert_eq!(got, "Basic MG9hJTNBY2xpZW50K2lkOnMzJTI1Y3IlMkJ0JTNBJTJGJTNEJTI2");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&got["Basic ".len()..])
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            "0oa%3Aclient+id:s3%25cr%2Bt%3A%2F%3D%26"
+        );
+        assert_eq!(
+            got,
+            "Basic MG9hJTNBY2xpZW50K2lkOnMzJTI1Y3IlMkJ0JTNBJTJGJTNEJTI2"
+        );
     }
 
     #[test]
     fn client_secret_basic_request_is_byte_exact() {
         let req = build_token_request(&config(ClientAuth::Basic(ClientSecret::new("s3%cr+t:/=&"))));
         assert_eq!(req.method, "POST");
-        assert_eq!(req.url, "https://dev-686102.oktapreview.com/oauth2/default/v1/token");
+        assert_eq!(
+            req.url,
+            "https://dev-686102.oktapreview.com/oauth2/default/v1/token"
+        );
         assert_eq!(
             String::from_utf8(req.body.clone()).unwrap(),
             "grant_type=client_credentials&scope=customScope+other&redirect_uri=http%3A%2F%2Flocalhost"
         );
         assert_eq!(header(&req, "accept"), Some("application/json"));
-        assert_eq!(header(&req, "content-type"), Some("application/x-www-form-urlencoded"));
-        assert_eq!(header(&req, "authorization"), Some("Basic MG9hJTNBY2xpZW50K2lkOnMzJTI1Y3IlMkJ0JTNBJTJGJTNEJTI2"));
+        assert_eq!(
+            header(&req, "content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            header(&req, "authorization"),
+            Some("Basic MG9hJTNBY2xpZW50K2lkOnMzJTI1Y3IlMkJ0JTNBJTJGJTNEJTI2")
+        );
     }
 
     #[test]
@@ -118,6 +149,9 @@ mod tests {
     fn debug_output_hides_credentials() {
         let req = build_token_request(&config(ClientAuth::Post(ClientSecret::new("s3%cr+t:/=&"))));
         let shown = format!("{req:?}");
-        assert!(!shown.contains("s3%25cr") && !shown.contains("Basic"), "{shown}");
+        assert!(
+            !shown.contains("s3%25cr") && !shown.contains("Basic"),
+            "{shown}"
+        );
     }
 }

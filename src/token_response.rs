@@ -38,7 +38,9 @@ pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> R
         });
     }
     if resp.body.len() > MAX_TOKEN_RESPONSE_BYTES {
-        return Err(invalid(&format!("body exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes")));
+        return Err(invalid(&format!(
+            "body exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes"
+        )));
     }
     let json = match serde_json::from_slice::<Value>(&resp.body) {
         Ok(Value::Object(map)) => Some(map),
@@ -49,11 +51,16 @@ pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> R
         return Err(if (200..300).contains(&status) {
             invalid(&format!("body is {what}, not a JSON object"))
         } else {
-            invalid(&format!("refused with a body that is {what}, not an RFC 6749 error object"))
+            invalid(&format!(
+                "refused with a body that is {what}, not an RFC 6749 error object"
+            ))
         });
     };
     if let Some(code) = json.get("error") {
-        let code = code.as_str().filter(|c| !c.is_empty()).ok_or_else(|| invalid("`error` is not a string"))?;
+        let code = code
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| invalid("`error` is not a string"))?;
         return Err(Error::Refused {
             status,
             code: ErrorCode::parse(&sanitize(code, 64)),
@@ -69,7 +76,11 @@ pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> R
     parse_success(&json, sent_at, margin).map_err(|reason| invalid(&reason))
 }
 
-fn parse_success(json: &Map<String, Value>, sent_at: u64, margin: u64) -> std::result::Result<Token, String> {
+fn parse_success(
+    json: &Map<String, Value>,
+    sent_at: u64,
+    margin: u64,
+) -> std::result::Result<Token, String> {
     let access_token = match json.get("access_token") {
         Some(Value::String(s)) if !s.is_empty() => s,
         Some(Value::String(_)) => return Err("`access_token` is empty".into()),
@@ -83,20 +94,29 @@ fn parse_success(json: &Map<String, Value>, sent_at: u64, margin: u64) -> std::r
     // RFC 6749 §5.1 makes token_type required; servers that omit it mean Bearer.
     let scheme = match json.get("token_type") {
         None => Scheme::Bearer,
-        Some(Value::String(t)) => Scheme::parse(t).ok_or_else(|| format!("unsupported `token_type` {:?}", sanitize(t, 32)))?,
+        Some(Value::String(t)) => Scheme::parse(t)
+            .ok_or_else(|| format!("unsupported `token_type` {:?}", sanitize(t, 32)))?,
         Some(_) => return Err("`token_type` is not a string".into()),
     };
     let expires_at = match json.get("expires_in") {
         Some(v) => sent_at + parse_expires_in(v)?,
         None => jwt_exp(access_token).unwrap_or(sent_at + DEFAULT_LIFETIME_SECS),
     };
-    Ok(Token::new(AccessToken::new(access_token.clone()), scheme, sent_at, expires_at, margin))
+    Ok(Token::new(
+        AccessToken::new(access_token.clone()),
+        scheme,
+        sent_at,
+        expires_at,
+        margin,
+    ))
 }
 
 /// `expires_in` (RFC 6749 §5.1): a number of seconds; some servers send it as a string.
 fn parse_expires_in(v: &Value) -> std::result::Result<u64, String> {
     let secs = match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
@@ -161,7 +181,11 @@ mod tests {
 
     fn jwt(exp: u64) -> String {
         let b = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        format!("{}.{}.sig", b(r#"{"alg":"none"}"#.into()), b(format!(r#"{{"exp":{exp}}}"#)))
+        format!(
+            "{}.{}.sig",
+            b(r#"{"alg":"none"}"#.into()),
+            b(format!(r#"{{"exp":{exp}}}"#))
+        )
     }
 
     #[test]
@@ -170,15 +194,28 @@ mod tests {
         let body_jwt = format!(r#"{{"access_token":"{j}","token_type":"Bearer"}}"#);
         // (body, expected expires_at)
         let cases: Vec<(&str, u64)> = vec![
-            (r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"scope":"customScope"}"#, NOW + 3600),
-            (r#"{"access_token":"abc","token_type":"bearer","expires_in":"120"}"#, NOW + 120),
-            (r#"{"access_token":"abc","token_type":"BEARER","expires_in":59.9}"#, NOW + 59),
+            (
+                r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"scope":"customScope"}"#,
+                NOW + 3600,
+            ),
+            (
+                r#"{"access_token":"abc","token_type":"bearer","expires_in":"120"}"#,
+                NOW + 120,
+            ),
+            (
+                r#"{"access_token":"abc","token_type":"BEARER","expires_in":59.9}"#,
+                NOW + 59,
+            ),
             (r#"{"access_token":"abc","expires_in":0}"#, NOW),
-            (r#"{"access_token":"abc","token_type":"Bearer"}"#, NOW + DEFAULT_LIFETIME_SECS),
+            (
+                r#"{"access_token":"abc","token_type":"Bearer"}"#,
+                NOW + DEFAULT_LIFETIME_SECS,
+            ),
             (&body_jwt, NOW + 900),
         ];
         for (body, expires_at) in cases {
-            let t = parse_token_response(&resp(200, body), NOW, 60).unwrap_or_else(|e| panic!("{body}: {e}"));
+            let t = parse_token_response(&resp(200, body), NOW, 60)
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(t.expires_at(), expires_at, "{body}");
             assert_eq!(t.scheme(), Scheme::Bearer);
             assert!(t.authorization().expose().starts_with("Bearer "));
@@ -187,28 +224,96 @@ mod tests {
 
     #[test]
     fn bad_responses() {
-        let huge = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(MAX_TOKEN_RESPONSE_BYTES));
+        let huge = format!(
+            r#"{{"access_token":"{}"}}"#,
+            "a".repeat(MAX_TOKEN_RESPONSE_BYTES)
+        );
         // (status, body, error status, text the error must contain)
         let cases: Vec<(u16, &str, u16, &str)> = vec![
-            (200, r#"{"token_type":"Bearer"}"#, 502, "`access_token` is missing"),
-            (200, r#"{"access_token":""}"#, 502, "`access_token` is empty"),
+            (
+                200,
+                r#"{"token_type":"Bearer"}"#,
+                502,
+                "`access_token` is missing",
+            ),
+            (
+                200,
+                r#"{"access_token":""}"#,
+                502,
+                "`access_token` is empty",
+            ),
             (200, r#"{"access_token":42}"#, 502, "not a string"),
-            (200, "{\"access_token\":\"a\\r\\nX-Evil: 1\"}", 502, "not allowed in an HTTP header"),
-            (200, r#"{"access_token":"a b"}"#, 502, "not allowed in an HTTP header"),
-            (200, r#"{"access_token":"abc","token_type":"mac"}"#, 502, "unsupported `token_type`"),
-            (200, r#"{"access_token":"abc","expires_in":-5}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"abc","expires_in":"soon"}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"abc","expires_in":99999999999}"#, 502, "`expires_in`"),
-            (200, r#"{"error":"invalid_scope","error_description":"no such scope"}"#, 502, "invalid_scope: no such scope"),
+            (
+                200,
+                "{\"access_token\":\"a\\r\\nX-Evil: 1\"}",
+                502,
+                "not allowed in an HTTP header",
+            ),
+            (
+                200,
+                r#"{"access_token":"a b"}"#,
+                502,
+                "not allowed in an HTTP header",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","token_type":"mac"}"#,
+                502,
+                "unsupported `token_type`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":-5}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":"soon"}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":99999999999}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"error":"invalid_scope","error_description":"no such scope"}"#,
+                502,
+                "invalid_scope: no such scope",
+            ),
             (200, "<html><body>Login</body></html>", 502, "HTML"),
-            (200, r#"{"access_token":"abc","token_"#, 502, "truncated JSON"),
+            (
+                200,
+                r#"{"access_token":"abc","token_"#,
+                502,
+                "truncated JSON",
+            ),
             (200, "", 502, "empty"),
             (200, "[1]", 502, "not a JSON object"),
             (200, &huge, 502, "exceeds"),
-            (401, r#"{"error":"invalid_client","error_description":"client authentication failed"}"#, 502, "invalid_client"),
-            (400, r#"{"error":"invalid_request"}"#, 502, "invalid_request"),
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+                502,
+                "invalid_client",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request"}"#,
+                502,
+                "invalid_request",
+            ),
             (403, "Forbidden", 502, "not an RFC 6749 error object"),
-            (404, r#"{"message":"not found"}"#, 502, "without an `error` member"),
+            (
+                404,
+                r#"{"message":"not found"}"#,
+                502,
+                "without an `error` member",
+            ),
             (500, r#"{"error":"server_error"}"#, 503, "HTTP 500"),
             (503, "<html>down</html>", 503, "HTTP 503"),
             (429, "slow down", 503, "HTTP 429"),
@@ -222,7 +327,8 @@ mod tests {
 
     #[test]
     fn refusals_keep_code_and_retry_after() {
-        let err = parse_token_response(&resp(401, r#"{"error":"invalid_client"}"#), NOW, 60).unwrap_err();
+        let err =
+            parse_token_response(&resp(401, r#"{"error":"invalid_client"}"#), NOW, 60).unwrap_err();
         assert_eq!(err.code(), "invalid_client");
         let err = parse_token_response(&resp(503, ""), NOW, 60).unwrap_err();
         assert_eq!(err.retry_after(), Some(7));

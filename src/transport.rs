@@ -59,7 +59,10 @@ impl fmt::Debug for HttpResponse {
 impl HttpResponse {
     /// The first value of a header, by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -75,14 +78,20 @@ pub struct TransportError {
 /// Sends one HTTP request.
 pub trait HttpClient {
     /// Sends `request` and reads the response body (capped at [`MAX_TOKEN_RESPONSE_BYTES`] + 1).
-    fn execute(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, TransportError>>;
+    fn execute(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>>;
 }
 
 impl<F> HttpClient for F
 where
     F: Fn(&HttpRequest) -> Result<HttpResponse, TransportError>,
 {
-    fn execute(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, TransportError>> {
+    fn execute(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
         std::future::ready(self(&request))
     }
 }

@@ -95,7 +95,10 @@ impl Endpoint {
 }
 
 impl HttpClient for Endpoint {
-    fn execute(&self, _req: HttpRequest) -> impl Future<Output = Result<HttpResponse, TransportError>> {
+    fn execute(
+        &self,
+        _req: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
         self.calls.set(self.calls.get() + 1);
         let (status, body, gate) = (self.status, self.body.borrow().clone(), self.gate.clone());
         async move {
@@ -124,7 +127,11 @@ struct Kv {
 impl TokenStore for Kv {
     fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>> {
         self.reads.set(self.reads.get() + 1);
-        let r = if self.fail { Err("kv down".into()) } else { Ok(self.map.borrow().get(name).map(|v| v.0.clone())) };
+        let r = if self.fail {
+            Err("kv down".into())
+        } else {
+            Ok(self.map.borrow().get(name).map(|v| v.0.clone()))
+        };
         std::future::ready(r)
     }
     fn put(&self, name: &str, value: String, ttl: u64) -> impl Future<Output = Result<(), String>> {
@@ -138,10 +145,15 @@ impl TokenStore for Kv {
     }
 }
 
-fn logs() -> (Rc<RefCell<Vec<String>>>, Rc<dyn Fn(&str)>) {
+type Lines = Rc<RefCell<Vec<String>>>;
+
+fn logs() -> (Lines, worker_m2m::source::LogSink) {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let sink = lines.clone();
-    (lines, Rc::new(move |l: &str| sink.borrow_mut().push(l.to_owned())))
+    (
+        lines,
+        Rc::new(move |l: &str| sink.borrow_mut().push(l.to_owned())),
+    )
 }
 
 const GOOD: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
@@ -153,8 +165,14 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
     let (lines, log) = logs();
     let source = TokenSource::new(config(), ep.clone(), kv.clone(), log);
     let results = block_on(join_all((0..100).map(|_| source.token(NOW))));
-    assert_eq!(ep.calls.get(), 1, "100 concurrent callers share one token request");
-    assert!(results.iter().all(|r| r.as_ref().unwrap().access_token().expose() == "tok-1"));
+    assert_eq!(
+        ep.calls.get(),
+        1,
+        "100 concurrent callers share one token request"
+    );
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().access_token().expose() == "tok-1"));
     assert_eq!(kv.reads.get(), 1, "one KV read for the whole flight");
     // Stored for fresh_until - now = 3540 s.
     let (_, ttl) = kv.map.borrow().get(TOKEN_ENTRY).cloned().unwrap();
@@ -165,7 +183,14 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
         block_on(source.token(t)).unwrap();
     }
     assert_eq!((ep.calls.get(), kv.reads.get()), (1, 1));
-    assert_eq!(lines.borrow().iter().filter(|l| l.contains(r#""source":"network""#)).count(), 1);
+    assert_eq!(
+        lines
+            .borrow()
+            .iter()
+            .filter(|l| l.contains(r#""source":"network""#))
+            .count(),
+        1
+    );
 
     // Past the margin, a new token is fetched.
     *ep.body.borrow_mut() = GOOD.replace("tok-1", "tok-2");
@@ -183,19 +208,35 @@ fn a_second_isolate_reads_kv_instead_of_the_network() {
     let second = TokenSource::new(config(), ep.clone(), kv.clone(), log);
     let t = block_on(second.token(NOW + 10)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 1));
-    assert!(lines.borrow()[0].contains(r#""source":"kv""#), "{:?}", lines.borrow());
+    assert!(
+        lines.borrow()[0].contains(r#""source":"kv""#),
+        "{:?}",
+        lines.borrow()
+    );
 }
 
 #[test]
 fn stale_or_corrupt_kv_values_are_misses_and_get_overwritten() {
-    let stale = Token::new(AccessToken::new("old"), Scheme::Bearer, NOW - 4000, NOW - 400, 60);
+    let stale = Token::new(
+        AccessToken::new("old"),
+        Scheme::Bearer,
+        NOW - 4000,
+        NOW - 400,
+        60,
+    );
     for value in [encode_record(&stale), "garbage".into(), r#"{"v":1}"#.into()] {
         let ep = Endpoint::new(200, GOOD);
         let kv = Kv::default();
-        kv.map.borrow_mut().insert(TOKEN_ENTRY.into(), (value.clone(), 60));
+        kv.map
+            .borrow_mut()
+            .insert(TOKEN_ENTRY.into(), (value.clone(), 60));
         let source = TokenSource::new(config(), ep.clone(), kv.clone(), logs().1);
         let t = block_on(source.token(NOW)).unwrap();
-        assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 1), "{value}");
+        assert_eq!(
+            (t.access_token().expose(), ep.calls.get()),
+            ("tok-1", 1),
+            "{value}"
+        );
         assert!(kv.map.borrow()[TOKEN_ENTRY].0.contains("tok-1"));
     }
 }
@@ -215,19 +256,29 @@ fn short_lived_tokens_stay_in_memory_only() {
 #[test]
 fn a_failing_kv_is_a_miss_not_an_error() {
     let ep = Endpoint::new(200, GOOD);
-    let kv = Kv { fail: true, ..Kv::default() };
+    let kv = Kv {
+        fail: true,
+        ..Kv::default()
+    };
     let (lines, log) = logs();
     let source = TokenSource::new(config(), ep.clone(), kv, log);
     assert!(block_on(source.token(NOW)).is_ok());
     let lines = lines.borrow();
-    assert!(lines.iter().any(|l| l.contains("read_error")) && lines.iter().any(|l| l.contains("write_error")));
+    assert!(
+        lines.iter().any(|l| l.contains("read_error"))
+            && lines.iter().any(|l| l.contains("write_error"))
+    );
 }
 
 #[test]
 fn refusals_are_shared_logged_and_scrubbed() {
-    let body = format!(r#"{{"error":"invalid_client","error_description":"secret {SECRET} is wrong"}}"#);
+    let body =
+        format!(r#"{{"error":"invalid_client","error_description":"secret {SECRET} is wrong"}}"#);
     let gate = Rc::new(Gate::default());
-    let ep = Endpoint { gate: Some(gate.clone()), ..Endpoint::new(401, &body) };
+    let ep = Endpoint {
+        gate: Some(gate.clone()),
+        ..Endpoint::new(401, &body)
+    };
     let (lines, log) = logs();
     let source = TokenSource::new(config(), ep.clone(), Kv::default(), log);
     let results = Rc::new(RefCell::new(Vec::new()));
@@ -241,7 +292,11 @@ fn refusals_are_shared_logged_and_scrubbed() {
         .unwrap();
     }
     pool.run_until_stalled();
-    assert_eq!(results.borrow().len(), 0, "all five wait on the one request");
+    assert_eq!(
+        results.borrow().len(),
+        0,
+        "all five wait on the one request"
+    );
     gate.open();
     pool.run();
     let results = results.take();
@@ -269,7 +324,10 @@ fn network_errors_are_unavailable() {
     let c = calls.clone();
     let http = move |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
         c.set(c.get() + 1);
-        Err(TransportError { reason: "connection refused".into(), elapsed_ms: 1 })
+        Err(TransportError {
+            reason: "connection refused".into(),
+            elapsed_ms: 1,
+        })
     };
     let source = TokenSource::new(config(), http, worker_m2m::store::NoStore, logs().1);
     let e = block_on(source.token(NOW)).unwrap_err();

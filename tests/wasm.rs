@@ -105,7 +105,10 @@ fn kv_of(env: &JsValue) -> JsValue {
 async fn sha256_is_webcrypto_sha256() {
     let d = sha256(b"abc").await.unwrap();
     let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        hex,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -119,24 +122,58 @@ async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
     for t in &tokens {
         assert_eq!(t.as_ref().unwrap().authorization().expose(), "Bearer tok-1");
     }
-    assert_eq!(srv.last_auth().unwrap(), "Basic d2FzbS1jbGllbnQ6cCUyNSUyQiUzQSUyRiUzRCUyNi1mbGlnaHQ=");
+    assert_eq!(
+        srv.last_auth().unwrap(),
+        "Basic d2FzbS1jbGllbnQ6cCUyNSUyQiUzQSUyRiUzRCUyNi1mbGlnaHQ="
+    );
     assert_eq!(srv.last_body(), "grant_type=client_credentials&scope=read");
 
     // Stored under a hashed key, for fresh_until - now = 3540 s.
     let kv = kv_of(&env_js);
-    let map: js_sys::Map = js_sys::Reflect::get(&kv, &"map".into()).unwrap().unchecked_into();
-    let keys: Vec<String> = map.keys().into_iter().map(|k| k.unwrap().as_string().unwrap()).collect();
+    let map: js_sys::Map = js_sys::Reflect::get(&kv, &"map".into())
+        .unwrap()
+        .unchecked_into();
+    let keys: Vec<String> = map
+        .keys()
+        .into_iter()
+        .map(|k| k.unwrap().as_string().unwrap())
+        .collect();
     assert_eq!(keys.len(), 1);
-    assert!(keys[0].starts_with("m2m:v1:") && keys[0].ends_with(":token") && !keys[0].contains("wasm-client"));
-    let puts: js_sys::Array = js_sys::Reflect::get(&kv, &"puts".into()).unwrap().unchecked_into();
-    let ttl = js_sys::Reflect::get(&js_sys::Reflect::get(&puts.get(0), &"opts".into()).unwrap(), &"expirationTtl".into()).unwrap();
-    assert!((3539.0..=3540.0).contains(&ttl.as_f64().unwrap()), "{ttl:?}");
+    assert!(
+        keys[0].starts_with("m2m:v1:")
+            && keys[0].ends_with(":token")
+            && !keys[0].contains("wasm-client")
+    );
+    let puts: js_sys::Array = js_sys::Reflect::get(&kv, &"puts".into())
+        .unwrap()
+        .unchecked_into();
+    let ttl = js_sys::Reflect::get(
+        &js_sys::Reflect::get(&puts.get(0), &"opts".into()).unwrap(),
+        &"expirationTtl".into(),
+    )
+    .unwrap();
+    assert!(
+        (3539.0..=3540.0).contains(&ttl.as_f64().unwrap()),
+        "{ttl:?}"
+    );
 
     // A client made on a later request finds the token in memory: no KV read, no request.
-    let reads = js_sys::Reflect::get(&kv, &"reads".into()).unwrap().as_f64().unwrap();
+    let reads = js_sys::Reflect::get(&kv, &"reads".into())
+        .unwrap()
+        .as_f64()
+        .unwrap();
     let again = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
-    assert_eq!(again.token().await.unwrap().access_token().expose(), "tok-1");
-    assert_eq!(js_sys::Reflect::get(&kv, &"reads".into()).unwrap().as_f64().unwrap(), reads);
+    assert_eq!(
+        again.token().await.unwrap().access_token().expose(),
+        "tok-1"
+    );
+    assert_eq!(
+        js_sys::Reflect::get(&kv, &"reads".into())
+            .unwrap()
+            .as_f64()
+            .unwrap(),
+        reads
+    );
     assert_eq!(srv.count(), 1);
     srv.close();
 }
@@ -146,7 +183,9 @@ async fn a_new_isolate_reads_the_token_from_kv() {
     let srv = server("token").await;
     let env_js = env(&srv.url(), "kv-share-secret", &[]);
     let kv = KvStore::from_this(&env_js, "TOKEN_CACHE").unwrap();
-    let config = Config::from_lookup(|k| js_sys::Reflect::get(&env_js, &k.into()).ok()?.as_string()).unwrap();
+    let config =
+        Config::from_lookup(|k| js_sys::Reflect::get(&env_js, &k.into()).ok()?.as_string())
+            .unwrap();
     let first = TokenClient::new(config.clone(), Some(kv.clone()));
     first.token().await.unwrap();
     // Same configuration but a different timeout: same cache key, a separate in-memory source,
@@ -154,9 +193,17 @@ async fn a_new_isolate_reads_the_token_from_kv() {
     let mut other = config;
     other.timeout_ms += 1;
     let second = TokenClient::new(other, Some(kv));
-    let reads = || js_sys::Reflect::get(&kv_of(&env_js), &"reads".into()).unwrap().as_f64().unwrap();
+    let reads = || {
+        js_sys::Reflect::get(&kv_of(&env_js), &"reads".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
     let before = reads();
-    assert_eq!(second.token().await.unwrap().access_token().expose(), "tok-1");
+    assert_eq!(
+        second.token().await.unwrap().access_token().expose(),
+        "tok-1"
+    );
     assert_eq!(srv.count(), 1);
     assert_eq!(reads(), before + 1.0, "the second source read KV once");
     srv.close();
@@ -175,7 +222,11 @@ async fn a_hanging_token_endpoint_times_out() {
         })
         .await
         .unwrap_err();
-    assert!(err.reason.contains("timed out after 200 ms"), "{}", err.reason);
+    assert!(
+        err.reason.contains("timed out after 200 ms"),
+        "{}",
+        err.reason
+    );
     srv.close();
 }
 
@@ -193,6 +244,8 @@ async fn an_oversized_response_is_refused() {
 #[wasm_bindgen_test]
 async fn missing_settings_are_named() {
     let vars = js_sys::Object::new();
-    let err = TokenClient::from_env(make_env(&vars).unchecked_ref::<Env>()).err().unwrap();
+    let err = TokenClient::from_env(make_env(&vars).unchecked_ref::<Env>())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("OAUTH_TOKEN_URL"), "{err}");
 }

@@ -97,7 +97,9 @@ impl TokenClient {
         let resp = JsFuture::from(global_fetch(signed.inner()))
             .await
             .map_err(|e| Error::Upstream(super::js_error_text(&e)))?;
-        let resp: web_sys::Response = resp.dyn_into().map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
+        let resp: web_sys::Response = resp
+            .dyn_into()
+            .map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
         Ok(Response::from(resp))
     }
 }
@@ -106,7 +108,9 @@ impl TokenClient {
 pub fn sign_with(token: &Token, request: Request) -> Result<Request> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
     let headers = web_sys::Headers::new_with_headers(&request.inner().headers()).map_err(js)?;
-    headers.set("authorization", token.authorization().expose()).map_err(js)?;
+    headers
+        .set("authorization", token.authorization().expose())
+        .map_err(js)?;
     let init = web_sys::RequestInit::new();
     init.set_headers_headers(&headers);
     let signed = web_sys::Request::new_with_request_and_init(request.inner(), &init).map_err(js)?;

@@ -15,6 +15,8 @@ pub async fn sha256(data: &[u8]) -> Result<Vec<u8>, String> {
     let promise = SUBTLE
         .with(|s| s.digest_with_str_and_u8_array("SHA-256", data))
         .map_err(|e| super::js_error_text(&e))?;
-    let buf = JsFuture::from(promise).await.map_err(|e| super::js_error_text(&e))?;
+    let buf = JsFuture::from(promise)
+        .await
+        .map_err(|e| super::js_error_text(&e))?;
     Ok(Uint8Array::new(&buf.unchecked_into::<ArrayBuffer>()).to_vec())
 }

@@ -8,7 +8,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, Headers, RequestInit, RequestRedirect};
 
-use crate::transport::{HttpClient, HttpRequest, HttpResponse, TransportError, MAX_TOKEN_RESPONSE_BYTES};
+use crate::transport::{
+    HttpClient, HttpRequest, HttpResponse, TransportError, MAX_TOKEN_RESPONSE_BYTES,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -33,7 +35,10 @@ impl PlatformHttp {
 }
 
 impl HttpClient for PlatformHttp {
-    fn execute(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, TransportError>> {
+    fn execute(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
         let timeout_ms = self.timeout_ms;
         async move {
             let start = Date::now();

@@ -1,7 +1,6 @@
 //! Workers KV as the core's [`TokenStore`], namespaced by a hash of the configuration.
 
 use std::cell::OnceCell;
-use std::future::Future;
 
 use worker::kv::KvStore;
 
@@ -37,24 +36,23 @@ impl EdgeStore {
 }
 
 impl TokenStore for EdgeStore {
-    fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>> {
-        async move {
-            let Some(kv) = &self.kv else { return Ok(None) };
-            let key = self.key(name).await?;
-            kv.get(&key).text().await.map_err(|e| format!("KV get failed: {e}"))
-        }
+    async fn get(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(kv) = &self.kv else { return Ok(None) };
+        let key = self.key(name).await?;
+        kv.get(&key)
+            .text()
+            .await
+            .map_err(|e| format!("KV get failed: {e}"))
     }
 
-    fn put(&self, name: &str, value: String, ttl_secs: u64) -> impl Future<Output = Result<(), String>> {
-        async move {
-            let Some(kv) = &self.kv else { return Ok(()) };
-            let key = self.key(name).await?;
-            kv.put(&key, value)
-                .map_err(|e| format!("KV put failed: {e}"))?
-                .expiration_ttl(ttl_secs.max(KV_MIN_TTL_SECS))
-                .execute()
-                .await
-                .map_err(|e| format!("KV put failed: {e}"))
-        }
+    async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
+        let Some(kv) = &self.kv else { return Ok(()) };
+        let key = self.key(name).await?;
+        kv.put(&key, value)
+            .map_err(|e| format!("KV put failed: {e}"))?
+            .expiration_ttl(ttl_secs.max(KV_MIN_TTL_SECS))
+            .execute()
+            .await
+            .map_err(|e| format!("KV put failed: {e}"))
     }
 }

@@ -41,7 +41,9 @@ async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
             headers.append(&name, &value).map_err(js)?;
         }
     }
-    headers.set("authorization", token.authorization().expose()).map_err(js)?;
+    headers
+        .set("authorization", token.authorization().expose())
+        .map_err(js)?;
 
     let init = web_sys::RequestInit::new();
     init.set_method(&inner.method());
@@ -53,7 +55,9 @@ async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
     let resp = JsFuture::from(global_fetch(&outbound))
         .await
         .map_err(|e| Error::Upstream(super::js_error_text(&e)))?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
+    let resp: web_sys::Response = resp
+        .dyn_into()
+        .map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
     Ok(Response::from(resp))
 }
 
@@ -67,5 +71,9 @@ pub fn error_response(err: &Error) -> Response {
     }
     Response::from_bytes(error_body(err).into_bytes())
         .map(|r| r.with_status(err.http_status()).with_headers(headers))
-        .unwrap_or_else(|_| Response::empty().expect("an empty response").with_status(500))
+        .unwrap_or_else(|_| {
+            Response::empty()
+                .expect("an empty response")
+                .with_status(500)
+        })
 }

@@ -1,0 +1,109 @@
+// `make demo`: a local authorization server (oidc-provider), a protected API that verifies every
+// token, and the proxy Worker in workerd; real calls through it, and what happened.
+// `make dev` (--serve): the same stack, left running for curl.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startIdp, CLIENTS, API_AUDIENCE } from '../e2e/support/idp.mjs';
+import { startApi } from '../e2e/support/api.mjs';
+import { startWorker } from '../e2e/support/worker.mjs';
+
+const serve = process.argv.includes('--serve');
+const port = Number(process.env.PORT ?? 8787);
+const say = (s = '') => console.log(s);
+
+const idp = await startIdp();
+const api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+const kvDir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-demo-kv-'));
+const bindings = {
+  OAUTH_TOKEN_URL: idp.tokenUrl,
+  OAUTH_CLIENT_ID: CLIENTS.basic.id,
+  OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+  OAUTH_SCOPE: 'read:things',
+  UPSTREAM_ORIGIN: api.origin,
+};
+
+say('worker-m2m demo');
+say(`  authorization server  ${idp.issuer}  (oidc-provider, client ${CLIENTS.basic.id}, client_secret_basic)`);
+say(`  protected API         ${api.origin}  (verifies JWT signature, issuer, audience ${API_AUDIENCE}, scope read:things)`);
+
+const worker = await startWorker({ bindings, kvPersist: kvDir, port: serve ? port : undefined });
+say(`  proxy Worker          ${serve ? worker.url : 'in workerd (Miniflare)'}  -> ${api.origin}`);
+say();
+
+async function cleanup() {
+  await worker.dispose();
+  await api.close();
+  await idp.close();
+  fs.rmSync(kvDir, { recursive: true, force: true });
+}
+
+if (serve) {
+  say('Try:');
+  say(`  curl -i ${worker.url}things`);
+  say(`  curl -i -X POST --data-binary 'hello' ${worker.url}echo`);
+  say(`Token requests so far are printed after each call. Ctrl-C to stop.`);
+  let last = 0;
+  setInterval(() => {
+    if (idp.tokenRequests !== last) {
+      last = idp.tokenRequests;
+      say(`[demo] token endpoint requests: ${last}`);
+    }
+  }, 500);
+  process.on('SIGINT', async () => { await cleanup(); process.exit(0); });
+} else {
+  const rows = [];
+  async function call(label, w, p, init) {
+    const before = idp.tokenRequests;
+    const r = await w.fetch(p, init);
+    const text = await r.text();
+    let note = text.length > 90 ? `${text.slice(0, 87)}...` : text;
+    try {
+      const j = JSON.parse(text);
+      note = j.ok ? `API accepted token of ${j.client_id}` : `${j.error}: ${j.error_description ?? ''}`;
+    } catch { /* echo bodies are not JSON */ }
+    rows.push([label, r.status, idp.tokenRequests - before, note]);
+    return { r, text };
+  }
+
+  await call('GET /things (cold isolate)', worker, '/things');
+  for (let i = 1; i <= 4; i += 1) await call(`GET /things?page=${i}`, worker, `/things?page=${i}`);
+  const payload = 'a body that must arrive byte for byte: ✓ %+:/=&';
+  const echo = await call('POST /echo', worker, '/echo', { method: 'POST', body: payload });
+  rows[rows.length - 1][3] = echo.text === payload ? 'body echoed back byte-identical' : 'BODY CHANGED';
+  await call('GET with caller Authorization', worker, '/things', { headers: { authorization: 'Bearer not-for-upstream' } });
+  await call('GET //evil.example/steal', worker, 'http://proxy.internal//evil.example/steal');
+  rows[rows.length - 1][3] = `stayed on UPSTREAM_ORIGIN: the API got ${api.seen.at(-1).url}`;
+  const firstIsolateCalls = rows.length + 50;
+
+  const before = idp.tokenRequests;
+  const statuses = await Promise.all(Array.from({ length: 50 }, () => worker.fetch('/things').then((r) => r.status)));
+  rows.push(['50 concurrent GET /things', [...new Set(statuses)].join(','), idp.tokenRequests - before, 'served from isolate memory']);
+
+  const second = await startWorker({ bindings, kvPersist: kvDir });
+  await call('GET /things (second isolate, shared KV)', second, '/things');
+  const wrong = await startWorker({ bindings: { ...bindings, OAUTH_CLIENT_SECRET: 'wrong-secret' }, kv: false });
+  await call('GET /things (wrong client secret)', wrong, '/things');
+  idp.setFault('status503');
+  const down = await startWorker({ bindings, kv: false });
+  await call('GET /things (IdP answering 503)', down, '/things');
+  idp.setFault('ok');
+
+  const w = [44, 8, 7];
+  say(`${'request'.padEnd(w[0])}${'status'.padEnd(w[1])}${'token'.padEnd(w[2])}result`);
+  for (const [label, status, tokens, note] of rows) {
+    say(`${String(label).padEnd(w[0])}${String(status).padEnd(w[1])}${String(tokens).padEnd(w[2])}${note}`);
+  }
+  const events = [worker, second].flatMap((x) => x.events()).filter((e) => e.event === 'token' && e.outcome === 'ok');
+  const fetched = worker.events().filter((e) => e.event === 'token' && e.source === 'network').length;
+  say();
+  say(`Token endpoint requests (good credentials, healthy IdP): ${events.filter((e) => e.source === 'network').length}`);
+  say(`Tokens read from KV by the second isolate:               ${events.filter((e) => e.source === 'kv').length}`);
+  say(`First isolate: ${firstIsolateCalls} requests, ${fetched} token request, ${firstIsolateCalls - fetched} served from isolate memory`);
+  say(`Total token endpoint requests, failures included:         ${idp.tokenRequests}`);
+  say();
+  say('Worker log lines (JSON), first isolate:');
+  for (const l of worker.events()) say(`  ${JSON.stringify(l)}`);
+  await Promise.all([second.dispose(), wrong.dispose(), down.dispose()]);
+  await cleanup();
+}
