@@ -17,7 +17,7 @@ setup:
 build: setup
 	worker-build --release
 
-test: setup lint test-native test-wasm build test-e2e size
+test: setup lint test-native test-wasm build size test-e2e
 
 lint: setup
 	cargo fmt --all -- --check
