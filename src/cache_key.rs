@@ -63,6 +63,9 @@ mod tests {
             extra_params: vec![],
             expiry_margin_secs: 60,
             timeout_ms: 1000,
+            holddown_secs: 30,
+            retry_statuses: vec![401],
+            cache_key_secret: None,
         }
     }
 

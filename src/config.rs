@@ -6,12 +6,16 @@
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
-use crate::secret::ClientSecret;
+use crate::secret::{ClientSecret, SharedSecret};
 
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
 pub const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
 /// Default `OAUTH_TIMEOUT_MS`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Default `OAUTH_HOLDDOWN_SECS`.
+pub const DEFAULT_HOLDDOWN_SECS: u64 = 30;
+/// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Parameters the crate sets itself; `OAUTH_EXTRA_PARAMS` may not override them.
 const RESERVED_PARAMS: &[&str] = &[
@@ -26,7 +30,7 @@ const RESERVED_PARAMS: &[&str] = &[
 ];
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientAuth {
     /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
     Basic(ClientSecret),
@@ -52,7 +56,7 @@ impl ClientAuth {
 }
 
 /// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
     /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only.
     pub token_url: Url,
@@ -70,8 +74,43 @@ pub struct Config {
     pub extra_params: Vec<(String, String)>,
     /// Seconds before expiry at which a token is no longer used (see [`crate::expiry`]).
     pub expiry_margin_secs: u64,
-    /// Bound on one token request, in milliseconds.
+    /// Bound on obtaining one token, retries included, in milliseconds.
     pub timeout_ms: u64,
+    /// Seconds the token endpoint is left alone after it refused us (`OAUTH_HOLDDOWN_SECS`).
+    pub holddown_secs: u64,
+    /// Upstream statuses that mean "this token is no longer good" (`OAUTH_RETRY_STATUSES`):
+    /// the token is evicted and the request replayed once with a fresh one.
+    pub retry_statuses: Vec<u16>,
+    /// Key material for sealing KV values (`TOKEN_CACHE_KEY`); the client secret when unset.
+    pub cache_key_secret: Option<SharedSecret>,
+}
+
+impl Config {
+    /// The input keying material for the KV sealing key (HKDF, RFC 5869).
+    pub fn sealing_ikm(&self) -> &str {
+        match &self.cache_key_secret {
+            Some(k) => k.expose(),
+            None => self.auth.secret().expose(),
+        }
+    }
+}
+
+fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
+    const NAME: &str = "OAUTH_RETRY_STATUSES";
+    let Some(raw) = raw else { return Ok(vec![401]) };
+    if raw.eq_ignore_ascii_case("off") || raw.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    raw.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<u16>() {
+            Ok(n) if (400..500).contains(&n) => Ok(n),
+            _ => Err(Error::config(
+                NAME,
+                "must be a list of 4xx statuses such as `401, 403`, or `off`",
+            )),
+        })
+        .collect()
 }
 
 /// Reads one setting; `None` when unset. Empty values count as unset.
@@ -232,6 +271,36 @@ impl Config {
                 86_400,
             )?,
             timeout_ms: number(&lookup, "OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?.max(1),
+            holddown_secs: number(&lookup, "OAUTH_HOLDDOWN_SECS", DEFAULT_HOLDDOWN_SECS, 3_600)?,
+            retry_statuses: parse_retry_statuses(var(&lookup, "OAUTH_RETRY_STATUSES"))?,
+            cache_key_secret: get(&lookup, "TOKEN_CACHE_KEY").map(SharedSecret::new),
+        })
+    }
+}
+
+/// The egress proxy's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The one allowed upstream (`UPSTREAM_ORIGIN`).
+    pub upstream: Url,
+    /// When set (`PROXY_SHARED_SECRET`), callers must send `Proxy-Authorization: Bearer <it>`.
+    pub shared_secret: Option<SharedSecret>,
+    /// Largest request body forwarded (`PROXY_MAX_BODY_BYTES`); larger ones get 413.
+    pub max_body_bytes: u64,
+}
+
+impl ProxyConfig {
+    /// Reads the proxy settings from a lookup of Worker vars and secrets.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Ok(Self {
+            upstream: parse_upstream_origin(lookup("UPSTREAM_ORIGIN"))?,
+            shared_secret: get(&lookup, "PROXY_SHARED_SECRET").map(SharedSecret::new),
+            max_body_bytes: number(
+                &lookup,
+                "PROXY_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                u32::MAX as u64,
+            )?,
         })
     }
 }
@@ -286,6 +355,11 @@ mod tests {
         assert_eq!(c.auth.method(), "client_secret_basic");
         assert_eq!(c.auth.secret().expose(), "s3cr%t+:/=&");
         assert_eq!((c.expiry_margin_secs, c.timeout_ms), (60, 10_000));
+        assert_eq!(
+            (c.holddown_secs, c.retry_statuses.as_slice()),
+            (30, &[401][..])
+        );
+        assert_eq!(c.sealing_ikm(), "s3cr%t+:/=&");
         assert_eq!(c.scope, None);
     }
 
@@ -302,8 +376,20 @@ mod tests {
             ),
             ("OAUTH_EXPIRY_MARGIN_SECS", "30"),
             ("OAUTH_TIMEOUT_MS", "1500"),
+            ("OAUTH_HOLDDOWN_SECS", "5"),
+            ("OAUTH_RETRY_STATUSES", "401, 403"),
+            ("TOKEN_CACHE_KEY", "k"),
         ])
         .unwrap();
+        assert_eq!(
+            (c.holddown_secs, c.retry_statuses.as_slice()),
+            (5, &[401, 403][..])
+        );
+        assert_eq!(c.sealing_ikm(), "k");
+        assert!(with(&[("OAUTH_RETRY_STATUSES", "off")])
+            .unwrap()
+            .retry_statuses
+            .is_empty());
         assert_eq!(c.auth.method(), "client_secret_post");
         assert_eq!(c.scope.as_deref(), Some("read write"));
         assert_eq!(
@@ -375,6 +461,34 @@ mod tests {
             assert!(with(&[("OAUTH_TOKEN_URL", ok)]).is_ok(), "{ok}");
         }
         assert!(with(&[("OAUTH_TOKEN_URL", "http://127.0.0.1.evil.example/token")]).is_err());
+    }
+
+    #[test]
+    fn proxy_settings() {
+        let p = ProxyConfig::from_lookup(lookup(&[("UPSTREAM_ORIGIN", "https://api.example")]))
+            .unwrap();
+        assert_eq!(
+            (p.shared_secret, p.max_body_bytes),
+            (None, DEFAULT_MAX_BODY_BYTES)
+        );
+        let p = ProxyConfig::from_lookup(lookup(&[
+            ("UPSTREAM_ORIGIN", "https://api.example"),
+            ("PROXY_SHARED_SECRET", "shh"),
+            ("PROXY_MAX_BODY_BYTES", "1024"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (p.shared_secret.unwrap().expose(), p.max_body_bytes),
+            ("shh", 1024)
+        );
+        let err = ProxyConfig::from_lookup(lookup(&[
+            ("UPSTREAM_ORIGIN", "https://api.example"),
+            ("PROXY_MAX_BODY_BYTES", "big"),
+        ]));
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("PROXY_MAX_BODY_BYTES"));
     }
 
     #[test]

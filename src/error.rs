@@ -99,9 +99,17 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
-    /// The proxy cannot serve this request as sent (RFC 9110 §15.5.1).
-    #[error("bad request: {0}")]
-    BadRequest(String),
+    /// The proxy will not serve this request as sent: a client error (RFC 9110 §15.5) such as
+    /// 400 (malformed), 401 (missing proxy credential), 405 (method), 413 (body too large).
+    #[error("request rejected ({status}): {reason}")]
+    Rejected {
+        /// The 4xx status to answer with.
+        status: u16,
+        /// The `error` member of the JSON body.
+        code: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
     /// The upstream API could not be reached (RFC 9110 §15.6.3).
     #[error("upstream request failed: {0}")]
     Upstream(String),
@@ -119,6 +127,15 @@ impl Error {
         }
     }
 
+    /// Shorthand for a rejected proxy request.
+    pub fn rejected(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
+        Self::Rejected {
+            status,
+            code,
+            reason: reason.into(),
+        }
+    }
+
     /// The HTTP status a proxy should answer with: 500 for our own configuration, 502 when the
     /// identity provider refuses or answers nonsense, 503 when it is down or rate-limiting.
     pub fn http_status(&self) -> u16 {
@@ -126,7 +143,7 @@ impl Error {
             Self::Config { .. } | Self::Other(_) => 500,
             Self::Refused { .. } | Self::InvalidResponse { .. } | Self::Upstream(_) => 502,
             Self::Unavailable { .. } => 503,
-            Self::BadRequest(_) => 400,
+            Self::Rejected { status, .. } => *status,
         }
     }
 
@@ -137,7 +154,7 @@ impl Error {
             Self::Refused { code, .. } => code.as_str(),
             Self::Unavailable { .. } => "temporarily_unavailable",
             Self::InvalidResponse { .. } => "invalid_token_response",
-            Self::BadRequest(_) => "invalid_request",
+            Self::Rejected { code, .. } => code,
             Self::Upstream(_) => "upstream_unreachable",
             Self::Other(_) => "server_error",
         }
@@ -153,9 +170,10 @@ impl Error {
         }
     }
 
-    /// Replaces every occurrence of each given secret in the error's text with `[redacted]`.
-    /// A token endpoint's `error_description` is text we do not control; some servers echo
-    /// request parameters into it.
+    /// Replaces every occurrence of each given secret in the error's text with `[redacted]`,
+    /// then shortens server-supplied text to [`MAX_DESCRIPTION_CHARS`]. A token endpoint's
+    /// `error_description` is text we do not control; some servers echo request parameters
+    /// (the form-encoded secret, the Basic credentials) into it.
     pub fn scrub(self, secrets: &[&str]) -> Self {
         let clean = |mut s: String| {
             for secret in secrets.iter().filter(|s| s.len() >= 4) {
@@ -163,7 +181,10 @@ impl Error {
                     s = s.replace(secret, "[redacted]");
                 }
             }
-            s
+            match s.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+                Some((cut, _)) => s[..cut].to_owned(),
+                None => s,
+            }
         };
         match self {
             Self::Refused {
@@ -172,7 +193,10 @@ impl Error {
                 description,
             } => Self::Refused {
                 status,
-                code,
+                code: match code {
+                    ErrorCode::Other(c) => ErrorCode::Other(clean(c)),
+                    known => known,
+                },
                 description: description.map(clean),
             },
             Self::Unavailable {
@@ -188,10 +212,13 @@ impl Error {
             },
             Self::Other(s) => Self::Other(clean(s)),
             Self::Upstream(s) => Self::Upstream(clean(s)),
-            other @ (Self::Config { .. } | Self::BadRequest(_)) => other,
+            other @ (Self::Config { .. } | Self::Rejected { .. }) => other,
         }
     }
 }
+
+/// Longest server-supplied text (an `error_description`) passed on to callers and logs.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// `Retry-After` the proxy sends when the token endpoint is unavailable and gave no hint.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;

@@ -16,9 +16,11 @@
 //! let response = api.fetch(request).await?;
 //! ```
 
+pub mod backoff;
 pub mod cache_key;
 pub mod config;
 pub mod error;
+pub mod holddown;
 pub mod log;
 pub mod route;
 pub mod secret;

@@ -46,6 +46,13 @@ pub fn token_ok(
     }))
 }
 
+/// The token endpoint failed and a token past its margin, not yet expired, is used instead.
+pub fn token_stale(expires_in: u64) -> String {
+    line(
+        json!({ "event": "token", "outcome": "stale", "source": Source::Memory.as_str(), "expires_in": expires_in }),
+    )
+}
+
 /// A token request failed.
 pub fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) -> String {
     line(json!({
@@ -62,6 +69,11 @@ pub fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) ->
 /// Something worth knowing about the cache (a failed read or write, a corrupt entry).
 pub fn cache_event(outcome: &str, detail: &str) -> String {
     line(json!({ "event": "cache", "outcome": outcome, "detail": detail }))
+}
+
+/// An upstream rejected the token; the request is replayed once with a fresh one.
+pub fn replay(status: u16) -> String {
+    line(json!({ "event": "replay", "outcome": "retrying", "status": status }))
 }
 
 /// A request the proxy answered with an error.

@@ -9,8 +9,23 @@ use crate::error::Error;
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection. `authorization` is replaced by
 /// ours, so a caller's own credentials never reach the upstream. `host` and the forwarding
-/// headers could make the upstream believe the request was meant for another site.
+/// headers could make the upstream believe the request was meant for another site. A caller
+/// that passes an end user's request straight through would otherwise also hand the upstream
+/// that user's cookies, address and Cloudflare Access credentials.
 const DROPPED_HEADERS: &[&str] = &[
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "cf-access-jwt-assertion",
+    "cf-access-client-id",
+    "cf-access-client-secret",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -36,8 +51,10 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     url.set_path(incoming.path());
     url.set_query(incoming.query());
     if url.origin() != origin.origin() {
-        return Err(Error::BadRequest(
-            "request path would leave UPSTREAM_ORIGIN".into(),
+        return Err(Error::rejected(
+            400,
+            "invalid_request",
+            "request path would leave UPSTREAM_ORIGIN",
         ));
     }
     Ok(url)
@@ -50,6 +67,68 @@ pub fn forwards_header(name: &str, connection: Option<&str>) -> bool {
         return false;
     }
     !connection.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+}
+
+/// Methods the proxy forwards. `CONNECT` would open a tunnel and `TRACE` reflects the request
+/// (our `Authorization` included) back to the caller: neither is forwarded.
+pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Checks an incoming request before anything is forwarded: its method, that no header value
+/// could split a header (CR, LF, NUL), and that its `Content-Length` is a single number within
+/// `max_body_bytes` (RFC 9112 §6.3: conflicting lengths are a smuggling attempt).
+pub fn check_request<'a>(
+    method: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    max_body_bytes: u64,
+) -> Result<(), Error> {
+    if !ALLOWED_METHODS.contains(&method) {
+        return Err(Error::rejected(
+            405,
+            "method_not_allowed",
+            format!("method {} is not forwarded", method.escape_debug()),
+        ));
+    }
+    for (name, value) in headers {
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            || name.bytes().any(|b| b.is_ascii_control())
+        {
+            return Err(Error::rejected(
+                400,
+                "invalid_request",
+                "a header contains control characters",
+            ));
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            let len: u64 = value.trim().parse().map_err(|_| {
+                Error::rejected(
+                    400,
+                    "invalid_request",
+                    "Content-Length is not a single number",
+                )
+            })?;
+            if len > max_body_bytes {
+                return Err(Error::rejected(
+                    413,
+                    "request_too_large",
+                    format!("request body exceeds {max_body_bytes} bytes"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares two byte strings in time that depends only on their lengths (callers compare
+/// fixed-length digests, so not even the secret's length leaks).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The credential a caller presents to the proxy: `Proxy-Authorization: Bearer <secret>`.
+pub fn presented_proxy_secret(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// The proxy's JSON error body, `{"error": ..., "error_description": ...}` (the RFC 6749 §5.2
@@ -127,6 +206,40 @@ mod tests {
             "x-secret-hop",
             Some("keep-alive, X-Secret-Hop")
         ));
+    }
+
+    #[test]
+    fn request_checks() {
+        let ok = |m, h: &[(&str, &str)]| check_request(m, h.iter().copied(), 1000);
+        assert!(ok(
+            "POST",
+            &[("content-length", "1000"), ("content-type", "text/plain")]
+        )
+        .is_ok());
+        assert!(ok("GET", &[]).is_ok());
+        let status = |r: Result<(), Error>| r.unwrap_err().http_status();
+        assert_eq!(status(ok("CONNECT", &[])), 405);
+        assert_eq!(status(ok("TRACE", &[])), 405);
+        assert_eq!(status(ok("POST", &[("content-length", "1001")])), 413);
+        assert_eq!(status(ok("POST", &[("content-length", "5, 5")])), 400);
+        assert_eq!(status(ok("POST", &[("content-length", "-1")])), 400);
+        assert_eq!(status(ok("GET", &[("x-a", "b\r\nx-evil: 1")])), 400);
+    }
+
+    #[test]
+    fn proxy_credentials() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+        assert_eq!(
+            presented_proxy_secret(Some("Bearer s3cret")),
+            Some("s3cret")
+        );
+        assert_eq!(
+            presented_proxy_secret(Some("bearer  s3cret ")),
+            Some("s3cret")
+        );
+        assert_eq!(presented_proxy_secret(Some("Basic abc")), None);
+        assert_eq!(presented_proxy_secret(None), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 macro_rules! secret_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq)]
+        #[derive(Clone, PartialEq, Eq, Hash)]
         pub struct $name(String);
 
         impl $name {
@@ -46,6 +46,11 @@ secret_type!(
 secret_type!(
     /// An OAuth access token (RFC 6749 §1.4).
     AccessToken
+);
+secret_type!(
+    /// Key material for sealing the KV cache (`TOKEN_CACHE_KEY`), or a proxy's shared secret
+    /// (`PROXY_SHARED_SECRET`).
+    SharedSecret
 );
 secret_type!(
     /// A ready `Authorization` header value, `<scheme> <token>` (RFC 6750 §2.1).

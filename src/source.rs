@@ -1,17 +1,22 @@
 //! Caching wraps fetching: isolate memory, then the shared store, then one token request that
-//! every concurrent caller in the isolate shares (single flight).
+//! every concurrent caller in the isolate shares (single flight), retried within a time budget,
+//! held down after a refusal, and falling back to a still-valid token when the endpoint fails.
 //!
 //! The shape follows golang/oauth2's `reuseTokenSource`. Time is passed in (`now`, Unix seconds):
 //! the source never reads a clock, so its behaviour is tested natively with fixed times.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use futures_util::future::{join, select, Either, LocalBoxFuture};
 
+use crate::backoff::retry_delay;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
 use crate::log::{self, Source};
+use crate::secret::AccessToken;
 use crate::store::{decode_record, encode_record, TokenStore, KV_MIN_TTL_SECS, TOKEN_ENTRY};
 use crate::token::Token;
 use crate::token_request::build_token_request;
@@ -21,52 +26,53 @@ use crate::transport::HttpClient;
 /// Receives one JSON log line at a time.
 pub type LogSink = Rc<dyn Fn(&str)>;
 
-/// Runs one token request on behalf of every caller waiting for it.
+/// What the platform provides besides HTTP and storage: running a flight, waiting, randomness.
 ///
-/// The request must not belong to any one caller: in workerd, a task woken from another request's
+/// A flight must not belong to any one caller: in workerd, a task woken from another request's
 /// context is cancelled when that request ends, so the edge runs flights as JS promises that each
-/// caller awaits from its own context. Natively a shared future does the same job.
-pub trait Flights {
-    /// What waiters hold to await the flight.
+/// caller awaits from its own context.
+pub trait Runtime {
+    /// What waiters hold to await a flight.
     type Handle: Clone;
     /// Starts `work`, which runs to completion whichever caller waits.
     fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle;
     /// Resolves when the flight behind `handle` is over.
     fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()>;
-}
-
-/// Flights as shared futures, driven by whichever waiter polls: for native use and tests.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SharedFlights;
-
-impl Flights for SharedFlights {
-    type Handle = Shared<LocalBoxFuture<'static, ()>>;
-    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle {
-        work.shared()
-    }
-    fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()> {
-        handle.clone().boxed_local()
-    }
+    /// Resolves after `ms` milliseconds.
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
+    /// A random number in `[0, 1)`, for backoff jitter.
+    fn random(&self) -> f64;
 }
 
 type Outcome = Rc<RefCell<Option<Result<Token>>>>;
 
-struct Inner<H, S, F: Flights> {
+/// Slack on top of the token budget before a waiter gives up on a flight: room for the KV reads
+/// and writes around the token request.
+pub const FLIGHT_SLACK_MS: u64 = 5_000;
+
+struct Inner<H, S, R: Runtime> {
     config: Config,
     http: H,
     store: S,
-    flights: F,
+    runtime: R,
     log: LogSink,
     memory: RefCell<Option<Token>>,
-    flight: RefCell<Option<(F::Handle, Outcome)>>,
+    /// Until when (Unix seconds) the endpoint is left alone, and what callers get meanwhile.
+    held: RefCell<Option<(u64, Error)>>,
+    /// The last token an upstream rejected: never taken from KV again, whatever KV says.
+    revoked: RefCell<Option<AccessToken>>,
+    flight: RefCell<Option<(u64, R::Handle, Outcome)>>,
+    generation: std::cell::Cell<u64>,
+    /// When (Unix seconds) an upstream rejection last evicted a token.
+    last_eviction: std::cell::Cell<Option<u64>>,
 }
 
 /// A cached, single-flight source of access tokens for one configuration.
-pub struct TokenSource<H, S, F: Flights = SharedFlights> {
-    inner: Rc<Inner<H, S, F>>,
+pub struct TokenSource<H, S, R: Runtime> {
+    inner: Rc<Inner<H, S, R>>,
 }
 
-impl<H, S, F: Flights> Clone for TokenSource<H, S, F> {
+impl<H, S, R: Runtime> Clone for TokenSource<H, S, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -74,26 +80,23 @@ impl<H, S, F: Flights> Clone for TokenSource<H, S, F> {
     }
 }
 
-impl<H: HttpClient + 'static, S: TokenStore + 'static> TokenSource<H, S, SharedFlights> {
-    /// A source for `config` that fetches through `http`, shares tokens through `store` and
-    /// reports to `log`.
-    pub fn new(config: Config, http: H, store: S, log: LogSink) -> Self {
-        Self::with_flights(config, http, store, SharedFlights, log)
-    }
-}
-
-impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> TokenSource<H, S, F> {
-    /// Like [`TokenSource::new`], running token requests with `flights`.
-    pub fn with_flights(config: Config, http: H, store: S, flights: F, log: LogSink) -> Self {
+impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> TokenSource<H, S, R> {
+    /// A source for `config` that fetches through `http`, shares tokens and hold-downs through
+    /// `store`, waits and runs flights with `runtime`, and reports to `log`.
+    pub fn new(config: Config, http: H, store: S, runtime: R, log: LogSink) -> Self {
         Self {
             inner: Rc::new(Inner {
                 config,
                 http,
                 store,
-                flights,
+                runtime,
                 log,
                 memory: RefCell::new(None),
+                held: RefCell::new(None),
+                revoked: RefCell::new(None),
                 flight: RefCell::new(None),
+                generation: std::cell::Cell::new(0),
+                last_eviction: std::cell::Cell::new(None),
             }),
         }
     }
@@ -103,7 +106,10 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> Tok
         &self.inner.config
     }
 
-    /// A token that is fresh at `now`. Once the isolate holds one, this does no I/O at all.
+    /// A token usable at `now`. Once the isolate holds a fresh one, this does no I/O at all.
+    ///
+    /// While the endpoint is failing or held down, a token inside its expiry margin but not yet
+    /// expired is still returned; no token is ever returned past its expiry.
     pub async fn token(&self, now: u64) -> Result<Token> {
         if let Some(t) = self
             .inner
@@ -114,40 +120,131 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, F: Flights + 'static> Tok
         {
             return Ok(t.clone());
         }
-        let (handle, outcome) = {
+        if let Some(held) = held_answer(&self.inner, now) {
+            return held;
+        }
+        let (generation, handle, outcome) = {
             let mut slot = self.inner.flight.borrow_mut();
             slot.get_or_insert_with(|| {
+                let generation = self.inner.generation.get() + 1;
+                self.inner.generation.set(generation);
                 let inner = self.inner.clone();
                 let outcome: Outcome = Rc::default();
                 let out = outcome.clone();
-                let work = async move {
+                let work = Box::pin(async move {
                     let result = acquire(&inner, now).await;
                     *out.borrow_mut() = Some(result);
-                    // The flight ends here; the next miss starts a new one.
-                    inner.flight.borrow_mut().take();
-                }
-                .boxed_local();
-                (self.inner.flights.start(work), outcome)
+                    end_flight(&inner, generation);
+                });
+                (generation, self.inner.runtime.start(work), outcome)
             })
             .clone()
         };
-        self.inner.flights.wait(&handle).await;
+        // Bounded on the waiter's side: if the request that started the flight is cancelled,
+        // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
+        let bound = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
+        let waited = select(
+            self.inner.runtime.wait(&handle),
+            Box::pin(self.inner.runtime.sleep(bound)),
+        )
+        .await;
+        if let Either::Right(_) = waited {
+            end_flight(&self.inner, generation);
+            (self.inner.log)(&log::cache_event(
+                "flight_abandoned",
+                "a token request did not finish in time; starting over",
+            ));
+            return Err(Error::Unavailable {
+                reason: format!("token request did not complete within {bound} ms"),
+                retry_after: None,
+            });
+        }
         let result = outcome.borrow().clone();
         result.unwrap_or_else(|| Err(Error::Other("token request was abandoned".into())))
     }
 
-    /// Forgets the token held in memory (the shared store keeps its copy until it expires).
-    pub fn clear_memory(&self) {
-        self.inner.memory.borrow_mut().take();
+    /// The upstream rejected `used` at `now` (RFC 6750 §3.1 `invalid_token`, e.g. a revoked
+    /// token): forget it in memory and KV so the next [`TokenSource::token`] fetches a new one.
+    ///
+    /// Returns whether a new token is worth fetching. Only the first of many concurrent
+    /// rejections of the same token evicts anything, and evictions happen at most once per
+    /// `OAUTH_HOLDDOWN_SECS`: an upstream that rejects every token (wrong audience, its own
+    /// outage) must not turn each proxied request into a token request.
+    pub async fn invalidate(&self, used: &Token, now: u64) -> bool {
+        let inner = &self.inner;
+        let held_by_memory = inner.memory.borrow().as_ref() == Some(used);
+        if !held_by_memory {
+            // Another caller already evicted it: a newer token is (being) fetched.
+            return inner.revoked.borrow().as_ref() == Some(used.access_token());
+        }
+        let recent = inner
+            .last_eviction
+            .get()
+            .is_some_and(|at| now < at + inner.config.holddown_secs.max(1));
+        if recent {
+            (inner.log)(&log::cache_event(
+                "evict_skipped",
+                "upstream rejected a fresh token again; passing its answer through",
+            ));
+            return false;
+        }
+        inner.last_eviction.set(Some(now));
+        *inner.revoked.borrow_mut() = Some(used.access_token().clone());
+        inner.memory.borrow_mut().take();
+        (inner.log)(&log::cache_event(
+            "evicted",
+            "upstream rejected the token; fetching a new one",
+        ));
+        // Delete the KV copy only if it is still the rejected token, not a newer one.
+        if let Ok(Some(raw)) = inner.store.get(TOKEN_ENTRY).await {
+            if decode_record(&raw).is_some_and(|t| t.access_token() == used.access_token()) {
+                if let Err(e) = inner.store.delete(TOKEN_ENTRY).await {
+                    (inner.log)(&log::cache_event("delete_error", &e));
+                }
+            }
+        }
+        true
     }
 }
 
-async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(
-    inner: &Inner<H, S, F>,
+/// Clears the in-flight slot if it still holds flight `generation`; the next miss starts anew.
+fn end_flight<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) {
+    let mut slot = inner.flight.borrow_mut();
+    if slot.as_ref().is_some_and(|(g, _, _)| *g == generation) {
+        slot.take();
+    }
+}
+
+/// While a hold-down lasts: the still-valid token if there is one, else the held error.
+fn held_answer<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Result<Token>> {
+    let held = inner.held.borrow();
+    let (until, err) = held.as_ref().filter(|(until, _)| now < *until)?;
+    Some(usable(inner, now).ok_or_else(|| held_error(err, *until, now)))
+}
+
+/// The token in memory if it has not yet expired (it may be past its margin).
+fn usable<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Token> {
+    inner
+        .memory
+        .borrow()
+        .as_ref()
+        .filter(|t| now < t.expires_at())
+        .cloned()
+}
+
+fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
+    inner.revoked.borrow().as_ref() == Some(t.access_token())
+}
+
+async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
+    inner: &Inner<H, S, R>,
     now: u64,
 ) -> Result<Token> {
-    match inner.store.get(TOKEN_ENTRY).await {
+    let (token_entry, hold_entry) =
+        join(inner.store.get(TOKEN_ENTRY), inner.store.get(HOLD_ENTRY)).await;
+    match token_entry {
         Ok(Some(raw)) => match decode_record(&raw) {
+            Some(t) if is_revoked(inner, &t) => {}
             Some(t) if t.is_fresh(now) => {
                 (inner.log)(&log::token_ok(
                     Source::Kv,
@@ -158,7 +255,11 @@ async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(
                 *inner.memory.borrow_mut() = Some(t.clone());
                 return Ok(t);
             }
-            Some(_) => {} // stale: KV may serve a value a little past its expiration
+            // Past its margin but not expired: better than nothing if the endpoint fails.
+            Some(t) if now < t.expires_at() && usable(inner, now).is_none() => {
+                *inner.memory.borrow_mut() = Some(t);
+            }
+            Some(_) => {}
             None => (inner.log)(&log::cache_event(
                 "corrupt",
                 "cached value unreadable; refetching",
@@ -167,48 +268,137 @@ async fn acquire<H: HttpClient, S: TokenStore, F: Flights>(
         Ok(None) => {}
         Err(e) => (inner.log)(&log::cache_event("read_error", &e)),
     }
-
-    let config = &inner.config;
-    let secret = config.auth.secret().expose();
-    let (result, status, latency) = match inner.http.execute(build_token_request(config)).await {
-        Ok(resp) => (
-            parse_token_response(&resp, now, config.expiry_margin_secs),
-            Some(resp.status),
-            Some(resp.elapsed_ms),
-        ),
-        Err(e) => (
-            Err(Error::Unavailable {
-                reason: format!("network error: {}", e.reason),
-                retry_after: None,
-            }),
-            None,
-            Some(e.elapsed_ms),
-        ),
-    };
-    let token = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let e = e.scrub(&[secret]);
-            (inner.log)(&log::token_error(status, latency, &e));
-            return Err(e);
+    match hold_entry {
+        Ok(Some(raw)) => {
+            if let Some((until, err)) = decode_hold(&raw).filter(|(until, _)| now < *until) {
+                (inner.log)(&log::cache_event(
+                    "hold",
+                    "another isolate holds the token endpoint down",
+                ));
+                *inner.held.borrow_mut() = Some((until, err));
+                return held_answer(inner, now).expect("hold just set");
+            }
         }
-    };
-    (inner.log)(&log::token_ok(
-        Source::Network,
-        status,
-        latency,
-        token.expires_at().saturating_sub(now),
-    ));
-    *inner.memory.borrow_mut() = Some(token.clone());
-    let ttl = token.fresh_until().saturating_sub(now);
-    if ttl >= KV_MIN_TTL_SECS {
-        if let Err(e) = inner
-            .store
-            .put(TOKEN_ENTRY, encode_record(&token), ttl)
-            .await
-        {
-            (inner.log)(&log::cache_event("write_error", &e));
+        Ok(None) => {}
+        Err(e) => (inner.log)(&log::cache_event("read_error", &e)),
+    }
+
+    let (result, elapsed_ms) = fetch_with_retries(inner, now).await;
+    let done = now + elapsed_ms / 1000;
+    match result {
+        Ok(token) => {
+            inner.held.borrow_mut().take();
+            *inner.memory.borrow_mut() = Some(token.clone());
+            let ttl = token.fresh_until().saturating_sub(done);
+            if ttl >= KV_MIN_TTL_SECS {
+                if let Err(e) = inner
+                    .store
+                    .put(TOKEN_ENTRY, encode_record(&token), ttl)
+                    .await
+                {
+                    (inner.log)(&log::cache_event("write_error", &e));
+                }
+            }
+            Ok(token)
+        }
+        Err(err) => {
+            let secs = hold_secs(&err, inner.config.holddown_secs);
+            if secs > 0 {
+                let until = done + secs;
+                *inner.held.borrow_mut() = Some((until, err.clone()));
+                if let Some(record) = encode_hold(until, &err) {
+                    if let Err(e) = inner
+                        .store
+                        .put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS))
+                        .await
+                    {
+                        (inner.log)(&log::cache_event("write_error", &e));
+                    }
+                }
+            }
+            match usable(inner, done) {
+                Some(stale) => {
+                    (inner.log)(&log::token_stale(stale.expires_at().saturating_sub(done)));
+                    Ok(stale)
+                }
+                None => Err(err),
+            }
         }
     }
-    Ok(token)
+}
+
+/// Token requests until one succeeds, one is refused, or the budget (`OAUTH_TIMEOUT_MS`) is spent.
+/// Returns the outcome and the time spent.
+async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
+    inner: &Inner<H, S, R>,
+    sent_at: u64,
+) -> (Result<Token>, u64) {
+    let config = &inner.config;
+    let secrets = credential_forms(config);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let budget = config.timeout_ms;
+    let mut spent = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let mut request = build_token_request(config);
+        request.timeout_ms = budget.saturating_sub(spent).max(1);
+        let now = sent_at + spent / 1000;
+        let (result, status, latency) = match inner.http.execute(request).await {
+            Ok(resp) => (
+                parse_token_response(&resp, now, config.expiry_margin_secs),
+                Some(resp.status),
+                resp.elapsed_ms,
+            ),
+            Err(e) => (
+                Err(Error::Unavailable {
+                    reason: format!("network error: {}", e.reason),
+                    retry_after: None,
+                }),
+                None,
+                e.elapsed_ms,
+            ),
+        };
+        spent += latency;
+        let err = match result {
+            Ok(token) => {
+                let expires_in = token.expires_at().saturating_sub(now);
+                (inner.log)(&log::token_ok(
+                    Source::Network,
+                    status,
+                    Some(latency),
+                    expires_in,
+                ));
+                return (Ok(token), spent);
+            }
+            Err(e) => e.scrub(&secrets),
+        };
+        (inner.log)(&log::token_error(status, Some(latency), &err));
+        failures += 1;
+        let delay = match &err {
+            Error::Unavailable { retry_after, .. } => retry_delay(
+                failures,
+                *retry_after,
+                budget.saturating_sub(spent),
+                inner.runtime.random(),
+            ),
+            _ => None, // refusals and nonsense are not retried
+        };
+        match delay {
+            Some(ms) => {
+                inner.runtime.sleep(ms).await;
+                spent += ms;
+            }
+            None => return (Err(err), spent),
+        }
+    }
+}
+
+/// Every form in which the credential travels, for scrubbing server text: raw, form-encoded
+/// (RFC 6749 §2.3.1), and the Basic header value with its base64 part.
+fn credential_forms(config: &Config) -> Vec<String> {
+    let secret = config.auth.secret().expose();
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let basic = crate::token_request::basic_credentials(&config.client_id, secret);
+    let b64 = basic.trim_start_matches("Basic ").to_owned();
+    vec![secret.to_owned(), encoded, basic, b64]
 }

@@ -30,6 +30,8 @@ pub trait TokenStore {
         value: String,
         ttl_secs: u64,
     ) -> impl Future<Output = Result<(), String>>;
+    /// Removes an entry.
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), String>>;
 }
 
 /// No shared cache: memory only.
@@ -43,6 +45,9 @@ impl TokenStore for NoStore {
     fn put(&self, _: &str, _: String, _: u64) -> impl Future<Output = Result<(), String>> {
         std::future::ready(Ok(()))
     }
+    fn delete(&self, _: &str) -> impl Future<Output = Result<(), String>> {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A map as a store, for tests and for embedding in other caches. TTLs are not enforced.
@@ -52,6 +57,10 @@ impl TokenStore for RefCell<HashMap<String, String>> {
     }
     fn put(&self, name: &str, value: String, _: u64) -> impl Future<Output = Result<(), String>> {
         self.borrow_mut().insert(name.to_owned(), value);
+        std::future::ready(Ok(()))
+    }
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), String>> {
+        self.borrow_mut().remove(name);
         std::future::ready(Ok(()))
     }
 }

@@ -59,6 +59,7 @@ pub fn build_token_request(config: &Config) -> HttpRequest {
         url: config.token_url.to_string(),
         headers,
         body: form.finish().into_bytes(),
+        timeout_ms: config.timeout_ms,
     }
 }
 
@@ -80,6 +81,9 @@ mod tests {
             extra_params: vec![("redirect_uri".into(), "http://localhost".into())],
             expiry_margin_secs: 60,
             timeout_ms: 1000,
+            holddown_secs: 30,
+            retry_statuses: vec![401],
+            cache_key_secret: None,
         }
     }
 

@@ -20,8 +20,9 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 /// Longest `expires_in` taken at face value (one year); larger values are treated as malformed.
 const MAX_LIFETIME_SECS: u64 = 365 * 86_400;
 
-/// Longest `error_description` passed on to callers.
-const MAX_DESCRIPTION_CHARS: usize = 200;
+/// Longest `error_description` kept from a response; [`crate::error::Error::scrub`] shortens
+/// it further once credentials are removed (a secret cut in half would escape the scrubbing).
+const MAX_DESCRIPTION_CHARS: usize = 1_000;
 
 /// Turns the token endpoint's response to a request sent at `sent_at` (Unix seconds) into a
 /// token, or the error that explains why not. `margin` is `OAUTH_EXPIRY_MARGIN_SECS`.
@@ -42,8 +43,12 @@ pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> R
             "body exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes"
         )));
     }
+    // A member whose value is `null` is treated as absent (`"error": null` is no error).
     let json = match serde_json::from_slice::<Value>(&resp.body) {
-        Ok(Value::Object(map)) => Some(map),
+        Ok(Value::Object(mut map)) => {
+            map.retain(|_, v| !v.is_null());
+            Some(map)
+        }
         _ => None,
     };
     let Some(json) = json else {
@@ -100,7 +105,11 @@ fn parse_success(
     };
     let expires_at = match json.get("expires_in") {
         Some(v) => sent_at + parse_expires_in(v)?,
-        None => jwt_exp(access_token).unwrap_or(sent_at + DEFAULT_LIFETIME_SECS),
+        // An `exp` already past (clock skew) or absurdly far would make every request fetch a
+        // token, or keep one forever: outside (0, one year] the default applies.
+        None => jwt_exp(access_token)
+            .filter(|exp| *exp > sent_at && exp - sent_at <= MAX_LIFETIME_SECS)
+            .unwrap_or(sent_at + DEFAULT_LIFETIME_SECS),
     };
     Ok(Token::new(
         AccessToken::new(access_token.clone()),
@@ -212,6 +221,10 @@ mod tests {
                 NOW + DEFAULT_LIFETIME_SECS,
             ),
             (&body_jwt, NOW + 900),
+            (
+                r#"{"access_token":"abc","token_type":null,"expires_in":null,"error":null}"#,
+                NOW + DEFAULT_LIFETIME_SECS,
+            ),
         ];
         for (body, expires_at) in cases {
             let t = parse_token_response(&resp(200, body), NOW, 60)
@@ -332,6 +345,15 @@ mod tests {
         assert_eq!(err.code(), "invalid_client");
         let err = parse_token_response(&resp(503, ""), NOW, 60).unwrap_err();
         assert_eq!(err.retry_after(), Some(7));
+    }
+
+    #[test]
+    fn jwt_exp_outside_sane_bounds_falls_back_to_the_default() {
+        for exp in [NOW - 10, NOW, NOW + MAX_LIFETIME_SECS + 1] {
+            let body = format!(r#"{{"access_token":"{}"}}"#, jwt(exp));
+            let t = parse_token_response(&resp(200, &body), NOW, 60).unwrap();
+            assert_eq!(t.expires_at(), NOW + DEFAULT_LIFETIME_SECS, "exp {exp}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// The exchange, body included, is abandoned after this many milliseconds.
+    pub timeout_ms: u64,
 }
 
 impl fmt::Debug for HttpRequest {

@@ -9,9 +9,11 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use futures_executor::block_on;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, FutureExt, LocalBoxFuture, Shared};
 use worker_m2m::config::{ClientAuth, Config};
+use worker_m2m::holddown::HOLD_ENTRY;
 use worker_m2m::secret::ClientSecret;
+use worker_m2m::source::Runtime;
 use worker_m2m::store::{encode_record, TokenStore, TOKEN_ENTRY};
 use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 use worker_m2m::{AccessToken, Scheme, Token, TokenSource};
@@ -30,6 +32,9 @@ fn config() -> Config {
         extra_params: vec![],
         expiry_margin_secs: 60,
         timeout_ms: 1000,
+        holddown_secs: 30,
+        retry_statuses: vec![401],
+        cache_key_secret: None,
     }
 }
 
@@ -74,46 +79,117 @@ impl Future for Wait {
     }
 }
 
-/// A token endpoint that counts requests and answers with a fixed status and body.
+/// One scripted answer of the token endpoint.
+#[derive(Clone)]
+enum Reply {
+    Http(u16, &'static str, Vec<(String, String)>),
+    Fail(&'static str, u64),
+}
+
+/// A token endpoint that counts requests and plays a script of answers (the last one repeats).
 #[derive(Clone)]
 struct Endpoint {
     calls: Rc<Cell<u32>>,
-    status: u16,
-    body: Rc<RefCell<String>>,
+    script: Rc<RefCell<Vec<Reply>>>,
+    timeouts: Rc<RefCell<Vec<u64>>>,
     gate: Option<Rc<Gate>>,
 }
 
 impl Endpoint {
-    fn new(status: u16, body: &str) -> Self {
+    fn new(status: u16, body: &'static str) -> Self {
+        Self::script(vec![Reply::Http(status, body, vec![])])
+    }
+
+    fn script(script: Vec<Reply>) -> Self {
         Self {
             calls: Rc::new(Cell::new(0)),
-            status,
-            body: Rc::new(RefCell::new(body.into())),
+            script: Rc::new(RefCell::new(script)),
+            timeouts: Rc::default(),
             gate: None,
         }
+    }
+
+    fn then(&self, reply: Reply) {
+        *self.script.borrow_mut() = vec![reply];
     }
 }
 
 impl HttpClient for Endpoint {
     fn execute(
         &self,
-        _req: HttpRequest,
+        req: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
         self.calls.set(self.calls.get() + 1);
-        let (status, body, gate) = (self.status, self.body.borrow().clone(), self.gate.clone());
+        self.timeouts.borrow_mut().push(req.timeout_ms);
+        let reply = {
+            let mut script = self.script.borrow_mut();
+            if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            }
+        };
+        let gate = self.gate.clone();
         async move {
             match gate {
                 Some(g) => Wait(g).await,
                 None => YieldOnce(false).await,
             }
-            Ok(HttpResponse {
-                status,
-                headers: vec![],
-                body: body.into_bytes(),
-                elapsed_ms: 3,
-            })
+            match reply {
+                Reply::Http(status, body, headers) => Ok(HttpResponse {
+                    status,
+                    headers,
+                    body: body.as_bytes().to_vec(),
+                    elapsed_ms: 3,
+                }),
+                Reply::Fail(reason, elapsed_ms) => Err(TransportError {
+                    reason: reason.into(),
+                    elapsed_ms,
+                }),
+            }
         }
     }
+}
+
+/// Flights as shared futures; fixed jitter; sleeps recorded and skipped, except a waiter's
+/// long bound on a flight, which fires only once the test sets `bounds_fire`.
+#[derive(Clone, Default)]
+struct TestRuntime {
+    sleeps: Rc<RefCell<Vec<u64>>>,
+    bounds_fire: Rc<Cell<bool>>,
+}
+
+impl Runtime for TestRuntime {
+    type Handle = Shared<LocalBoxFuture<'static, ()>>;
+    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle {
+        work.shared()
+    }
+    fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()> {
+        handle.clone().boxed_local()
+    }
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        self.sleeps.borrow_mut().push(ms);
+        if ms >= worker_m2m::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
+            futures_util::future::Either::Left(std::future::pending())
+        } else {
+            futures_util::future::Either::Right(std::future::ready(()))
+        }
+    }
+    fn random(&self) -> f64 {
+        0.5
+    }
+}
+
+type Source = TokenSource<Endpoint, Kv, TestRuntime>;
+
+fn source(ep: &Endpoint, kv: &Kv, log: worker_m2m::source::LogSink) -> Source {
+    TokenSource::new(
+        config(),
+        ep.clone(),
+        kv.clone(),
+        TestRuntime::default(),
+        log,
+    )
 }
 
 /// A map store that counts reads and writes and can be made to fail.
@@ -143,6 +219,10 @@ impl TokenStore for Kv {
         };
         std::future::ready(r)
     }
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), String>> {
+        self.map.borrow_mut().remove(name);
+        std::future::ready(Ok(()))
+    }
 }
 
 type Lines = Rc<RefCell<Vec<String>>>;
@@ -157,13 +237,28 @@ fn logs() -> (Lines, worker_m2m::source::LogSink) {
 }
 
 const GOOD: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
+const GOOD2: &str = r#"{"access_token":"tok-2","token_type":"Bearer","expires_in":3600}"#;
+const REFUSED: &str =
+    r#"{"error":"invalid_client","error_description":"secret s3cr%t+:/=& is wrong"}"#;
+
+fn ok(body: &'static str) -> Reply {
+    Reply::Http(200, body, vec![])
+}
+
+fn with_retry_after(status: u16, secs: &str) -> Reply {
+    Reply::Http(status, "", vec![("retry-after".into(), secs.into())])
+}
+
+fn count(lines: &Lines, needle: &str) -> usize {
+    lines.borrow().iter().filter(|l| l.contains(needle)).count()
+}
 
 #[test]
 fn one_request_for_many_concurrent_callers_then_memory_only() {
     let ep = Endpoint::new(200, GOOD);
     let kv = Kv::default();
     let (lines, log) = logs();
-    let source = TokenSource::new(config(), ep.clone(), kv.clone(), log);
+    let source = source(&ep, &kv, log);
     let results = block_on(join_all((0..100).map(|_| source.token(NOW))));
     assert_eq!(
         ep.calls.get(),
@@ -173,7 +268,11 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
     assert!(results
         .iter()
         .all(|r| r.as_ref().unwrap().access_token().expose() == "tok-1"));
-    assert_eq!(kv.reads.get(), 1, "one KV read for the whole flight");
+    assert_eq!(
+        kv.reads.get(),
+        2,
+        "one flight: one read of the token entry, one of the hold entry"
+    );
     // Stored for fresh_until - now = 3540 s.
     let (_, ttl) = kv.map.borrow().get(TOKEN_ENTRY).cloned().unwrap();
     assert_eq!(ttl, 3540);
@@ -182,18 +281,11 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
     for t in [NOW + 1, NOW + 3539] {
         block_on(source.token(t)).unwrap();
     }
-    assert_eq!((ep.calls.get(), kv.reads.get()), (1, 1));
-    assert_eq!(
-        lines
-            .borrow()
-            .iter()
-            .filter(|l| l.contains(r#""source":"network""#))
-            .count(),
-        1
-    );
+    assert_eq!((ep.calls.get(), kv.reads.get()), (1, 2));
+    assert_eq!(count(&lines, r#""source":"network""#), 1);
 
     // Past the margin, a new token is fetched.
-    *ep.body.borrow_mut() = GOOD.replace("tok-1", "tok-2");
+    ep.then(ok(GOOD2));
     let t = block_on(source.token(NOW + 3540)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-2", 2));
 }
@@ -202,11 +294,9 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
 fn a_second_isolate_reads_kv_instead_of_the_network() {
     let ep = Endpoint::new(200, GOOD);
     let kv = Kv::default();
-    let first = TokenSource::new(config(), ep.clone(), kv.clone(), logs().1);
-    block_on(first.token(NOW)).unwrap();
+    block_on(source(&ep, &kv, logs().1).token(NOW)).unwrap();
     let (lines, log) = logs();
-    let second = TokenSource::new(config(), ep.clone(), kv.clone(), log);
-    let t = block_on(second.token(NOW + 10)).unwrap();
+    let t = block_on(source(&ep, &kv, log).token(NOW + 10)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 1));
     assert!(
         lines.borrow()[0].contains(r#""source":"kv""#),
@@ -230,8 +320,7 @@ fn stale_or_corrupt_kv_values_are_misses_and_get_overwritten() {
         kv.map
             .borrow_mut()
             .insert(TOKEN_ENTRY.into(), (value.clone(), 60));
-        let source = TokenSource::new(config(), ep.clone(), kv.clone(), logs().1);
-        let t = block_on(source.token(NOW)).unwrap();
+        let t = block_on(source(&ep, &kv, logs().1).token(NOW)).unwrap();
         assert_eq!(
             (t.access_token().expose(), ep.calls.get()),
             ("tok-1", 1),
@@ -245,10 +334,10 @@ fn stale_or_corrupt_kv_values_are_misses_and_get_overwritten() {
 fn short_lived_tokens_stay_in_memory_only() {
     let ep = Endpoint::new(200, r#"{"access_token":"short","expires_in":70}"#);
     let kv = Kv::default();
-    let source = TokenSource::new(config(), ep.clone(), kv.clone(), logs().1);
+    let source = source(&ep, &kv, logs().1);
     block_on(source.token(NOW)).unwrap();
     // 70 s lifetime, margin min(60, 17) = 17: fresh for 53 s, below KV's 60 s minimum TTL.
-    assert!(kv.map.borrow().is_empty());
+    assert!(!kv.map.borrow().contains_key(TOKEN_ENTRY));
     block_on(source.token(NOW + 52)).unwrap();
     assert_eq!(ep.calls.get(), 1);
 }
@@ -261,26 +350,20 @@ fn a_failing_kv_is_a_miss_not_an_error() {
         ..Kv::default()
     };
     let (lines, log) = logs();
-    let source = TokenSource::new(config(), ep.clone(), kv, log);
-    assert!(block_on(source.token(NOW)).is_ok());
-    let lines = lines.borrow();
-    assert!(
-        lines.iter().any(|l| l.contains("read_error"))
-            && lines.iter().any(|l| l.contains("write_error"))
-    );
+    assert!(block_on(source(&ep, &kv, log).token(NOW)).is_ok());
+    assert!(count(&lines, "read_error") >= 1 && count(&lines, "write_error") == 1);
 }
 
 #[test]
-fn refusals_are_shared_logged_and_scrubbed() {
-    let body =
-        format!(r#"{{"error":"invalid_client","error_description":"secret {SECRET} is wrong"}}"#);
+fn refusals_are_shared_logged_scrubbed_and_held_down() {
     let gate = Rc::new(Gate::default());
     let ep = Endpoint {
         gate: Some(gate.clone()),
-        ..Endpoint::new(401, &body)
+        ..Endpoint::new(401, REFUSED)
     };
+    let kv = Kv::default();
     let (lines, log) = logs();
-    let source = TokenSource::new(config(), ep.clone(), Kv::default(), log);
+    let source = source(&ep, &kv, log);
     let results = Rc::new(RefCell::new(Vec::new()));
     let mut pool = futures_executor::LocalPool::new();
     for _ in 0..5 {
@@ -300,22 +383,177 @@ fn refusals_are_shared_logged_and_scrubbed() {
     gate.open();
     pool.run();
     let results = results.take();
-    assert_eq!(results.len(), 5);
-    assert_eq!(ep.calls.get(), 1);
-    for r in results {
-        let e = r.unwrap_err();
+    assert_eq!((results.len(), ep.calls.get()), (5, 1));
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
         assert_eq!((e.http_status(), e.code()), (502, "invalid_client"));
         assert!(!e.to_string().contains(SECRET), "{e}");
     }
-    {
-        let lines = lines.borrow();
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains(r#""outcome":"error""#) && lines[0].contains(r#""status":401"#));
-        assert!(!lines[0].contains(SECRET));
+    assert_eq!(
+        count(&lines, r#""outcome":"error""#),
+        1,
+        "refusals are not retried"
+    );
+    assert!(lines.borrow().iter().all(|l| !l.contains(SECRET)));
+
+    // 30 more calls during the 30 s hold-down: the same answer, no request.
+    for i in 0..30 {
+        let e = block_on(source.token(NOW + i)).unwrap_err();
+        assert_eq!(e, *results[0].as_ref().unwrap_err());
     }
-    // The failed flight is over: the next call tries again.
-    let _ = block_on(source.token(NOW + 1));
+    assert_eq!(ep.calls.get(), 1);
+    // Another isolate reads the hold-down from KV and stays away too.
+    let other = Endpoint::new(401, REFUSED);
+    assert!(block_on(self::source(&other, &kv, logs().1).token(NOW + 5)).is_err());
+    assert_eq!(other.calls.get(), 0);
+    // After the hold-down, one new try.
+    let _ = block_on(source.token(NOW + 31));
     assert_eq!(ep.calls.get(), 2);
+}
+
+#[test]
+fn unavailable_endpoints_are_retried_with_backoff_within_the_budget() {
+    let ep = Endpoint::script(vec![
+        Reply::Fail("connection reset", 10),
+        Reply::Http(500, "", vec![]),
+        with_retry_after(503, "1"),
+        ok(GOOD),
+    ]);
+    let rt = TestRuntime::default();
+    let kv = Kv::default();
+    let config = Config {
+        timeout_ms: 10_000,
+        ..config()
+    };
+    let source = TokenSource::new(config, ep.clone(), kv.clone(), rt.clone(), logs().1);
+    let t = block_on(source.token(NOW)).unwrap();
+    assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 4));
+    // Equal jitter at 0.5: 150 ms, 300 ms; then the server's Retry-After: 1 s.
+    assert_eq!(
+        rt.sleeps
+            .borrow()
+            .iter()
+            .filter(|ms| **ms < 5_000)
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![150, 300, 1000]
+    );
+    // Each attempt gets what is left of the 10 s budget.
+    let budgets = ep.timeouts.borrow().clone();
+    assert_eq!(budgets[0], 10_000);
+    assert!(budgets.windows(2).all(|w| w[1] < w[0]), "{budgets:?}");
+}
+
+#[test]
+fn a_budget_spent_on_timeouts_ends_in_503_and_a_short_hold() {
+    let ep = Endpoint::script(vec![Reply::Fail("timed out after 1000 ms", 1000)]);
+    let kv = Kv::default();
+    let source = source(&ep, &kv, logs().1);
+    let e = block_on(source.token(NOW)).unwrap_err();
+    assert_eq!((e.http_status(), ep.calls.get()), (503, 1));
+    assert!(e.retry_after().unwrap() >= 1);
+    // Held down for the default 5 s: no new request meanwhile.
+    assert!(block_on(source.token(NOW + 2)).is_err());
+    assert_eq!(ep.calls.get(), 1);
+}
+
+#[test]
+fn long_retry_after_is_a_hold_down_not_a_wait() {
+    let ep = Endpoint::script(vec![with_retry_after(429, "20")]);
+    let rt = TestRuntime::default();
+    let kv = Kv::default();
+    let source = TokenSource::new(config(), ep.clone(), kv.clone(), rt.clone(), logs().1);
+    let e = block_on(source.token(NOW)).unwrap_err();
+    assert_eq!((e.http_status(), e.retry_after()), (503, Some(20)));
+    assert!(
+        rt.sleeps.borrow().iter().all(|ms| *ms >= 5_000),
+        "no backoff wait, only the waiter's bound"
+    );
+    let e = block_on(source.token(NOW + 15)).unwrap_err();
+    assert_eq!(e.retry_after(), Some(5), "Retry-After counts down");
+    assert_eq!(ep.calls.get(), 1);
+    assert!(kv.map.borrow().contains_key(HOLD_ENTRY));
+}
+
+#[test]
+fn a_token_inside_its_margin_is_used_while_the_endpoint_fails_but_never_past_expiry() {
+    let ep = Endpoint::new(200, GOOD);
+    let source = source(&ep, &Kv::default(), logs().1);
+    block_on(source.token(NOW)).unwrap(); // fresh until NOW+3540, expires NOW+3600
+    ep.then(Reply::Http(503, "down", vec![]));
+    let t = block_on(source.token(NOW + 3550)).unwrap();
+    assert_eq!(t.access_token().expose(), "tok-1");
+    let calls = ep.calls.get();
+    assert!(calls > 2, "the 503 was retried within the budget");
+    // During the hold-down, still the old token, without a request.
+    assert_eq!(
+        block_on(source.token(NOW + 3552))
+            .unwrap()
+            .access_token()
+            .expose(),
+        "tok-1"
+    );
+    assert_eq!(ep.calls.get(), calls);
+    // At expiry it is gone: the caller gets the error, not an expired token.
+    let e = block_on(source.token(NOW + 3600)).unwrap_err();
+    assert_eq!(e.http_status(), 503);
+}
+
+#[test]
+fn invalidate_evicts_once_and_the_rejected_token_is_never_reused() {
+    let ep = Endpoint::new(200, GOOD);
+    let kv = Kv::default();
+    let source = source(&ep, &kv, logs().1);
+    let old = block_on(source.token(NOW)).unwrap();
+    ep.then(ok(GOOD2));
+    // Many requests saw 401 with the same token: one eviction, one new token.
+    let verdicts = block_on(join_all((0..10).map(|_| source.invalidate(&old, NOW + 1))));
+    assert!(
+        verdicts.iter().all(|v| *v),
+        "every caller may retry with the new token"
+    );
+    assert!(!kv.map.borrow().contains_key(TOKEN_ENTRY));
+    let fresh = block_on(join_all((0..10).map(|_| source.token(NOW + 1))));
+    assert!(fresh
+        .iter()
+        .all(|t| t.as_ref().unwrap().access_token().expose() == "tok-2"));
+    assert_eq!(ep.calls.get(), 2);
+    // A late rejection of the old token does not evict the new one.
+    block_on(source.invalidate(&old, NOW + 2));
+    block_on(source.token(NOW + 2)).unwrap();
+    assert_eq!(ep.calls.get(), 2);
+
+    // An upstream that rejects every token: the new one is not evicted within the hold-down,
+    // so a persistent 401 costs one token request per OAUTH_HOLDDOWN_SECS, not one per request.
+    let new = block_on(source.token(NOW + 3)).unwrap();
+    for i in 0..20 {
+        assert!(!block_on(source.invalidate(&new, NOW + 3 + i)));
+    }
+    block_on(source.token(NOW + 23)).unwrap();
+    assert_eq!(ep.calls.get(), 2);
+    assert!(
+        block_on(source.invalidate(&new, NOW + 31)),
+        "after the hold-down, one more eviction"
+    );
+
+    // KV is eventually consistent: a lagging copy of the rejected token is ignored.
+    let lagging = Kv::default();
+    let src = self::source(&ep, &lagging, logs().1);
+    ep.then(ok(GOOD));
+    let t1 = block_on(src.token(NOW)).unwrap();
+    block_on(src.invalidate(&t1, NOW));
+    lagging
+        .map
+        .borrow_mut()
+        .insert(TOKEN_ENTRY.into(), (encode_record(&t1), 60));
+    ep.then(ok(GOOD2));
+    assert_eq!(
+        block_on(src.token(NOW + 1))
+            .unwrap()
+            .access_token()
+            .expose(),
+        "tok-2"
+    );
 }
 
 #[test]
@@ -326,11 +564,81 @@ fn network_errors_are_unavailable() {
         c.set(c.get() + 1);
         Err(TransportError {
             reason: "connection refused".into(),
-            elapsed_ms: 1,
+            elapsed_ms: 400,
         })
     };
-    let source = TokenSource::new(config(), http, worker_m2m::store::NoStore, logs().1);
+    let source = TokenSource::new(
+        config(),
+        http,
+        worker_m2m::store::NoStore,
+        TestRuntime::default(),
+        logs().1,
+    );
     let e = block_on(source.token(NOW)).unwrap_err();
-    assert_eq!((e.http_status(), e.retry_after()), (503, Some(5)));
+    assert_eq!(e.http_status(), 503);
+    assert!(e.retry_after().is_some());
     assert!(e.to_string().contains("connection refused"));
+    // 400 ms per failure in a 1000 ms budget: two attempts with a wait between.
+    assert_eq!(calls.get(), 2);
+}
+
+#[test]
+fn a_waiter_gives_up_on_a_flight_that_never_ends() {
+    // The endpoint never answers (its gate stays shut), as when the request that started the
+    // flight was cancelled and the platform dropped its I/O.
+    let gate = Rc::new(Gate::default());
+    let ep = Endpoint {
+        gate: Some(gate),
+        ..Endpoint::new(200, GOOD)
+    };
+    let kv = Kv::default();
+    let rt = TestRuntime::default();
+    let source = TokenSource::new(config(), ep.clone(), kv, rt.clone(), logs().1);
+    let mut stuck = Box::pin(source.token(NOW));
+    // Poll the first caller once so its flight starts, then forget it.
+    let waker = futures_util::task::noop_waker();
+    assert!(stuck
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(stuck);
+    rt.bounds_fire.set(true);
+    // The next caller waits at most timeout + slack (the test runtime's sleep is immediate),
+    // gets a 503, and the stuck flight no longer blocks the one after.
+    let e = block_on(source.token(NOW + 1)).unwrap_err();
+    assert_eq!(e.http_status(), 503);
+    assert!(rt
+        .sleeps
+        .borrow()
+        .contains(&(1000 + worker_m2m::source::FLIGHT_SLACK_MS)));
+    let ep2_calls = ep.calls.get();
+    let _ = Box::pin(source.token(NOW + 2))
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker));
+    assert_eq!(ep.calls.get(), ep2_calls + 1, "a new flight started");
+}
+
+#[test]
+fn echoed_credentials_are_scrubbed_in_every_form() {
+    // The server echoes the form-encoded secret and the Basic header into its description.
+    let body: &'static str = Box::leak(
+        format!(
+            r#"{{"error":"invalid_client","error_description":"got client_secret=s3cr%25t%2B%3A%2F%3D%26 and {}"}}"#,
+            worker_m2m::token_request::basic_credentials("client", SECRET)
+        )
+        .into_boxed_str(),
+    );
+    let ep = Endpoint::new(401, body);
+    let (lines, log) = logs();
+    let e = block_on(source(&ep, &Kv::default(), log).token(NOW)).unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.matches("[redacted]").count() >= 2, "{shown}");
+    assert!(
+        !shown.contains("s3cr%25t") && !shown.contains("Basic "),
+        "{shown}"
+    );
+    assert!(lines
+        .borrow()
+        .iter()
+        .all(|l| !l.contains("s3cr%25t") && !l.contains("Basic ")));
 }

@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use worker::kv::KvStore;
 use worker::Env;
-use worker_m2m::edge::crypto::sha256;
+use worker_m2m::edge::crypto::{open, seal, sealing_key, sha256};
 use worker_m2m::edge::fetch::PlatformHttp;
 use worker_m2m::transport::{HttpClient, HttpRequest};
 use worker_m2m::{Config, TokenClient};
@@ -50,8 +50,13 @@ export function start_server(mode) {
 }
 
 // An Env with plain string vars and a Map-backed KV namespace, as workerd would pass it.
-export function make_env(vars) {
+// kvMode: 'ok', 'throw' (every call throws), 'hang' (every call never settles).
+export function make_env(vars, kvMode) {
   const map = new Map();
+  if (kvMode === 'throw' || kvMode === 'hang') {
+    const bad = kvMode === 'throw' ? () => { throw new Error('KV is down'); } : () => new Promise(() => {});
+    return { ...vars, TOKEN_CACHE: { get: bad, getWithMetadata: bad, put: bad, list: bad, delete: bad } };
+  }
   const kv = {
     map, reads: 0, puts: [],
     async get(key) { kv.reads += 1; return map.has(key) ? map.get(key) : null; },
@@ -77,7 +82,7 @@ extern "C" {
     fn last_body(this: &TestServer) -> String;
     #[wasm_bindgen(method)]
     fn close(this: &TestServer);
-    fn make_env(vars: &JsValue) -> JsValue;
+    fn make_env(vars: &JsValue, kv_mode: &str) -> JsValue;
 }
 
 async fn server(mode: &str) -> TestServer {
@@ -85,6 +90,10 @@ async fn server(mode: &str) -> TestServer {
 }
 
 fn env(token_url: &str, secret: &str, extra: &[(&str, &str)]) -> JsValue {
+    env_with_kv(token_url, secret, extra, "ok")
+}
+
+fn env_with_kv(token_url: &str, secret: &str, extra: &[(&str, &str)], kv_mode: &str) -> JsValue {
     let vars = js_sys::Object::new();
     let set = |k: &str, v: &str| js_sys::Reflect::set(&vars, &k.into(), &v.into()).unwrap();
     set("OAUTH_TOKEN_URL", token_url);
@@ -94,7 +103,7 @@ fn env(token_url: &str, secret: &str, extra: &[(&str, &str)]) -> JsValue {
     for (k, v) in extra {
         set(k, v);
     }
-    make_env(&vars)
+    make_env(&vars, kv_mode)
 }
 
 fn kv_of(env: &JsValue) -> JsValue {
@@ -205,20 +214,24 @@ async fn a_new_isolate_reads_the_token_from_kv() {
         "tok-1"
     );
     assert_eq!(srv.count(), 1);
-    assert_eq!(reads(), before + 1.0, "the second source read KV once");
+    assert_eq!(
+        reads(),
+        before + 2.0,
+        "the second source read KV once for the token, once for a hold-down"
+    );
     srv.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_hanging_token_endpoint_times_out() {
     let srv = server("hang").await;
-    let http = PlatformHttp::new(200);
-    let err = http
+    let err = PlatformHttp
         .execute(HttpRequest {
             method: "POST",
             url: srv.url(),
             headers: vec![],
             body: b"grant_type=client_credentials".to_vec(),
+            timeout_ms: 200,
         })
         .await
         .unwrap_err();
@@ -244,8 +257,82 @@ async fn an_oversized_response_is_refused() {
 #[wasm_bindgen_test]
 async fn missing_settings_are_named() {
     let vars = js_sys::Object::new();
-    let err = TokenClient::from_env(make_env(&vars).unchecked_ref::<Env>())
+    let err = TokenClient::from_env(make_env(&vars, "ok").unchecked_ref::<Env>())
         .err()
         .unwrap();
     assert!(err.to_string().contains("OAUTH_TOKEN_URL"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn sealed_values_open_only_with_the_same_key_and_aad() {
+    let key = sealing_key(b"client-secret", b"m2m:v1:abc").await.unwrap();
+    let sealed = seal(&key, b"{\"access_token\":\"eyJ\"}", b"m2m:v1:abc:token")
+        .await
+        .unwrap();
+    assert!(
+        sealed.starts_with("m2m-gcm1.") && !sealed.contains("eyJ"),
+        "{sealed}"
+    );
+    assert_eq!(
+        open(&key, &sealed, b"m2m:v1:abc:token").await.unwrap(),
+        b"{\"access_token\":\"eyJ\"}"
+    );
+    // Two seals of the same value differ (random IV).
+    assert_ne!(
+        seal(&key, b"x", b"a").await.unwrap(),
+        seal(&key, b"x", b"a").await.unwrap()
+    );
+    // Another key, another entry's AAD, a flipped byte, or plain text: all refused.
+    let other = sealing_key(b"rotated-secret", b"m2m:v1:abc").await.unwrap();
+    assert!(open(&other, &sealed, b"m2m:v1:abc:token").await.is_err());
+    assert!(open(&key, &sealed, b"m2m:v1:abc:hold").await.is_err());
+    let mut tampered = sealed.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    assert!(open(
+        &key,
+        std::str::from_utf8(&tampered).unwrap(),
+        b"m2m:v1:abc:token"
+    )
+    .await
+    .is_err());
+    assert!(open(&key, "{\"v\":1}", b"m2m:v1:abc:token").await.is_err());
+}
+
+#[wasm_bindgen_test]
+async fn kv_holds_no_readable_token() {
+    let srv = server("token").await;
+    let env_js = env(&srv.url(), "sealed-kv-secret", &[]);
+    let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+    client.token().await.unwrap();
+    let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
+        .unwrap()
+        .unchecked_into();
+    let values: Vec<String> = map
+        .values()
+        .into_iter()
+        .map(|v| v.unwrap().as_string().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1);
+    assert!(
+        !values[0].contains("tok-") && !values[0].contains("access_token"),
+        "{}",
+        values[0]
+    );
+    srv.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_throwing_or_hanging_kv_never_fails_a_token() {
+    for (mode, secret) in [("throw", "kv-throw-secret"), ("hang", "kv-hang-secret")] {
+        let srv = server("token").await;
+        let env_js = env_with_kv(&srv.url(), secret, &[], mode);
+        let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+        let t = client
+            .token()
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(t.access_token().expose(), "tok-1", "{mode}");
+        srv.close();
+    }
 }

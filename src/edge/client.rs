@@ -12,6 +12,7 @@ use worker::{Env, Request, Response};
 use super::env::env_string;
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::EdgeStore;
+use super::runtime::EdgeRuntime;
 use crate::cache_key::cache_key_material;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -22,13 +23,21 @@ use crate::token::Token;
 /// Name of the KV binding used as the shared token cache.
 pub const KV_BINDING: &str = "TOKEN_CACHE";
 
-type EdgeSource = TokenSource<PlatformHttp, EdgeStore, PromiseFlights>;
+/// Largest request body kept (teed in memory) so the request can be replayed once after an
+/// upstream rejects the token; larger or unknown-length bodies stream without a copy and are
+/// not replayed.
+pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
+
+/// Configurations remembered per isolate before the registry starts afresh.
+const MAX_SOURCES: usize = 16;
+
+type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
 
 thread_local! {
     // One token source per configuration per isolate, so that `from_env` on every request still
     // finds the token (and the in-flight request) of earlier ones. Keyed by the whole configuration,
     // so a rotated secret gets a fresh source.
-    static SOURCES: RefCell<HashMap<Vec<u8>, EdgeSource>> = RefCell::new(HashMap::new());
+    static SOURCES: RefCell<HashMap<(Config, bool), EdgeSource>> = RefCell::new(HashMap::new());
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -57,19 +66,21 @@ impl TokenClient {
             ));
         }
         let material = cache_key_material(&config);
-        let mut registry_key = material.clone();
-        registry_key.extend_from_slice(&config.timeout_ms.to_be_bytes());
-        registry_key.extend_from_slice(&config.expiry_margin_secs.to_be_bytes());
+        let registry_key = (config.clone(), kv.is_some());
         let source = SOURCES.with(|sources| {
+            let mut sources = sources.borrow_mut();
+            // Rotations add configurations; an isolate never needs more than a few at once.
+            if sources.len() >= MAX_SOURCES && !sources.contains_key(&registry_key) {
+                sources.clear();
+            }
             sources
-                .borrow_mut()
                 .entry(registry_key)
                 .or_insert_with(|| {
-                    TokenSource::with_flights(
+                    TokenSource::new(
                         config.clone(),
-                        PlatformHttp::new(config.timeout_ms),
-                        EdgeStore::new(kv, material),
-                        PromiseFlights,
+                        PlatformHttp,
+                        EdgeStore::new(kv, material, config.sealing_ikm().as_bytes().to_vec()),
+                        EdgeRuntime,
                         Rc::new(super::log_line),
                     )
                 })
@@ -91,49 +102,90 @@ impl TokenClient {
         sign_with(&token, request)
     }
 
-    /// Signs `request` and sends it with the platform `fetch`.
+    /// Signs `request` and sends it with the platform `fetch`, replaying it once with a fresh
+    /// token when the upstream answers a status in `OAUTH_RETRY_STATUSES` (see [`Self::send`]).
     pub async fn fetch(&self, request: Request) -> Result<Response> {
-        let signed = self.sign(request).await?;
-        let resp = JsFuture::from(global_fetch(signed.inner()))
+        // `Clone::clone` copies the handle; the inherent `clone` would be JS `Request.clone()`.
+        self.send(<web_sys::Request as Clone>::clone(request.inner()))
             .await
-            .map_err(|e| Error::Upstream(super::js_error_text(&e)))?;
-        let resp: web_sys::Response = resp
-            .dyn_into()
-            .map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
-        Ok(Response::from(resp))
+            .map(Response::from)
+    }
+
+    /// Forgets `token` because an upstream rejected it (RFC 6750 §3.1); whether a new token is
+    /// worth fetching (see [`TokenSource::invalidate`]).
+    pub async fn invalidate(&self, token: &Token) -> bool {
+        self.source.invalidate(token, super::now_secs()).await
+    }
+
+    /// Signs and sends `unsigned`. When the upstream answers a status in `OAUTH_RETRY_STATUSES`
+    /// (default 401: the token was revoked or expired early), the token is evicted from memory
+    /// and KV, one fresh token is fetched (shared with concurrent callers), and the request is
+    /// replayed once if its body can be replayed: no body, or a `Content-Length` of at most
+    /// [`REPLAY_LIMIT_BYTES`]. Otherwise, or if no new token can be had, the upstream's answer
+    /// is returned untouched. Never more than one replay.
+    pub async fn send(&self, unsigned: web_sys::Request) -> Result<web_sys::Response> {
+        let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
+        let token = self.token().await?;
+        let retry_statuses = &self.source.config().retry_statuses;
+        let spare = if !retry_statuses.is_empty() && replayable(&unsigned) {
+            // JS `Request.clone()`: tees the body so the spare can be sent later.
+            Some(unsigned.clone().map_err(js)?)
+        } else {
+            None
+        };
+        let resp = send_raw(sign_raw(&token, &unsigned)?).await?;
+        if !retry_statuses.contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let worth_retrying = self.invalidate(&token).await;
+        let Some(spare) = spare.filter(|_| worth_retrying) else {
+            return Ok(resp);
+        };
+        let fresh = match self.token().await {
+            Ok(fresh) if fresh != token => fresh,
+            _ => return Ok(resp),
+        };
+        super::log_line(&log::replay(resp.status()));
+        if let Some(body) = resp.body() {
+            let _ = body.cancel();
+        }
+        send_raw(sign_raw(&fresh, &spare)?).await
     }
 }
 
-/// Signs `request` with `token`. Requests are immutable in Workers, so this builds a new one.
-pub fn sign_with(token: &Token, request: Request) -> Result<Request> {
+/// A request can be replayed when its body is absent or small enough to keep a copy of.
+fn replayable(req: &web_sys::Request) -> bool {
+    if req.body().is_none() {
+        return true;
+    }
+    let len = req.headers().get("content-length").ok().flatten();
+    len.and_then(|l| l.trim().parse::<u64>().ok())
+        .is_some_and(|l| l <= REPLAY_LIMIT_BYTES)
+}
+
+/// `new Request(req, { headers })`: the same request with our `Authorization`.
+fn sign_raw(token: &Token, req: &web_sys::Request) -> Result<web_sys::Request> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-    let headers = web_sys::Headers::new_with_headers(&request.inner().headers()).map_err(js)?;
+    let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(js)?;
     headers
         .set("authorization", token.authorization().expose())
         .map_err(js)?;
     let init = web_sys::RequestInit::new();
     init.set_headers_headers(&headers);
-    let signed = web_sys::Request::new_with_request_and_init(request.inner(), &init).map_err(js)?;
-    Ok(Request::from(signed))
+    // Never follow a redirect with our token attached: the caller sees the 3xx instead.
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    web_sys::Request::new_with_request_and_init(req, &init).map_err(js)
 }
 
-/// Flights as JS promises: each caller awaits the promise from its own request context, which
-/// workerd allows, instead of being woken from the context of the request that started it.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PromiseFlights;
+async fn send_raw(req: web_sys::Request) -> Result<web_sys::Response> {
+    let resp = JsFuture::from(global_fetch(&req))
+        .await
+        .map_err(|e| Error::Upstream(super::js_error_text(&e)))?;
+    resp.dyn_into()
+        .map_err(|_| Error::Other("fetch returned a non-Response".into()))
+}
 
-impl crate::source::Flights for PromiseFlights {
-    type Handle = js_sys::Promise;
-    fn start(&self, work: futures_util::future::LocalBoxFuture<'static, ()>) -> js_sys::Promise {
-        wasm_bindgen_futures::future_to_promise(async move {
-            work.await;
-            Ok(wasm_bindgen::JsValue::UNDEFINED)
-        })
-    }
-    fn wait(&self, handle: &js_sys::Promise) -> futures_util::future::LocalBoxFuture<'static, ()> {
-        let fut = JsFuture::from(handle.clone());
-        Box::pin(async move {
-            let _ = fut.await;
-        })
-    }
+/// Signs `request` with `token`. Requests are immutable in Workers, so this builds a new one.
+pub fn sign_with(token: &Token, request: Request) -> Result<Request> {
+    sign_raw(token, request.inner()).map(Request::from)
 }

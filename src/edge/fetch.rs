@@ -19,27 +19,16 @@ extern "C" {
     pub(crate) fn global_fetch(request: &web_sys::Request) -> Promise;
 }
 
-/// Sends token requests with the platform `fetch`, cut off after `timeout_ms`.
-#[derive(Debug, Clone)]
-pub struct PlatformHttp {
-    timeout_ms: u32,
-}
-
-impl PlatformHttp {
-    /// A client whose requests, body included, are aborted after `timeout_ms`.
-    pub fn new(timeout_ms: u64) -> Self {
-        Self {
-            timeout_ms: timeout_ms.clamp(1, u32::MAX as u64) as u32,
-        }
-    }
-}
+/// Sends token requests with the platform `fetch`, each cut off after its `timeout_ms`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlatformHttp;
 
 impl HttpClient for PlatformHttp {
     fn execute(
         &self,
         request: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
-        let timeout_ms = self.timeout_ms;
+        let timeout_ms = request.timeout_ms.clamp(1, u32::MAX as u64) as u32;
         async move {
             let start = Date::now();
             let signal = AbortSignal::timeout_with_u32(timeout_ms);

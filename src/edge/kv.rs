@@ -1,58 +1,112 @@
-//! Workers KV as the core's [`TokenStore`], namespaced by a hash of the configuration.
+//! Workers KV as the core's [`TokenStore`]: namespaced by a hash of the configuration, sealed
+//! with AES-256-GCM, and bounded in time so a slow or failing KV never fails a request.
 
 use std::cell::OnceCell;
 
+use futures_util::future::{select, Either};
+use web_sys::CryptoKey;
 use worker::kv::KvStore;
 
+use super::crypto::{open, seal, sealing_key, sha256};
+use super::runtime::sleep;
 use crate::cache_key::cache_key;
 use crate::store::{TokenStore, KV_MIN_TTL_SECS};
+
+/// Longest wait for one KV operation; past it the read is a miss and the write is skipped.
+pub const KV_TIMEOUT_MS: u64 = 1_500;
 
 /// The `TOKEN_CACHE` namespace, or nothing (memory-only), for one configuration.
 pub struct EdgeStore {
     kv: Option<KvStore>,
     /// The cache-key material; holds the client secret, so it is only ever hashed.
     material: Vec<u8>,
-    /// `m2m:v1:<sha256>`, computed on first use: hashing is async, `TokenClient::from_env` is not.
-    prefix: OnceCell<String>,
+    /// Input keying material for the sealing key (client secret or `TOKEN_CACHE_KEY`).
+    ikm: Vec<u8>,
+    /// `m2m:v1:<sha256>` and the sealing key, made on first use (once per isolate): WebCrypto is
+    /// async, `TokenClient::from_env` is not.
+    prepared: OnceCell<(String, CryptoKey)>,
 }
 
 impl EdgeStore {
-    /// A store over `kv` (or memory-only when `None`) for the configuration `material` describes.
-    pub fn new(kv: Option<KvStore>, material: Vec<u8>) -> Self {
+    /// A store over `kv` (memory-only when `None`) for the configuration `material` describes,
+    /// sealing values with a key derived from `ikm`.
+    pub fn new(kv: Option<KvStore>, material: Vec<u8>, ikm: Vec<u8>) -> Self {
         Self {
             kv,
             material,
-            prefix: OnceCell::new(),
+            ikm,
+            prepared: OnceCell::new(),
         }
     }
 
-    async fn key(&self, name: &str) -> Result<String, String> {
-        if self.prefix.get().is_none() {
-            let digest = super::crypto::sha256(&self.material).await?;
-            let _ = self.prefix.set(cache_key(&digest));
+    async fn prepared(&self) -> Result<&(String, CryptoKey), String> {
+        if self.prepared.get().is_none() {
+            let prefix = cache_key(&sha256(&self.material).await?);
+            let key = sealing_key(&self.ikm, prefix.as_bytes()).await?;
+            let _ = self.prepared.set((prefix, key));
         }
-        Ok(format!("{}:{name}", self.prefix.get().expect("set above")))
+        Ok(self.prepared.get().expect("set above"))
+    }
+}
+
+/// Runs a KV operation with a time bound.
+async fn bounded<T>(
+    op: &str,
+    fut: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let fut = std::pin::pin!(fut);
+    match select(fut, sleep(KV_TIMEOUT_MS)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(format!("KV {op} timed out after {KV_TIMEOUT_MS} ms")),
     }
 }
 
 impl TokenStore for EdgeStore {
     async fn get(&self, name: &str) -> Result<Option<String>, String> {
         let Some(kv) = &self.kv else { return Ok(None) };
-        let key = self.key(name).await?;
-        kv.get(&key)
-            .text()
-            .await
-            .map_err(|e| format!("KV get failed: {e}"))
+        let (prefix, key) = self.prepared().await?;
+        let kv_key = format!("{prefix}:{name}");
+        let sealed = bounded("get", async {
+            kv.get(&kv_key)
+                .text()
+                .await
+                .map_err(|e| format!("KV get failed: {e}"))
+        })
+        .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = open(key, &sealed, kv_key.as_bytes()).await?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| "cached value is not UTF-8".into())
     }
 
     async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
         let Some(kv) = &self.kv else { return Ok(()) };
-        let key = self.key(name).await?;
-        kv.put(&key, value)
-            .map_err(|e| format!("KV put failed: {e}"))?
-            .expiration_ttl(ttl_secs.max(KV_MIN_TTL_SECS))
-            .execute()
-            .await
-            .map_err(|e| format!("KV put failed: {e}"))
+        let (prefix, key) = self.prepared().await?;
+        let kv_key = format!("{prefix}:{name}");
+        let sealed = seal(key, value.as_bytes(), kv_key.as_bytes()).await?;
+        bounded("put", async {
+            kv.put(&kv_key, sealed)
+                .map_err(|e| format!("KV put failed: {e}"))?
+                .expiration_ttl(ttl_secs.max(KV_MIN_TTL_SECS))
+                .execute()
+                .await
+                .map_err(|e| format!("KV put failed: {e}"))
+        })
+        .await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), String> {
+        let Some(kv) = &self.kv else { return Ok(()) };
+        let (prefix, _) = self.prepared().await?;
+        let kv_key = format!("{prefix}:{name}");
+        bounded("delete", async {
+            kv.delete(&kv_key)
+                .await
+                .map_err(|e| format!("KV delete failed: {e}"))
+        })
+        .await
     }
 }

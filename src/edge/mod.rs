@@ -7,6 +7,7 @@ pub mod env;
 pub mod fetch;
 pub mod kv;
 pub mod proxy;
+pub mod runtime;
 
 /// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
 pub fn now_secs() -> u64 {

@@ -1,17 +1,18 @@
 //! The egress proxy: `/<path>?<query>` goes to `UPSTREAM_ORIGIN/<path>?<query>`, signed.
-//! Bodies stream in both directions; nothing is buffered.
+//! Bodies stream in both directions; only a small body is teed for a replay after a 401.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request, Response};
 
 use super::client::TokenClient;
+use super::crypto::sha256;
 use super::env::env_string;
-use super::fetch::global_fetch;
-use crate::config::parse_upstream_origin;
+use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::log;
-use crate::route::{error_body, forwards_header, upstream_url};
+use crate::route::{
+    check_request, constant_time_eq, error_body, forwards_header, presented_proxy_secret,
+    upstream_url, ALLOWED_METHODS,
+};
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
 pub async fn handle(req: Request, env: &Env) -> Response {
@@ -27,24 +28,55 @@ pub async fn handle(req: Request, env: &Env) -> Response {
 
 async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-    let origin = parse_upstream_origin(env_string(env, "UPSTREAM_ORIGIN"))?;
-    let client = TokenClient::from_env(env)?;
-    let incoming = req.url().map_err(|e| Error::BadRequest(e.to_string()))?;
-    let target = upstream_url(&origin, &incoming)?;
-    let token = client.token().await?;
-
+    let proxy = ProxyConfig::from_lookup(|name| env_string(env, name))?;
     let inner = req.inner();
-    let connection = inner.headers().get("connection").ok().flatten();
-    let headers = web_sys::Headers::new().map_err(js)?;
-    for (name, value) in req.headers().entries() {
-        if forwards_header(&name, connection.as_deref()) {
-            headers.append(&name, &value).map_err(js)?;
+    let incoming_headers: Vec<(String, String)> = req.headers().entries().collect();
+
+    if let Some(secret) = &proxy.shared_secret {
+        let presented = presented_proxy_secret(
+            inner
+                .headers()
+                .get("proxy-authorization")
+                .ok()
+                .flatten()
+                .as_deref(),
+        )
+        .map(str::to_owned)
+        .unwrap_or_default();
+        // Digests first: equal lengths, so the comparison time says nothing about the secret.
+        let (want, got) = (
+            sha256(secret.expose().as_bytes()).await,
+            sha256(presented.as_bytes()).await,
+        );
+        if !matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
+            return Err(Error::rejected(
+                401,
+                "unauthorized",
+                "this proxy requires Proxy-Authorization: Bearer <PROXY_SHARED_SECRET>",
+            ));
         }
     }
-    headers
-        .set("authorization", token.authorization().expose())
-        .map_err(js)?;
+    check_request(
+        &inner.method(),
+        incoming_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+        proxy.max_body_bytes,
+    )?;
 
+    let client = TokenClient::from_env(env)?;
+    let incoming = req
+        .url()
+        .map_err(|e| Error::rejected(400, "invalid_request", e.to_string()))?;
+    let target = upstream_url(&proxy.upstream, &incoming)?;
+
+    let connection = inner.headers().get("connection").ok().flatten();
+    let headers = web_sys::Headers::new().map_err(js)?;
+    for (name, value) in &incoming_headers {
+        if forwards_header(name, connection.as_deref()) {
+            headers.append(name, value).map_err(js)?;
+        }
+    }
     let init = web_sys::RequestInit::new();
     init.set_method(&inner.method());
     init.set_headers_headers(&headers);
@@ -52,22 +84,19 @@ async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
     // A redirect goes back to the caller; following it could carry our token to another origin.
     init.set_redirect(web_sys::RequestRedirect::Manual);
     let outbound = web_sys::Request::new_with_str_and_init(target.as_str(), &init).map_err(js)?;
-    let resp = JsFuture::from(global_fetch(&outbound))
-        .await
-        .map_err(|e| Error::Upstream(super::js_error_text(&e)))?;
-    let resp: web_sys::Response = resp
-        .dyn_into()
-        .map_err(|_| Error::Other("fetch returned a non-Response".into()))?;
-    Ok(Response::from(resp))
+    client.send(outbound).await.map(Response::from)
 }
 
-/// The JSON error response for `err`, with `Retry-After` when waiting helps.
+/// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.
 pub fn error_response(err: &Error) -> Response {
     let headers = worker::Headers::new();
     let _ = headers.set("content-type", "application/json");
     let _ = headers.set("cache-control", "no-store");
     if let Some(secs) = err.retry_after() {
         let _ = headers.set("retry-after", &secs.to_string());
+    }
+    if err.http_status() == 405 {
+        let _ = headers.set("allow", &ALLOWED_METHODS.join(", "));
     }
     Response::from_bytes(error_body(err).into_bytes())
         .map(|r| r.with_status(err.http_status()).with_headers(headers))
