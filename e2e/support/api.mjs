@@ -13,9 +13,18 @@ function listen(server) {
 export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'read:things' }) {
   const jwks = createRemoteJWKSet(new URL(jwksUrl));
   const seen = [];
+  const aborted = [];
+  const jtis = new Set();
+  const revoked = new Set();
   const server = http.createServer(async (req, res) => {
     const chunks = [];
-    for await (const c of req) chunks.push(c);
+    try {
+      for await (const c of req) chunks.push(c);
+    } catch {
+      // The sender broke off mid-body (as the proxy does past its size limit): nothing to serve.
+      aborted.push({ method: req.method, url: req.url });
+      return;
+    }
     const body = Buffer.concat(chunks);
     const record = { method: req.method, url: req.url, headers: req.headers, bodyLength: body.length };
     seen.push(record);
@@ -31,6 +40,11 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
       ({ payload: claims } = await jwtVerify(m[1], jwks, { issuer, audience, typ: 'at+jwt' }));
     } catch (e) {
       return reply(401, { error: 'invalid_token', error_description: e.code ?? 'verification failed' });
+    }
+    jtis.add(claims.jti);
+    if (revoked.has(claims.jti)) {
+      res.setHeader('www-authenticate', 'Bearer error="invalid_token", error_description="revoked"');
+      return reply(401, { error: 'invalid_token', error_description: 'token revoked' });
     }
     if (!String(claims.scope ?? '').split(' ').includes(requiredScope)) {
       return reply(403, { error: 'insufficient_scope' });
@@ -53,6 +67,9 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
   return {
     origin: `http://127.0.0.1:${port}`,
     seen,
+    aborted,
+    /** Revokes every token seen so far: they get 401 invalid_token from now on. */
+    revokeAll() { for (const j of jtis) revoked.add(j); },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

@@ -20,8 +20,9 @@ function listen(server) {
 
 /**
  * Starts the IdP. `tokenTtl` is the access token lifetime in seconds.
- * Faults (setFault): 'ok', 'status500', 'status503', 'html', 'truncated', 'no_access_token',
- * 'invalid_client', or { delayMs } to answer late.
+ * Faults (setFault): 'ok', 'status500', 'status503', 'status429', 'html', 'truncated',
+ * 'no_access_token', 'invalid_client', { delayMs } to answer late, { status, retryAfter } for
+ * a 429/503 with Retry-After, or an array of these played in order (the last one repeats).
  */
 export async function startIdp({ tokenTtl = 3600 } = {}) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
@@ -70,7 +71,9 @@ export async function startIdp({ tokenTtl = 3600 } = {}) {
     if (req.method !== 'POST' || !req.url.startsWith('/token')) return callback(req, res);
     state.tokenRequests += 1;
     state.authHeaders.push(req.headers.authorization ?? null);
-    const fault = state.fault;
+    const fault = Array.isArray(state.fault)
+      ? (state.fault.length > 1 ? state.fault.shift() : state.fault[0])
+      : state.fault;
     const send = (status, type, body) => {
       res.writeHead(status, { 'content-type': type });
       res.end(body);
@@ -82,6 +85,8 @@ export async function startIdp({ tokenTtl = 3600 } = {}) {
         return send(500, 'application/json', '{"error":"server_error"}');
       case 'status503':
         return send(503, 'text/plain', 'maintenance');
+      case 'status429':
+        return send(429, 'application/json', '{"error":"rate_limited"}');
       case 'html':
         return send(200, 'text/html', '<!doctype html><html><body>Sign in</body></html>');
       case 'truncated':
@@ -91,6 +96,10 @@ export async function startIdp({ tokenTtl = 3600 } = {}) {
       case 'invalid_client':
         return send(401, 'application/json', '{"error":"invalid_client","error_description":"client authentication failed"}');
       default:
+        if (fault && fault.status) {
+          res.writeHead(fault.status, { 'content-type': 'text/plain', 'retry-after': String(fault.retryAfter) });
+          return res.end('try later');
+        }
         if (fault && fault.delayMs) {
           setTimeout(() => callback(req, res), fault.delayMs);
           return undefined;

@@ -7,7 +7,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /**
  * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
- * TOKEN_CACHE; `kvPersist` shares KV between instances through a directory; `port` listens.
+ * TOKEN_CACHE, or `kv: 'broken'` binds a TOKEN_CACHE whose every call throws; `kvPersist`
+ * shares KV between instances through a directory; `port` listens.
  * Every line the Worker logs is kept in `logs`.
  */
 export async function startWorker({ bindings, kv = true, kvPersist, port } = {}) {
@@ -23,7 +24,8 @@ export async function startWorker({ bindings, kv = true, kvPersist, port } = {})
       }
     });
   };
-  const mf = new Miniflare({
+  const proxy = {
+    name: 'proxy',
     modules: true,
     scriptPath: path.join(root, 'build/index.js'),
     modulesRoot: path.join(root, 'build'),
@@ -32,10 +34,25 @@ export async function startWorker({ bindings, kv = true, kvPersist, port } = {})
       { type: 'CompiledWasm', include: ['**/*.wasm'] },
     ],
     compatibilityDate: '2026-04-01',
-    cf: false,
-    kvNamespaces: kv ? ['TOKEN_CACHE'] : [],
-    kvPersist,
+    kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
+  };
+  // A KV namespace that is down: every operation throws, as a failing binding would.
+  const brokenKv = {
+    name: 'broken-kv',
+    modules: true,
+    script: `export default function () {
+      const fail = () => { throw new Error('KV is unavailable'); };
+      return { get: fail, getWithMetadata: fail, put: fail, list: fail, delete: fail };
+    }`,
+  };
+  const workers = kv === 'broken'
+    ? [{ ...proxy, wrappedBindings: { TOKEN_CACHE: { scriptName: 'broken-kv' } } }, brokenKv]
+    : [proxy];
+  const mf = new Miniflare({
+    workers,
+    cf: false,
+    kvPersist,
     host: '127.0.0.1',
     port,
     handleRuntimeStdio(stdout, stderr) {

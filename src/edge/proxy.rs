@@ -1,6 +1,11 @@
 //! The egress proxy: `/<path>?<query>` goes to `UPSTREAM_ORIGIN/<path>?<query>`, signed.
 //! Bodies stream in both directions; only a small body is teed for a replay after a 401.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Request, Response};
 
 use super::client::TokenClient;
@@ -77,14 +82,70 @@ async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
             headers.append(name, value).map_err(js)?;
         }
     }
+    // A declared length was checked above (and workerd holds the body to it); a body of unknown
+    // length is counted as it streams and cut off past the limit.
+    let declared = incoming_headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
     let init = web_sys::RequestInit::new();
+    let (body, overflow) = match inner.body() {
+        Some(stream) if !declared => {
+            let abort = web_sys::AbortController::new().map_err(js)?;
+            init.set_signal(Some(&abort.signal()));
+            let (limited, overflow) = limit_stream(stream, proxy.max_body_bytes, abort);
+            (Some(limited), Some(overflow))
+        }
+        other => (other, None),
+    };
     init.set_method(&inner.method());
     init.set_headers_headers(&headers);
-    init.set_body_opt_readable_stream(inner.body().as_ref());
+    init.set_body_opt_readable_stream(body.as_ref());
     // A redirect goes back to the caller; following it could carry our token to another origin.
     init.set_redirect(web_sys::RequestRedirect::Manual);
     let outbound = web_sys::Request::new_with_str_and_init(target.as_str(), &init).map_err(js)?;
-    client.send(outbound).await.map(Response::from)
+    match client.send(outbound).await {
+        Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
+            Err(too_large(proxy.max_body_bytes))
+        }
+        other => other.map(Response::from),
+    }
+}
+
+fn too_large(max: u64) -> Error {
+    Error::rejected(
+        413,
+        "request_too_large",
+        format!("request body exceeds {max} bytes"),
+    )
+}
+
+/// Passes `raw` through until more than `max` bytes went by; then aborts the upstream request
+/// (so the upstream sees a broken connection, never a body that merely ends early) and errors
+/// the stream. The flag tells the caller why the request failed.
+fn limit_stream(
+    raw: web_sys::ReadableStream,
+    max: u64,
+    abort: web_sys::AbortController,
+) -> (web_sys::ReadableStream, Rc<Cell<bool>>) {
+    let overflow = Rc::new(Cell::new(false));
+    let flag = overflow.clone();
+    let mut seen = 0u64;
+    let counted = wasm_streams::ReadableStream::from_raw(raw)
+        .into_stream()
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.unchecked_ref::<js_sys::Uint8Array>().length() as u64;
+            if seen > max {
+                flag.set(true);
+                abort.abort();
+                return Err(JsValue::from_str("request body too large"));
+            }
+            Ok(chunk)
+        });
+    (
+        wasm_streams::ReadableStream::from_stream(counted).into_raw(),
+        overflow,
+    )
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.

@@ -1,0 +1,20 @@
+// The suite-wide promise: no log line of any Worker carries a secret, a token or credentials.
+import assert from 'node:assert/strict';
+import { CLIENTS } from './idp.mjs';
+
+export function assertNoSecretsInLogs(workers, api, extra = []) {
+  const tokens = new Set(
+    api.seen.map((r) => (r.headers.authorization ?? '').replace(/^Bearer /, '')).filter((t) => t.length > 20),
+  );
+  const secrets = [CLIENTS.basic.secret, CLIENTS.post.secret, ...extra, ...tokens];
+  let lines = 0;
+  for (const w of workers) {
+    for (const line of w.logs) {
+      lines += 1;
+      for (const s of secrets) assert.ok(!line.includes(s), `a log line carries a secret or token: ${line.slice(0, 120)}`);
+      assert.ok(!/Basic [A-Za-z0-9+/=]{8,}/.test(line), `a log line carries Basic credentials: ${line.slice(0, 120)}`);
+      assert.ok(!line.includes(encodeURIComponent(CLIENTS.basic.secret)), 'a log line carries the form-encoded secret');
+    }
+  }
+  return lines;
+}
