@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size clean
+.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +35,10 @@ test-e2e: setup
 
 size: build
 	@bash scripts/size.sh
+
+# Not part of `make test`: fuzzing is open-ended. FUZZ_SECONDS bounds each target (default 60).
+fuzz:
+	@bash scripts/fuzz.sh
 
 demo: build
 	node scripts/demo.mjs

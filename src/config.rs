@@ -159,6 +159,27 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// Parses a URL setting that must be https (http only for loopback), with no credentials or fragment.
 pub(crate) fn parse_endpoint(setting: &'static str, raw: &str) -> Result<Url> {
+    // The build carries no Unicode IDNA tables (see Cargo.toml); refuse non-ASCII up front with
+    // a clear message instead of leaving it to the URL parser (found by `make fuzz`).
+    if !raw.is_ascii() {
+        return Err(Error::config(
+            setting,
+            "must be ASCII (write international host names in punycode)",
+        ));
+    }
+    // Likewise a percent-encoded host, which would decode to non-ASCII inside the URL parser.
+    if raw.chars().any(|c| c.is_ascii_control()) {
+        return Err(Error::config(
+            setting,
+            "must not contain control characters",
+        ));
+    }
+    let after_scheme = raw.split_once(':').map_or(raw, |(_, rest)| rest);
+    let authority = after_scheme.trim_start_matches(['/', '\\']);
+    let authority = authority.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    if authority.contains('%') {
+        return Err(Error::config(setting, "must not percent-encode the host"));
+    }
     let url =
         Url::parse(raw).map_err(|e| Error::config(setting, format!("is not a valid URL ({e})")))?;
     match url.scheme() {

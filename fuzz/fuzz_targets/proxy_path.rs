@@ -1,0 +1,26 @@
+//! Any request target and headers: the upstream URL always stays on UPSTREAM_ORIGIN, and the
+//! request checks never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use url::Url;
+use worker_m2m::route::{check_request, forwards_header, upstream_url};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let origin = Url::parse("https://api.example:8443").unwrap();
+    // As workerd would hand it over: an absolute URL built from the request line, always ASCII
+    // (workerd serialises URLs with punycode hosts and percent-encoded paths).
+    let ascii: String = text.chars().filter(|c| c.is_ascii() && *c != '%').collect();
+    for incoming in [format!("https://proxy.internal/{text}"), format!("https://proxy.internal{ascii}"), ascii.clone()] {
+        if let Ok(incoming) = Url::parse(&incoming) {
+            if let Ok(target) = upstream_url(&origin, &incoming) {
+                assert_eq!(target.origin(), origin.origin(), "{incoming} -> {target}");
+                assert_eq!((target.username(), target.password()), ("", None));
+            }
+        }
+    }
+    let (name, value) = text.split_once(':').unwrap_or((&text, ""));
+    let _ = check_request("POST", [(name, value)], 1024);
+    let _ = forwards_header(&name.to_ascii_lowercase(), Some(value));
+});
