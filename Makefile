@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz clean
+.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,10 @@ size: build
 # Not part of `make test`: fuzzing is open-ended. FUZZ_SECONDS bounds each target (default 60).
 fuzz:
 	@bash scripts/fuzz.sh
+
+# Not part of `make test`: a few minutes of load. Prints the tables and writes BENCHMARKS.raw.md.
+bench: build
+	node bench/run.mjs
 
 demo: build
 	node scripts/demo.mjs

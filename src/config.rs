@@ -83,6 +83,9 @@ pub struct Config {
     pub retry_statuses: Vec<u16>,
     /// Key material for sealing KV values (`TOKEN_CACHE_KEY`); the client secret when unset.
     pub cache_key_secret: Option<SharedSecret>,
+    /// Refresh a token in the background when it enters its refresh window
+    /// (`OAUTH_REFRESH_AHEAD`, default on; see [`crate::token`]).
+    pub refresh_ahead: bool,
 }
 
 impl Config {
@@ -295,6 +298,20 @@ impl Config {
             holddown_secs: number(&lookup, "OAUTH_HOLDDOWN_SECS", DEFAULT_HOLDDOWN_SECS, 3_600)?,
             retry_statuses: parse_retry_statuses(var(&lookup, "OAUTH_RETRY_STATUSES"))?,
             cache_key_secret: get(&lookup, "TOKEN_CACHE_KEY").map(SharedSecret::new),
+            refresh_ahead: match var(&lookup, "OAUTH_REFRESH_AHEAD")
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => {
+                    return Err(Error::config(
+                        "OAUTH_REFRESH_AHEAD",
+                        "must be true or false",
+                    ))
+                }
+            },
         })
     }
 }
@@ -381,6 +398,12 @@ mod tests {
             (30, &[401][..])
         );
         assert_eq!(c.sealing_ikm(), "s3cr%t+:/=&");
+        assert!(c.refresh_ahead);
+        assert!(
+            !with(&[("OAUTH_REFRESH_AHEAD", "FALSE")])
+                .unwrap()
+                .refresh_ahead
+        );
         assert_eq!(c.scope, None);
     }
 

@@ -3,6 +3,6 @@
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(crate::edge::proxy::handle(req, &env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(crate::edge::proxy::handle(req, &env, &ctx).await)
 }

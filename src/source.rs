@@ -111,35 +111,64 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// While the endpoint is failing or held down, a token inside its expiry margin but not yet
     /// expired is still returned; no token is ever returned past its expiry.
     pub async fn token(&self, now: u64) -> Result<Token> {
-        if let Some(t) = self
+        self.token_ahead(now, false).await.0
+    }
+
+    /// Like [`TokenSource::token`], and with `ahead` (and `OAUTH_REFRESH_AHEAD` on), a fresh token
+    /// inside its refresh window (see [`crate::token`]) is returned at once while one background
+    /// refresh starts. The second value is that refresh's handle, for the caller to keep the
+    /// platform alive until it ends (`ctx.waitUntil`); `None` when nothing was started.
+    pub async fn token_ahead(&self, now: u64, ahead: bool) -> (Result<Token>, Option<R::Handle>) {
+        let fresh = self
             .inner
             .memory
             .borrow()
             .as_ref()
             .filter(|t| t.is_fresh(now))
-        {
-            return Ok(t.clone());
+            .cloned();
+        if let Some(t) = fresh {
+            let due = ahead && self.inner.config.refresh_ahead && t.refresh_due(now);
+            let held = self
+                .inner
+                .held
+                .borrow()
+                .as_ref()
+                .is_some_and(|(until, _)| now < *until);
+            let started = if due && !held && self.inner.flight.borrow().is_none() {
+                let (_, handle, _) = self.flight(now, true);
+                Some(handle)
+            } else {
+                None
+            };
+            return (Ok(t), started);
         }
         if let Some(held) = held_answer(&self.inner, now) {
-            return held;
+            return (held, None);
         }
-        let (generation, handle, outcome) = {
-            let mut slot = self.inner.flight.borrow_mut();
-            slot.get_or_insert_with(|| {
-                let generation = self.inner.generation.get() + 1;
-                self.inner.generation.set(generation);
-                let inner = self.inner.clone();
-                let outcome: Outcome = Rc::default();
-                let out = outcome.clone();
-                let work = Box::pin(async move {
-                    let result = acquire(&inner, now).await;
-                    *out.borrow_mut() = Some(result);
-                    end_flight(&inner, generation);
-                });
-                (generation, self.inner.runtime.start(work), outcome)
-            })
-            .clone()
-        };
+        (self.wait_for_flight(now).await, None)
+    }
+
+    /// The running flight, or a new one started at `now` (`refresh`: a background refresh).
+    fn flight(&self, now: u64, refresh: bool) -> (u64, R::Handle, Outcome) {
+        let mut slot = self.inner.flight.borrow_mut();
+        slot.get_or_insert_with(|| {
+            let generation = self.inner.generation.get() + 1;
+            self.inner.generation.set(generation);
+            let inner = self.inner.clone();
+            let outcome: Outcome = Rc::default();
+            let out = outcome.clone();
+            let work = Box::pin(async move {
+                let result = acquire(&inner, now, refresh).await;
+                *out.borrow_mut() = Some(result);
+                end_flight(&inner, generation);
+            });
+            (generation, self.inner.runtime.start(work), outcome)
+        })
+        .clone()
+    }
+
+    async fn wait_for_flight(&self, now: u64) -> Result<Token> {
+        let (generation, handle, outcome) = self.flight(now, false);
         // Bounded on the waiter's side: if the request that started the flight is cancelled,
         // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
         let bound = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
@@ -236,16 +265,19 @@ fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
     inner.revoked.borrow().as_ref() == Some(t.access_token())
 }
 
+/// Gets a token: from KV when a usable one is there, else from the token endpoint. A background
+/// refresh (`refresh`) takes a KV token only if it is not itself due for refresh.
 async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     now: u64,
+    refresh: bool,
 ) -> Result<Token> {
     let (token_entry, hold_entry) =
         join(inner.store.get(TOKEN_ENTRY), inner.store.get(HOLD_ENTRY)).await;
     match token_entry {
         Ok(Some(raw)) => match decode_record(&raw) {
             Some(t) if is_revoked(inner, &t) => {}
-            Some(t) if t.is_fresh(now) => {
+            Some(t) if t.is_fresh(now) && !(refresh && t.refresh_due(now)) => {
                 (inner.log)(&log::token_ok(
                     Source::Kv,
                     None,

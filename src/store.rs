@@ -72,6 +72,9 @@ struct Record {
     token_type: String,
     expires_at: u64,
     fresh_until: u64,
+    /// Absent in records written before refresh-ahead: then the refresh is due at `fresh_until`.
+    #[serde(default)]
+    refresh_at: Option<u64>,
 }
 
 /// Serialises a token for the shared cache.
@@ -82,6 +85,7 @@ pub fn encode_record(token: &Token) -> String {
         token_type: token.scheme().as_str().to_owned(),
         expires_at: token.expires_at(),
         fresh_until: token.fresh_until(),
+        refresh_at: Some(token.refresh_at()),
     };
     serde_json::to_string(&record).expect("a record of strings and integers serialises")
 }
@@ -101,6 +105,7 @@ pub fn decode_record(raw: &str) -> Option<Token> {
         scheme,
         r.expires_at,
         r.fresh_until,
+        r.refresh_at.unwrap_or(r.fresh_until),
     ))
 }
 

@@ -7,6 +7,16 @@
 //! `margin = min(OAUTH_EXPIRY_MARGIN_SECS, lifetime / 4)`
 //!
 //! so a 120 s token is used for 90 s, a one-hour token for 59 minutes.
+//!
+//! Before that, a token enters its *refresh window* at `refresh_at`: a request that sees it there
+//! goes on with the token and starts one background refresh, so no request waits on the token
+//! endpoint while a valid token exists. The window is the last quarter of the token's life,
+//! capped at five minutes, and never shorter than the margin:
+//!
+//! `refresh_at = expires_at - max(margin, min(lifetime / 4, 300))`
+//!
+//! so a one-hour token is refreshed after 55 minutes (one token request per 55 minutes, not per
+//! 45), a 120 s token after 90 s.
 
 use crate::secret::{AccessToken, AuthorizationValue};
 
@@ -38,6 +48,14 @@ pub fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
     configured_margin.min(lifetime / 4)
 }
 
+/// Longest refresh window, in seconds (see the module docs).
+pub const MAX_REFRESH_WINDOW_SECS: u64 = 300;
+
+/// The refresh window for a token of the given lifetime and effective margin.
+pub fn refresh_window(margin: u64, lifetime: u64) -> u64 {
+    margin.max((lifetime / 4).min(MAX_REFRESH_WINDOW_SECS))
+}
+
 /// An access token ready to sign requests with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
@@ -47,6 +65,8 @@ pub struct Token {
     expires_at: u64,
     /// Unix seconds after which the token is no longer handed out.
     fresh_until: u64,
+    /// Unix seconds from which a use of the token starts a background refresh.
+    refresh_at: u64,
     /// `<scheme> <token>`, formatted once per token rather than once per request.
     authorization: AuthorizationValue,
 }
@@ -61,8 +81,10 @@ impl Token {
         margin: u64,
     ) -> Self {
         let lifetime = expires_at.saturating_sub(issued_at);
-        let fresh_until = expires_at - effective_margin(margin, lifetime).min(expires_at);
-        Self::from_parts(access_token, scheme, expires_at, fresh_until)
+        let margin = effective_margin(margin, lifetime);
+        let fresh_until = expires_at - margin.min(expires_at);
+        let refresh_at = expires_at - refresh_window(margin, lifetime).min(expires_at);
+        Self::from_parts(access_token, scheme, expires_at, fresh_until, refresh_at)
     }
 
     /// Rebuilds a token whose freshness was computed before (a cached copy).
@@ -71,6 +93,7 @@ impl Token {
         scheme: Scheme,
         expires_at: u64,
         fresh_until: u64,
+        refresh_at: u64,
     ) -> Self {
         let authorization =
             AuthorizationValue::new(format!("{} {}", scheme.as_str(), access_token.expose()));
@@ -79,6 +102,7 @@ impl Token {
             scheme,
             expires_at,
             fresh_until: fresh_until.min(expires_at),
+            refresh_at: refresh_at.min(fresh_until).min(expires_at),
             authorization,
         }
     }
@@ -101,6 +125,16 @@ impl Token {
     /// Until when it is handed out (Unix seconds).
     pub fn fresh_until(&self) -> u64 {
         self.fresh_until
+    }
+
+    /// From when (Unix seconds) a use of the token starts a background refresh.
+    pub fn refresh_at(&self) -> u64 {
+        self.refresh_at
+    }
+
+    /// True once the token is in its refresh window at `now`.
+    pub fn refresh_due(&self, now: u64) -> bool {
+        now >= self.refresh_at
     }
 
     /// True while the token may be handed out at `now` (Unix seconds).
@@ -146,6 +180,29 @@ mod tests {
                 "lifetime {lifetime} margin {margin}"
             );
         }
+    }
+
+    #[test]
+    fn refresh_window_table() {
+        // (lifetime, configured margin, seconds until the refresh window opens)
+        for (lifetime, margin, opens) in [
+            (3600, 60, 3300),
+            (120, 60, 90),
+            (300, 60, 225),
+            (86_400, 60, 86_100),
+            (60, 0, 45),
+            (10, 60, 8),
+        ] {
+            let t = token(1_000, lifetime, margin);
+            assert_eq!(
+                t.refresh_at() - 1_000,
+                opens,
+                "lifetime {lifetime} margin {margin}"
+            );
+            assert!(t.refresh_at() <= t.fresh_until());
+        }
+        let t = token(1_000, 3600, 60);
+        assert!(!t.refresh_due(4_299) && t.refresh_due(4_300) && t.is_fresh(4_300));
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
             holddown_secs: 30,
             retry_statuses: vec![401],
             cache_key_secret: None,
+            refresh_ahead: true,
         }
     }
 

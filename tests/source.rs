@@ -35,6 +35,7 @@ fn config() -> Config {
         holddown_secs: 30,
         retry_statuses: vec![401],
         cache_key_secret: None,
+        refresh_ahead: true,
     }
 }
 
@@ -641,4 +642,107 @@ fn echoed_credentials_are_scrubbed_in_every_form() {
         .borrow()
         .iter()
         .all(|l| !l.contains("s3cr%25t") && !l.contains("Basic ")));
+}
+
+#[test]
+fn refresh_ahead_never_makes_a_caller_wait() {
+    let ep = Endpoint::new(200, GOOD);
+    let kv = Kv::default();
+    let source = source(&ep, &kv, logs().1);
+    block_on(source.token(NOW)).unwrap();
+    // Refresh window of a one-hour token opens after 55 minutes (3300 s).
+    let (t, started) = block_on(source.token_ahead(NOW + 3299, true));
+    assert!(t.is_ok() && started.is_none());
+    ep.then(ok(GOOD2));
+    let (t, started) = block_on(source.token_ahead(NOW + 3300, true));
+    assert_eq!(
+        t.unwrap().access_token().expose(),
+        "tok-1",
+        "answered at once with the current token"
+    );
+    let refresh = started.expect("a background refresh started");
+    // While it runs, other callers get the current token and start nothing more.
+    let (t, again) = block_on(source.token_ahead(NOW + 3301, true));
+    assert_eq!(
+        (t.unwrap().access_token().expose(), again.is_none()),
+        ("tok-1", true)
+    );
+    assert_eq!(ep.calls.get(), 1);
+    block_on(refresh);
+    assert_eq!(ep.calls.get(), 2);
+    let (t, started) = block_on(source.token_ahead(NOW + 3302, true));
+    assert_eq!(
+        (t.unwrap().access_token().expose(), started.is_none()),
+        ("tok-2", true)
+    );
+    // KV now holds the new token: another isolate takes it without a request.
+    let other = self::source(&ep, &kv, logs().1);
+    assert_eq!(
+        block_on(other.token(NOW + 3303))
+            .unwrap()
+            .access_token()
+            .expose(),
+        "tok-2"
+    );
+    assert_eq!(ep.calls.get(), 2);
+}
+
+#[test]
+fn a_failed_background_refresh_keeps_the_current_token_and_backs_off() {
+    let ep = Endpoint::new(200, GOOD);
+    let source = source(&ep, &Kv::default(), logs().1);
+    block_on(source.token(NOW)).unwrap();
+    ep.then(Reply::Http(401, REFUSED, vec![]));
+    let (_, started) = block_on(source.token_ahead(NOW + 3300, true));
+    block_on(started.unwrap());
+    let calls = ep.calls.get();
+    // Held down for 30 s: no new attempt, the current token keeps serving.
+    for i in 1..30 {
+        let (t, started) = block_on(source.token_ahead(NOW + 3300 + i, true));
+        assert_eq!(
+            (t.unwrap().access_token().expose(), started.is_none()),
+            ("tok-1", true)
+        );
+    }
+    assert_eq!(ep.calls.get(), calls);
+    // After the hold-down, the next due use tries again.
+    let (_, started) = block_on(source.token_ahead(NOW + 3331, true));
+    assert!(started.is_some());
+}
+
+#[test]
+fn a_background_refresh_does_not_take_a_kv_token_that_is_itself_due() {
+    let ep = Endpoint::new(200, GOOD);
+    let kv = Kv::default();
+    let source = source(&ep, &kv, logs().1);
+    block_on(source.token(NOW)).unwrap(); // KV holds tok-1, due at NOW+3300
+    ep.then(ok(GOOD2));
+    let (_, started) = block_on(source.token_ahead(NOW + 3300, true));
+    block_on(started.unwrap());
+    assert_eq!(
+        ep.calls.get(),
+        2,
+        "went to the network, not back to the due KV copy"
+    );
+    assert!(kv.map.borrow()[TOKEN_ENTRY].0.contains("tok-2"));
+}
+
+#[test]
+fn refresh_ahead_can_be_turned_off() {
+    let ep = Endpoint::new(200, GOOD);
+    let config = Config {
+        refresh_ahead: false,
+        ..config()
+    };
+    let source = TokenSource::new(
+        config,
+        ep.clone(),
+        Kv::default(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    block_on(source.token(NOW)).unwrap();
+    let (_, started) = block_on(source.token_ahead(NOW + 3400, true));
+    assert!(started.is_none());
+    assert_eq!(ep.calls.get(), 1);
 }

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
-use worker::{Env, Request, Response};
+use worker::{Context, Env, Request, Response};
 
 use super::env::env_string;
 use super::fetch::{global_fetch, PlatformHttp};
@@ -39,6 +40,9 @@ thread_local! {
     // so a rotated secret gets a fresh source.
     static SOURCES: RefCell<HashMap<(Config, bool), EdgeSource>> = RefCell::new(HashMap::new());
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
+    // The client made for the last `env` seen. workerd hands every request of an isolate the
+    // same `env` object, so the hot path skips re-reading and re-parsing every setting.
+    static LAST_ENV: RefCell<Option<(JsValue, TokenClient)>> = const { RefCell::new(None) };
 }
 
 /// Gets client credentials tokens (RFC 6749 §4.4) and signs requests with them (RFC 6750 §2.1).
@@ -53,8 +57,20 @@ impl TokenClient {
     /// Reads the settings of the configuration contract from the Worker's vars and secrets, and
     /// the `TOKEN_CACHE` KV binding when there is one (memory-only otherwise, said once in the log).
     pub fn from_env(env: &Env) -> Result<Self> {
+        let env_js: &JsValue = env;
+        let cached = LAST_ENV.with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|(seen, _)| js_sys::Object::is(seen, env_js))
+                .map(|(_, client)| client.clone())
+        });
+        if let Some(client) = cached {
+            return Ok(client);
+        }
         let config = Config::from_lookup(|name| env_string(env, name))?;
-        Ok(Self::new(config, env.kv(KV_BINDING).ok()))
+        let client = Self::new(config, env.kv(KV_BINDING).ok());
+        LAST_ENV.with(|last| *last.borrow_mut() = Some((env_js.clone(), client.clone())));
+        Ok(client)
     }
 
     /// A client for an explicit configuration and optional KV namespace.
@@ -95,6 +111,26 @@ impl TokenClient {
         self.source.token(super::now_secs()).await
     }
 
+    /// Like [`Self::token`], and when the token is in its refresh window, refreshes it in the
+    /// background under `ctx.waitUntil` (so no request ever waits for a token while a valid one
+    /// exists). Without a `Context` a background task could be cancelled with the request.
+    pub async fn token_with(&self, ctx: &Context) -> Result<Token> {
+        let (token, refresh) = self.source.token_ahead(super::now_secs(), true).await;
+        if let Some(promise) = refresh {
+            ctx.wait_until(async move {
+                let _ = JsFuture::from(promise).await;
+            });
+        }
+        token
+    }
+
+    async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
+        match ctx {
+            Some(ctx) => self.token_with(ctx).await,
+            None => self.token().await,
+        }
+    }
+
     /// A new request like `request` (method, URL, headers, body, redirect mode) with
     /// `Authorization: <scheme> <token>`; the caller's own `Authorization` is replaced.
     pub async fn sign(&self, request: Request) -> Result<Request> {
@@ -106,9 +142,20 @@ impl TokenClient {
     /// token when the upstream answers a status in `OAUTH_RETRY_STATUSES` (see [`Self::send`]).
     pub async fn fetch(&self, request: Request) -> Result<Response> {
         // `Clone::clone` copies the handle; the inherent `clone` would be JS `Request.clone()`.
-        self.send(<web_sys::Request as Clone>::clone(request.inner()))
+        self.send(<web_sys::Request as Clone>::clone(request.inner()), None)
             .await
             .map(Response::from)
+    }
+
+    /// Like [`Self::fetch`], refreshing the token ahead of expiry under `ctx` (see
+    /// [`Self::token_with`]). Prefer this in a fetch handler.
+    pub async fn fetch_with(&self, request: Request, ctx: &Context) -> Result<Response> {
+        self.send(
+            <web_sys::Request as Clone>::clone(request.inner()),
+            Some(ctx),
+        )
+        .await
+        .map(Response::from)
     }
 
     /// Forgets `token` because an upstream rejected it (RFC 6750 §3.1); whether a new token is
@@ -122,10 +169,14 @@ impl TokenClient {
     /// and KV, one fresh token is fetched (shared with concurrent callers), and the request is
     /// replayed once if its body can be replayed: no body, or a `Content-Length` of at most
     /// [`REPLAY_LIMIT_BYTES`]. Otherwise, or if no new token can be had, the upstream's answer
-    /// is returned untouched. Never more than one replay.
-    pub async fn send(&self, unsigned: web_sys::Request) -> Result<web_sys::Response> {
+    /// is returned untouched. Never more than one replay. With `ctx`, tokens are refreshed ahead.
+    pub async fn send(
+        &self,
+        unsigned: web_sys::Request,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
         let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-        let token = self.token().await?;
+        let token = self.current(ctx).await?;
         let retry_statuses = &self.source.config().retry_statuses;
         let spare = if !retry_statuses.is_empty() && replayable(&unsigned) {
             // JS `Request.clone()`: tees the body so the spare can be sent later.
@@ -141,7 +192,7 @@ impl TokenClient {
         let Some(spare) = spare.filter(|_| worth_retrying) else {
             return Ok(resp);
         };
-        let fresh = match self.token().await {
+        let fresh = match self.current(ctx).await {
             Ok(fresh) if fresh != token => fresh,
             _ => return Ok(resp),
         };

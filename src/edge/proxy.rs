@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Env, Request, Response};
+use worker::{Context, Env, Request, Response};
 
 use super::client::TokenClient;
 use super::crypto::sha256;
@@ -20,8 +20,8 @@ use crate::route::{
 };
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
-pub async fn handle(req: Request, env: &Env) -> Response {
-    match forward(req, env).await {
+pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Response {
+    match forward(req, env, ctx).await {
         Ok(resp) => resp,
         Err(err) => {
             let status = err.http_status();
@@ -31,9 +31,9 @@ pub async fn handle(req: Request, env: &Env) -> Response {
     }
 }
 
-async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
+async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-    let proxy = ProxyConfig::from_lookup(|name| env_string(env, name))?;
+    let proxy = proxy_config(env)?;
     let inner = req.inner();
     let incoming_headers: Vec<(String, String)> = req.headers().entries().collect();
 
@@ -103,7 +103,7 @@ async fn forward(req: Request, env: &Env) -> Result<Response, Error> {
     // A redirect goes back to the caller; following it could carry our token to another origin.
     init.set_redirect(web_sys::RequestRedirect::Manual);
     let outbound = web_sys::Request::new_with_str_and_init(target.as_str(), &init).map_err(js)?;
-    match client.send(outbound).await {
+    match client.send(outbound, Some(ctx)).await {
         Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
             Err(too_large(proxy.max_body_bytes))
         }
@@ -146,6 +146,27 @@ fn limit_stream(
         wasm_streams::ReadableStream::from_stream(counted).into_raw(),
         overflow,
     )
+}
+
+thread_local! {
+    // Proxy settings parsed for the last `env` seen (workerd passes the same one per isolate).
+    static LAST_PROXY: std::cell::RefCell<Option<(JsValue, Rc<ProxyConfig>)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn proxy_config(env: &Env) -> Result<Rc<ProxyConfig>, Error> {
+    let env_js: &JsValue = env;
+    let cached = LAST_PROXY.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(seen, _)| js_sys::Object::is(seen, env_js))
+            .map(|(_, p)| p.clone())
+    });
+    if let Some(p) = cached {
+        return Ok(p);
+    }
+    let parsed = Rc::new(ProxyConfig::from_lookup(|name| env_string(env, name))?);
+    LAST_PROXY.with(|last| *last.borrow_mut() = Some((env_js.clone(), parsed.clone())));
+    Ok(parsed)
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.

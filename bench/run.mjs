@@ -1,0 +1,216 @@
+// `make bench`: the proxy in workerd under load from a second process (autocannon), side by side
+// with the alternatives, on one machine in one run. Writes BENCHMARKS.md.
+//   (a) a plain pass-through Worker, no auth: the physical limit
+//   (b) worker-m2m (the built proxy)
+//   (c) a JS Worker with oauth4webapi and a per-isolate token cache
+//   (d) a naive JS Worker that reads the token from KV on every request
+// Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_EXPIRY_SECONDS (45).
+import { fork, spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const expirySeconds = Number(process.env.BENCH_EXPIRY_SECONDS ?? 45);
+const bin = (name) => path.join(root, 'node_modules/.bin', name);
+const log = (...a) => console.error('[bench]', ...a);
+
+// --- helpers -------------------------------------------------------------------------------
+
+function startServers(env) {
+  const child = fork(path.join(here, 'servers.mjs'), { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve) => child.once('message', (ports) => resolve({
+    child,
+    ...ports,
+    ask(m) { return new Promise((r) => { child.once('message', r); child.send(m); }); },
+  })));
+}
+
+function bundle(entry) {
+  const out = path.join(root, 'bench/.build', path.basename(entry));
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  execFileSync(path.join(root, 'node_modules/@esbuild/linux-x64/bin/esbuild'),
+    [entry, '--bundle', '--format=esm', '--minify', `--outfile=${out}`], { stdio: 'ignore' });
+  return out;
+}
+
+// A KV wrapper that logs each read, for counting KV reads per request in the accounting run.
+const countingKv = {
+  name: 'counting-kv',
+  modules: true,
+  kvNamespaces: ['INNER'],
+  script: `export default function (env) {
+    return {
+      get(k, o) { console.log('KVREAD'); return env.INNER.get(k, o); },
+      getWithMetadata(k, o) { console.log('KVREAD'); return env.INNER.getWithMetadata(k, o); },
+      put(k, v, o) { return env.INNER.put(k, v, o); },
+      list(o) { return env.INNER.list(o); },
+      delete(k) { return env.INNER.delete(k); },
+    };
+  }`,
+};
+
+async function startVariant(variant, servers, { countKv = false, extra = {} } = {}) {
+  const bindings = {
+    UPSTREAM_ORIGIN: `http://127.0.0.1:${servers.upstreamPort}`,
+    OAUTH_TOKEN_URL: `http://127.0.0.1:${servers.tokenPort}/token`,
+    OAUTH_CLIENT_ID: 'bench-client',
+    OAUTH_CLIENT_SECRET: 'bench-secret-%+:/=&',
+    OAUTH_SCOPE: 'read',
+    ...extra,
+  };
+  const script = variant.wasm
+    ? { scriptPath: path.join(root, 'build/index.js'), modulesRoot: path.join(root, 'build'),
+        modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }] }
+    : { scriptPath: variant.script };
+  const usesKv = variant.kv;
+  const main = {
+    name: 'main', modules: true, compatibilityDate: '2026-04-01', bindings, ...script,
+    ...(usesKv && !countKv ? { kvNamespaces: ['TOKEN_CACHE'] } : {}),
+    ...(usesKv && countKv ? { wrappedBindings: { TOKEN_CACHE: { scriptName: 'counting-kv' } } } : {}),
+  };
+  let kvReads = 0;
+  const mf = new Miniflare({
+    workers: usesKv && countKv ? [main, countingKv] : [main],
+    cf: false, host: '127.0.0.1', port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const s of [stdout, stderr]) s.on('data', (d) => { kvReads += (d.toString().match(/KVREAD/g) ?? []).length; });
+    },
+  });
+  const url = await mf.ready;
+  return { mf, url: url.toString(), kvReads: () => kvReads };
+}
+
+function autocannon(url, duration, conns = connections) {
+  const out = execFileSync(bin('autocannon'), ['--json', '-c', String(conns), '-d', String(duration), `${url}v1/items?limit=10`],
+    { maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'ignore'] });
+  const r = JSON.parse(out.toString());
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max,
+           total: r.requests.total, non2xx: r.non2xx, errors: r.errors + r.timeouts };
+}
+
+async function sequential(url, n) {
+  for (let i = 0; i < n; i += 1) {
+    const r = await fetch(`${url}v1/items`);
+    await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`status ${r.status}`);
+  }
+}
+
+const gz = (file) => zlib.gzipSync(fs.readFileSync(file), { level: 9 }).length;
+const kib = (b) => `${(b / 1024).toFixed(1)} KiB`;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// --- run -----------------------------------------------------------------------------------
+
+const variants = [
+  { key: 'a', name: '(a) pass-through, no auth', script: path.join(here, 'workers/passthrough.js') },
+  { key: 'b', name: '(b) worker-m2m', wasm: true, kv: true },
+  { key: 'c', name: '(c) JS + oauth4webapi, isolate cache', script: bundle(path.join(here, 'workers/oauth4webapi.js')) },
+  { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
+];
+for (const v of variants) {
+  v.size = v.wasm
+    ? `${kib(gz(path.join(root, 'build/index_bg.wasm')) + gz(path.join(root, 'build/index.js')))} gz (wasm ${kib(gz(path.join(root, 'build/index_bg.wasm')))})`
+    : `${kib(gz(v.script))} gz`;
+}
+
+const servers = await startServers({ TOKEN_TTL: '3600', TOKEN_DELAY_MS: '100' });
+const results = {};
+try {
+  for (const v of variants) {
+    // Cold start: a fresh instance, time to the first response (token fetch included).
+    const colds = [];
+    for (let i = 0; i < 3; i += 1) {
+      const inst = await startVariant(v, servers);
+      const t0 = performance.now();
+      const r = await fetch(`${inst.url}v1/items`);
+      await r.arrayBuffer();
+      colds.push(performance.now() - t0);
+      await inst.mf.dispose();
+    }
+    // Accounting: 2000 sequential requests through a KV read counter; token requests counted.
+    await servers.ask('reset');
+    const acct = await startVariant(v, servers, { countKv: true });
+    await sequential(acct.url, 2000);
+    const tokenReqs = (await servers.ask('count')).tokenRequests;
+    const kvReads = acct.kvReads();
+    await acct.mf.dispose();
+    // Load: warm instance, autocannon from a second process.
+    const inst = await startVariant(v, servers);
+    await sequential(inst.url, 20);
+    log(`${v.name}: ${seconds}s at ${connections} connections`);
+    const load = autocannon(inst.url, seconds);
+    await inst.mf.dispose();
+    results[v.key] = { ...load, cold: median(colds), tokenPer10k: (tokenReqs / 2000) * 10000, kvPer10k: (kvReads / 2000) * 10000 };
+    log(v.key, JSON.stringify(results[v.key]));
+  }
+} finally {
+  servers.child.send('exit');
+}
+
+// Across a token expiry: 20 s tokens from an endpoint that takes 300 ms, margin 2 s.
+const expiry = {};
+const shortServers = await startServers({ TOKEN_TTL: '20', TOKEN_DELAY_MS: '300' });
+try {
+  for (const ahead of ['true', 'false']) {
+    const inst = await startVariant(variants[1], shortServers, { extra: { OAUTH_EXPIRY_MARGIN_SECS: '2', OAUTH_REFRESH_AHEAD: ahead } });
+    await sequential(inst.url, 5);
+    await shortServers.ask('reset');
+    log(`expiry run, refresh ahead ${ahead}: ${expirySeconds}s`);
+    const load = autocannon(inst.url, expirySeconds);
+    expiry[ahead] = { ...load, tokens: (await shortServers.ask('count')).tokenRequests };
+    await inst.mf.dispose();
+    log('expiry', ahead, JSON.stringify(expiry[ahead]));
+  }
+} finally {
+  shortServers.child.send('exit');
+}
+
+// --- report --------------------------------------------------------------------------------
+
+const a = results.a;
+const ratio = (x, y) => (x / y).toFixed(2);
+const rows = variants.map((v) => {
+  const r = results[v.key];
+  return `| ${v.name} | ${Math.round(r.rps)} (${ratio(r.rps, a.rps)}×) | ${r.p50} ms (${ratio(r.p50 || 0.5, a.p50 || 0.5)}×) | ${r.p99} ms (${ratio(r.p99 || 0.5, a.p99 || 0.5)}×) | ${r.tokenPer10k.toFixed(0)} | ${r.kvPer10k.toFixed(0)} | ${v.size} | ${r.cold.toFixed(0)} ms | ${r.non2xx + r.errors} |`;
+});
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+const report = `# Benchmarks
+
+Measured by \`make bench\` (\`node bench/run.mjs\`; \`BENCH_SECONDS=${seconds} BENCH_CONNECTIONS=${connections}\`),
+${new Date().toISOString().slice(0, 10)}, on ${os.cpus().length} × ${cpu}, Node ${process.version}, workerd through
+Miniflare ${JSON.parse(fs.readFileSync(path.join(root, 'node_modules/miniflare/package.json'))).version}. Everything runs on this one machine: the Worker in workerd, a
+minimal upstream and token endpoint (100 ms per token) in a child process, and autocannon in another
+process. The machine has 2 cores shared by all of them, so absolute numbers are low and noisy;
+**compare the ratios**, which were measured side by side in the same run.
+
+## Steady state
+
+Load: autocannon, ${connections} connections, ${seconds} s per variant, \`GET /v1/items?limit=10\` against a
+warm instance. Ratios are to (a). Token and KV counts come from a separate run of 2000 sequential
+requests through a KV wrapper that counts reads, scaled to 10 000. Cold start: median of 3 fresh
+instances, time to the first response (the token fetch included).
+
+| variant | requests/s | p50 | p99 | token requests / 10k | KV reads / 10k | script size | first response | errors |
+|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+## Across token expiry
+
+20-second tokens, a token endpoint that takes 300 ms, \`OAUTH_EXPIRY_MARGIN_SECS=2\`, ${expirySeconds} s of load
+(about ${Math.floor(expirySeconds / 15)} refreshes), worker-m2m with and without refresh ahead.
+
+| refresh ahead | requests/s | p50 | p99 | max | token requests | errors |
+|---|---|---|---|---|---|---|
+| on | ${Math.round(expiry.true.rps)} | ${expiry.true.p50} ms | ${expiry.true.p99} ms | ${expiry.true.max} ms | ${expiry.true.tokens} | ${expiry.true.non2xx + expiry.true.errors} |
+| off | ${Math.round(expiry.false.rps)} | ${expiry.false.p50} ms | ${expiry.false.p99} ms | ${expiry.false.max} ms | ${expiry.false.tokens} | ${expiry.false.non2xx + expiry.false.errors} |
+`;
+process.stdout.write(report);
+fs.writeFileSync(path.join(root, 'BENCHMARKS.raw.md'), report);
