@@ -9,13 +9,15 @@ use std::fmt;
 macro_rules! secret_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        // `Rc<str>`: a token is cloned for every request that uses it; this makes that a
+        // reference count, not a copy of a kilobyte-long JWT.
         #[derive(Clone, PartialEq, Eq, Hash)]
-        pub struct $name(String);
+        pub struct $name(std::rc::Rc<str>);
 
         impl $name {
             /// Wraps a secret value.
             pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
+                Self(std::rc::Rc::from(value.into()))
             }
 
             /// The secret itself. Every call site is a place the secret leaves this type:

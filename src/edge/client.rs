@@ -124,7 +124,7 @@ impl TokenClient {
         token
     }
 
-    async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
+    pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
         match ctx {
             Some(ctx) => self.token_with(ctx).await,
             None => self.token().await,
@@ -177,15 +177,33 @@ impl TokenClient {
     ) -> Result<web_sys::Response> {
         let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
         let token = self.current(ctx).await?;
-        let retry_statuses = &self.source.config().retry_statuses;
-        let spare = if !retry_statuses.is_empty() && replayable(&unsigned) {
+        let spare = if self.source.config().retry_statuses.is_empty() {
+            None
+        } else if unsigned.body().is_none() {
+            // Nothing to consume: the same request can be signed and sent again.
+            Some(<web_sys::Request as Clone>::clone(&unsigned))
+        } else if replayable(&unsigned) {
             // JS `Request.clone()`: tees the body so the spare can be sent later.
             Some(unsigned.clone().map_err(js)?)
         } else {
             None
         };
-        let resp = send_raw(sign_raw(&token, &unsigned)?).await?;
-        if !retry_statuses.contains(&resp.status()) {
+        let signed = sign_raw(&token, &unsigned)?;
+        self.send_signed(token, signed, spare, ctx).await
+    }
+
+    /// Sends `signed` (which carries `token`). On a status in `OAUTH_RETRY_STATUSES`, evicts the
+    /// token and, when there is a `spare` copy of the request and a new token, signs the spare
+    /// with it and sends it once.
+    pub(crate) async fn send_signed(
+        &self,
+        token: Token,
+        signed: web_sys::Request,
+        spare: Option<web_sys::Request>,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
+        let resp = send_raw(signed).await?;
+        if !self.source.config().retry_statuses.contains(&resp.status()) {
             return Ok(resp);
         }
         let worth_retrying = self.invalidate(&token).await;

@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod env;
 pub mod fetch;
 pub mod kv;
+pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 

@@ -8,15 +8,16 @@ use futures_util::StreamExt;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Context, Env, Request, Response};
 
-use super::client::TokenClient;
+use super::client::{TokenClient, REPLAY_LIMIT_BYTES};
 use super::crypto::sha256;
 use super::env::env_string;
+use super::outbound;
 use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::log;
 use crate::route::{
-    check_request, constant_time_eq, error_body, forwards_header, presented_proxy_secret,
-    upstream_url, ALLOWED_METHODS,
+    check_request, constant_time_eq, error_body, presented_proxy_secret, upstream_url_from_raw,
+    ALLOWED_METHODS,
 };
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
@@ -35,19 +36,13 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Err
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
     let proxy = proxy_config(env)?;
     let inner = req.inner();
-    let incoming_headers: Vec<(String, String)> = req.headers().entries().collect();
+    let headers = inner.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
 
     if let Some(secret) = &proxy.shared_secret {
-        let presented = presented_proxy_secret(
-            inner
-                .headers()
-                .get("proxy-authorization")
-                .ok()
-                .flatten()
-                .as_deref(),
-        )
-        .map(str::to_owned)
-        .unwrap_or_default();
+        let presented = presented_proxy_secret(header("proxy-authorization").as_deref())
+            .map(str::to_owned)
+            .unwrap_or_default();
         // Digests first: equal lengths, so the comparison time says nothing about the secret.
         let (want, got) = (
             sha256(secret.expose().as_bytes()).await,
@@ -61,49 +56,61 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Err
             ));
         }
     }
+    let method = inner.method();
+    let content_length = header("content-length");
     check_request(
-        &inner.method(),
-        incoming_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
+        &method,
+        content_length.as_deref().map(|v| ("content-length", v)),
         proxy.max_body_bytes,
     )?;
 
     let client = TokenClient::from_env(env)?;
-    let incoming = req
-        .url()
-        .map_err(|e| Error::rejected(400, "invalid_request", e.to_string()))?;
-    let target = upstream_url(&proxy.upstream, &incoming)?;
+    let target = upstream_url_from_raw(&proxy.upstream, &inner.url())?;
+    let connection_tokens: Vec<String> = header("connection")
+        .map(|c| {
+            c.split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
 
-    let connection = inner.headers().get("connection").ok().flatten();
-    let headers = web_sys::Headers::new().map_err(js)?;
-    for (name, value) in &incoming_headers {
-        if forwards_header(name, connection.as_deref()) {
-            headers.append(name, value).map_err(js)?;
-        }
-    }
     // A declared length was checked above (and workerd holds the body to it); a body of unknown
     // length is counted as it streams and cut off past the limit.
-    let declared = incoming_headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-    let init = web_sys::RequestInit::new();
-    let (body, overflow) = match inner.body() {
-        Some(stream) if !declared => {
+    let (body, signal, overflow) = match inner.body() {
+        Some(stream) if content_length.is_none() => {
             let abort = web_sys::AbortController::new().map_err(js)?;
-            init.set_signal(Some(&abort.signal()));
+            let signal = abort.signal();
             let (limited, overflow) = limit_stream(stream, proxy.max_body_bytes, abort);
-            (Some(limited), Some(overflow))
+            (Some(limited), Some(signal), Some(overflow))
         }
-        other => (other, None),
+        other => (other, None, None),
     };
-    init.set_method(&inner.method());
-    init.set_headers_headers(&headers);
-    init.set_body_opt_readable_stream(body.as_ref());
-    // A redirect goes back to the caller; following it could carry our token to another origin.
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    let outbound = web_sys::Request::new_with_str_and_init(target.as_str(), &init).map_err(js)?;
-    match client.send(outbound, Some(ctx)).await {
+    let small_body = content_length
+        .as_deref()
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
+    let has_body = body.is_some();
+    let token = client.current(Some(ctx)).await?;
+    let outbound = outbound::build(
+        inner,
+        target.as_str(),
+        &connection_tokens,
+        &token,
+        body,
+        signal,
+    )
+    .map_err(js)?;
+    // What to send again after a 401: the same request when it has no body (nothing is consumed),
+    // a teed copy when its body is small, nothing otherwise.
+    let spare = if !has_body {
+        Some(<web_sys::Request as Clone>::clone(&outbound))
+    } else if small_body {
+        Some(outbound.clone().map_err(js)?)
+    } else {
+        None
+    };
+    match client.send_signed(token, outbound, spare, Some(ctx)).await {
         Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
             Err(too_large(proxy.max_body_bytes))
         }
