@@ -32,6 +32,18 @@ function startServers(env) {
   })));
 }
 
+// The Rust pass-through reference, built with worker-build like the proxy (own target dir).
+function buildRustPassthrough() {
+  const out = path.join(root, 'bench/.build/rust-passthrough');
+  log('building the Rust pass-through reference');
+  execFileSync('worker-build', ['--release', '--out-dir', out], {
+    cwd: path.join(here, 'rust-passthrough'),
+    env: { ...process.env, CARGO_TARGET_DIR: path.join(root, 'target/bench') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return out;
+}
+
 function bundle(entry) {
   const out = path.join(root, 'bench/.build', path.basename(entry));
   fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -65,8 +77,9 @@ async function startVariant(variant, servers, { countKv = false, extra = {} } = 
     OAUTH_SCOPE: 'read',
     ...extra,
   };
+  const dir = variant.wasmDir ?? path.join(root, 'build');
   const script = variant.wasm
-    ? { scriptPath: path.join(root, 'build/index.js'), modulesRoot: path.join(root, 'build'),
+    ? { scriptPath: path.join(dir, 'index.js'), modulesRoot: dir,
         modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }] }
     : { scriptPath: variant.script };
   const usesKv = variant.kv;
@@ -111,13 +124,15 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const variants = [
   { key: 'a', name: '(a) pass-through, no auth', script: path.join(here, 'workers/passthrough.js') },
+  { key: 'r', name: "(a') Rust pass-through, no auth", wasm: true, wasmDir: buildRustPassthrough() },
   { key: 'b', name: '(b) worker-m2m', wasm: true, kv: true },
   { key: 'c', name: '(c) JS + oauth4webapi, isolate cache', script: bundle(path.join(here, 'workers/oauth4webapi.js')) },
   { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
 ];
 for (const v of variants) {
+  const dir = v.wasmDir ?? path.join(root, 'build');
   v.size = v.wasm
-    ? `${kib(gz(path.join(root, 'build/index_bg.wasm')) + gz(path.join(root, 'build/index.js')))} gz (wasm ${kib(gz(path.join(root, 'build/index_bg.wasm')))})`
+    ? `${kib(gz(path.join(dir, 'index_bg.wasm')) + gz(path.join(dir, 'index.js')))} gz (wasm ${kib(gz(path.join(dir, 'index_bg.wasm')))})`
     : `${kib(gz(v.script))} gz`;
 }
 
@@ -160,7 +175,7 @@ const expiry = {};
 const shortServers = await startServers({ TOKEN_TTL: '20', TOKEN_DELAY_MS: '300' });
 try {
   for (const ahead of ['true', 'false']) {
-    const inst = await startVariant(variants[1], shortServers, { extra: { OAUTH_EXPIRY_MARGIN_SECS: '2', OAUTH_REFRESH_AHEAD: ahead } });
+    const inst = await startVariant(variants.find((v) => v.key === 'b'), shortServers, { extra: { OAUTH_EXPIRY_MARGIN_SECS: '2', OAUTH_REFRESH_AHEAD: ahead } });
     await sequential(inst.url, 5);
     await shortServers.ask('reset');
     log(`expiry run, refresh ahead ${ahead}: ${expirySeconds}s`);

@@ -14,8 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let ascii: String = text.chars().filter(|c| c.is_ascii() && *c != '%').collect();
     for incoming in [format!("https://proxy.internal/{text}"), format!("https://proxy.internal{ascii}"), ascii.clone()] {
         if let Ok(incoming) = Url::parse(&incoming) {
-            if let Ok(target) = upstream_url_from_raw(&origin, incoming.as_str()) {
-                assert_eq!(target.origin(), origin.origin(), "{incoming} -> {target}");
+            // What the edge sends: the raw concatenation, parsed as fetch() would parse it.
+            if let Ok(target) = upstream_url_from_raw(origin.as_str(), incoming.as_str()) {
+                let parsed = Url::parse(&target).unwrap();
+                assert_eq!(parsed.origin(), origin.origin(), "{incoming} -> {target}");
+                assert_eq!((parsed.username(), parsed.password()), ("", None));
             }
             if let Ok(target) = upstream_url(&origin, &incoming) {
                 assert_eq!(target.origin(), origin.origin(), "{incoming} -> {target}");

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env};
 
 use super::client::{TokenClient, REPLAY_LIMIT_BYTES};
 use super::crypto::sha256;
@@ -21,7 +21,10 @@ use crate::route::{
 };
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
-pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Response {
+///
+/// Works on the raw `web_sys` request and response: wrapping them in `worker::Request` and
+/// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
+pub async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
     match forward(req, env, ctx).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -32,10 +35,14 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Response {
     }
 }
 
-async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Error> {
+async fn forward(
+    req: web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
     let proxy = proxy_config(env)?;
-    let inner = req.inner();
+    let inner = &req;
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
 
@@ -65,7 +72,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Err
     )?;
 
     let client = TokenClient::from_env(env)?;
-    let target = upstream_url_from_raw(&proxy.upstream, &inner.url())?;
+    let target = upstream_url_from_raw(proxy.upstream.as_str(), &inner.url())?;
     let connection_tokens: Vec<String> = header("connection")
         .map(|c| {
             c.split(',')
@@ -114,7 +121,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> Result<Response, Err
         Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
             Err(too_large(proxy.max_body_bytes))
         }
-        other => other.map(Response::from),
+        other => other,
     }
 }
 
@@ -177,21 +184,21 @@ fn proxy_config(env: &Env) -> Result<Rc<ProxyConfig>, Error> {
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.
-pub fn error_response(err: &Error) -> Response {
-    let headers = worker::Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("cache-control", "no-store");
-    if let Some(secs) = err.retry_after() {
-        let _ = headers.set("retry-after", &secs.to_string());
-    }
-    if err.http_status() == 405 {
-        let _ = headers.set("allow", &ALLOWED_METHODS.join(", "));
-    }
-    Response::from_bytes(error_body(err).into_bytes())
-        .map(|r| r.with_status(err.http_status()).with_headers(headers))
-        .unwrap_or_else(|_| {
-            Response::empty()
-                .expect("an empty response")
-                .with_status(500)
-        })
+pub fn error_response(err: &Error) -> web_sys::Response {
+    let build = || -> Result<web_sys::Response, JsValue> {
+        let headers = web_sys::Headers::new()?;
+        headers.set("content-type", "application/json")?;
+        headers.set("cache-control", "no-store")?;
+        if let Some(secs) = err.retry_after() {
+            headers.set("retry-after", &secs.to_string())?;
+        }
+        if err.http_status() == 405 {
+            headers.set("allow", &ALLOWED_METHODS.join(", "))?;
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(err.http_status());
+        init.set_headers(&headers);
+        web_sys::Response::new_with_opt_str_and_init(Some(&error_body(err)), &init)
+    };
+    build().unwrap_or_else(|_| web_sys::Response::new().expect("an empty response"))
 }
