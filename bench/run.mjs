@@ -105,7 +105,8 @@ function autocannon(url, duration, conns = connections) {
     { maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'ignore'] });
   const r = JSON.parse(out.toString());
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max,
-           total: r.requests.total, non2xx: r.non2xx, errors: r.errors + r.timeouts };
+           total: r.requests.total, non2xx: r.non2xx, errors: r.errors + r.timeouts,
+           statuses: Object.keys(r.statusCodeStats ?? {}).filter((c) => c !== '200').join(' ') };
 }
 
 async function sequential(url, n) {
@@ -194,7 +195,7 @@ const a = results.a;
 const ratio = (x, y) => (x / y).toFixed(2);
 const rows = variants.map((v) => {
   const r = results[v.key];
-  return `| ${v.name} | ${Math.round(r.rps)} (${ratio(r.rps, a.rps)}×) | ${r.p50} ms (${ratio(r.p50 || 0.5, a.p50 || 0.5)}×) | ${r.p99} ms (${ratio(r.p99 || 0.5, a.p99 || 0.5)}×) | ${r.tokenPer10k.toFixed(0)} | ${r.kvPer10k.toFixed(0)} | ${v.size} | ${r.cold.toFixed(0)} ms | ${r.non2xx + r.errors} |`;
+  return `| ${v.name} | ${Math.round(r.rps)} (${ratio(r.rps, a.rps)}×) | ${r.p50} ms (${ratio(r.p50 || 0.5, a.p50 || 0.5)}×) | ${r.p99} ms (${ratio(r.p99 || 0.5, a.p99 || 0.5)}×) | ${r.tokenPer10k.toFixed(0)} | ${r.kvPer10k.toFixed(0)} | ${v.size} | ${r.cold.toFixed(0)} ms | ${r.non2xx + r.errors}${r.statuses ? ` (${r.statuses})` : ''} |`;
 });
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 const report = `# Benchmarks
@@ -224,8 +225,8 @@ ${rows.join('\n')}
 
 | refresh ahead | requests/s | p50 | p99 | max | token requests | errors |
 |---|---|---|---|---|---|---|
-| on | ${Math.round(expiry.true.rps)} | ${expiry.true.p50} ms | ${expiry.true.p99} ms | ${expiry.true.max} ms | ${expiry.true.tokens} | ${expiry.true.non2xx + expiry.true.errors} |
-| off | ${Math.round(expiry.false.rps)} | ${expiry.false.p50} ms | ${expiry.false.p99} ms | ${expiry.false.max} ms | ${expiry.false.tokens} | ${expiry.false.non2xx + expiry.false.errors} |
+| on | ${Math.round(expiry.true.rps)} | ${expiry.true.p50} ms | ${expiry.true.p99} ms | ${expiry.true.max} ms | ${expiry.true.tokens} | ${expiry.true.non2xx + expiry.true.errors}${expiry.true.statuses ? ` (${expiry.true.statuses})` : ''} |
+| off | ${Math.round(expiry.false.rps)} | ${expiry.false.p50} ms | ${expiry.false.p99} ms | ${expiry.false.max} ms | ${expiry.false.tokens} | ${expiry.false.non2xx + expiry.false.errors}${expiry.false.statuses ? ` (${expiry.false.statuses})` : ''} |
 `;
 process.stdout.write(report);
 fs.writeFileSync(path.join(root, 'BENCHMARKS.raw.md'), report);

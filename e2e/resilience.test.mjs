@@ -262,3 +262,34 @@ function rawRequest(port, text) {
     sock.setTimeout(15000, () => { sock.destroy(); reject(new Error('socket timeout')); });
   });
 }
+
+test('across a token expiry under concurrent load, with and without refresh ahead, every request succeeds', async () => {
+  // 8 s tokens: fresh for 6 s (margin min(60, 8/4) = 2 s), refresh window from 6 s as well.
+  const shortIdp = await startIdp({ tokenTtl: 8 });
+  const shortApi = await startApi({ issuer: shortIdp.issuer, jwksUrl: shortIdp.jwksUrl, audience: API_AUDIENCE });
+  try {
+    for (const ahead of ['false', 'true']) {
+      const before = shortIdp.tokenRequests;
+      const w = await worker({
+        bindings: settings({ OAUTH_TOKEN_URL: shortIdp.tokenUrl, UPSTREAM_ORIGIN: shortApi.origin, OAUTH_REFRESH_AHEAD: ahead }),
+        kv: false,
+      });
+      const statuses = [];
+      const until = Date.now() + 9000;
+      while (Date.now() < until) {
+        const batch = await Promise.all(Array.from({ length: 16 }, () => w.fetch('/things')));
+        for (const r of batch) {
+          statuses.push(r.status);
+          await r.arrayBuffer();
+        }
+      }
+      assert.ok(statuses.every((s) => s === 200), `refresh ahead ${ahead}: statuses ${[...new Set(statuses)]}`);
+      const fetched = shortIdp.tokenRequests - before;
+      assert.ok(fetched >= 2 && fetched <= 3, `refresh ahead ${ahead}: ${fetched} token requests`);
+      counts[`expiry_ahead_${ahead}`] = fetched;
+    }
+  } finally {
+    await shortApi.close();
+    await shortIdp.close();
+  }
+});

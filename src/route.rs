@@ -217,7 +217,8 @@ mod tests {
             "https://proxy/\\\\evil.example/x",
             "https://proxy/..%2F..%2Fevil",
         ] {
-            let via_raw = Url::parse(&upstream_url_from_raw(origin.as_str(), incoming).unwrap()).unwrap();
+            let via_raw =
+                Url::parse(&upstream_url_from_raw(origin.as_str(), incoming).unwrap()).unwrap();
             let via_parsed = upstream_url(&origin, &Url::parse(incoming).unwrap()).unwrap();
             assert_eq!(via_raw, via_parsed, "{incoming}");
         }

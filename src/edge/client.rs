@@ -116,9 +116,9 @@ impl TokenClient {
     /// exists). Without a `Context` a background task could be cancelled with the request.
     pub async fn token_with(&self, ctx: &Context) -> Result<Token> {
         let (token, refresh) = self.source.token_ahead(super::now_secs(), true).await;
-        if let Some(promise) = refresh {
+        if let Some(flight) = refresh {
             ctx.wait_until(async move {
-                let _ = JsFuture::from(promise).await;
+                let _ = JsFuture::from(flight.promise).await;
             });
         }
         token

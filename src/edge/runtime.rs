@@ -1,6 +1,8 @@
 //! The core's [`Runtime`] on Workers: flights as JS promises, `setTimeout`, `Math.random`.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
 use js_sys::Promise;
@@ -23,24 +25,61 @@ pub fn sleep(ms: u64) -> JsFuture {
     JsFuture::from(promise)
 }
 
-/// Flights as JS promises: each caller awaits the promise from its own request context, which
-/// workerd allows, instead of being woken from the context of the request that started it
-/// (workerd cancels such wake-ups once that request has answered).
+/// A flight on Workers: the promise that runs it (for `ctx.waitUntil`), and the resolvers of
+/// the callers waiting for it.
+#[derive(Clone)]
+pub struct FlightHandle {
+    /// Settles when the flight is over.
+    pub promise: Promise,
+    waiters: Rc<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    done: Cell<bool>,
+    resolvers: RefCell<Vec<js_sys::Function>>,
+}
+
+impl Waiters {
+    fn finish(&self) {
+        self.done.set(true);
+        for resolve in self.resolvers.borrow_mut().drain(..) {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
+
+/// Runs flights so that every caller is woken in its own request's context.
+///
+/// workerd ties promises and timers to the request that created them: a continuation of a
+/// promise created by request A is cancelled once A has answered. So a caller never awaits the
+/// flight's own promise; it creates a promise of its own, in its own context, which the flight
+/// resolves when it ends (workerd delivers that resolution into the caller's context).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EdgeRuntime;
 
 impl Runtime for EdgeRuntime {
-    type Handle = Promise;
+    type Handle = FlightHandle;
 
-    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Promise {
-        wasm_bindgen_futures::future_to_promise(async move {
+    fn start(&self, work: LocalBoxFuture<'static, ()>) -> FlightHandle {
+        let waiters = Rc::new(Waiters::default());
+        let w = waiters.clone();
+        let promise = wasm_bindgen_futures::future_to_promise(async move {
             work.await;
+            w.finish();
             Ok(JsValue::UNDEFINED)
-        })
+        });
+        FlightHandle { promise, waiters }
     }
 
-    fn wait(&self, handle: &Promise) -> LocalBoxFuture<'static, ()> {
-        let fut = JsFuture::from(handle.clone());
+    fn wait(&self, handle: &FlightHandle) -> LocalBoxFuture<'static, ()> {
+        if handle.waiters.done.get() {
+            return Box::pin(std::future::ready(()));
+        }
+        let waiters = handle.waiters.clone();
+        let own =
+            Promise::new(&mut |resolve, _reject| waiters.resolvers.borrow_mut().push(resolve));
+        let fut = JsFuture::from(own);
         Box::pin(async move {
             let _ = fut.await;
         })
