@@ -23,7 +23,7 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
     field(config.token_url.as_str().as_bytes());
     field(config.client_id.as_bytes());
     field(config.auth.method().as_bytes());
-    field(config.auth.secret().expose().as_bytes());
+    field(config.auth.credential().as_bytes());
     for opt in [&config.scope, &config.audience, &config.resource] {
         match opt {
             Some(v) => field(format!("+{v}").as_bytes()),

@@ -6,6 +6,7 @@
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
+use crate::private_key::{parse_private_key, PrivateKey};
 use crate::secret::{ClientSecret, SharedSecret};
 
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
@@ -36,6 +37,8 @@ pub enum ClientAuth {
     Basic(ClientSecret),
     /// `client_secret_post`: id and secret in the form body (RFC 6749 §2.3.1).
     Post(ClientSecret),
+    /// `private_key_jwt`: a signed client assertion (RFC 7523 §2.2, OIDC Core §9).
+    PrivateKeyJwt(PrivateKey),
 }
 
 impl ClientAuth {
@@ -44,13 +47,16 @@ impl ClientAuth {
         match self {
             Self::Basic(_) => "client_secret_basic",
             Self::Post(_) => "client_secret_post",
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
         }
     }
 
-    /// The credential, for cache-key fingerprints and error scrubbing.
-    pub fn secret(&self) -> &ClientSecret {
+    /// The credential as configured (client secret, or private key text), for cache-key
+    /// fingerprints, error scrubbing and the KV sealing key. Never to be logged.
+    pub fn credential(&self) -> &str {
         match self {
-            Self::Basic(s) | Self::Post(s) => s,
+            Self::Basic(s) | Self::Post(s) => s.expose(),
+            Self::PrivateKeyJwt(k) => k.raw.expose(),
         }
     }
 }
@@ -93,7 +99,7 @@ impl Config {
     pub fn sealing_ikm(&self) -> &str {
         match &self.cache_key_secret {
             Some(k) => k.expose(),
-            None => self.auth.secret().expose(),
+            None => self.auth.credential(),
         }
     }
 }
@@ -263,10 +269,16 @@ impl Config {
             "client_secret_basic" => ClientAuth::Basic(secret()?),
             "client_secret_post" => ClientAuth::Post(secret()?),
             "private_key_jwt" => {
-                return Err(Error::config(
-                    "OAUTH_AUTH_METHOD",
-                    "private_key_jwt is not supported yet",
-                ))
+                let raw = get(&lookup, "OAUTH_PRIVATE_KEY").ok_or_else(|| {
+                    Error::config(
+                        "OAUTH_PRIVATE_KEY",
+                        "is not set (required by private_key_jwt)",
+                    )
+                })?;
+                ClientAuth::PrivateKeyJwt(parse_private_key(
+                    &raw,
+                    var(&lookup, "OAUTH_PRIVATE_KEY_ID"),
+                )?)
             }
             _ => {
                 return Err(Error::config(
@@ -391,7 +403,7 @@ mod tests {
     fn defaults() {
         let c = with(&[]).unwrap();
         assert_eq!(c.auth.method(), "client_secret_basic");
-        assert_eq!(c.auth.secret().expose(), "s3cr%t+:/=&");
+        assert_eq!(c.auth.credential(), "s3cr%t+:/=&");
         assert_eq!((c.expiry_margin_secs, c.timeout_ms), (60, 10_000));
         assert_eq!(
             (c.holddown_secs, c.retry_statuses.as_slice()),
@@ -493,6 +505,28 @@ mod tests {
             assert!(err.contains(want), "{extra:?}: got {err:?}, want {want:?}");
             assert!(!err.contains("s3cr%t"), "{err}");
         }
+    }
+
+    #[test]
+    fn private_key_jwt_settings() {
+        let jwk = r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"secret-d","kid":"k1"}"#;
+        let c = with(&[
+            ("OAUTH_AUTH_METHOD", "private_key_jwt"),
+            ("OAUTH_PRIVATE_KEY", jwk),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.method(), "private_key_jwt");
+        assert_eq!(c.auth.credential(), jwk);
+        let err = with(&[("OAUTH_AUTH_METHOD", "private_key_jwt")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OAUTH_PRIVATE_KEY: is not set"), "{err}");
+        let err = with(&[
+            ("OAUTH_AUTH_METHOD", "private_key_jwt"),
+            ("OAUTH_PRIVATE_KEY", "{}"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("OAUTH_PRIVATE_KEY"), "{err}");
     }
 
     #[test]

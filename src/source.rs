@@ -12,7 +12,7 @@ use std::rc::Rc;
 use futures_util::future::{join, select, Either, LocalBoxFuture};
 
 use crate::backoff::retry_delay;
-use crate::config::Config;
+use crate::config::{ClientAuth, Config};
 use crate::error::{Error, Result};
 use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
 use crate::log::{self, Source};
@@ -44,6 +44,12 @@ pub trait Runtime {
     fn random(&self) -> f64;
 }
 
+/// Signs client assertions for `private_key_jwt` (RFC 7523 §2.2); the edge does it with WebCrypto.
+pub trait Assertions {
+    /// A fresh signed client assertion (unique `jti`) for a token request sent at `now`.
+    fn assertion(&self, now: u64) -> LocalBoxFuture<'static, Result<String>>;
+}
+
 type Outcome = Rc<RefCell<Option<Result<Token>>>>;
 
 /// Slack on top of the token budget before a waiter gives up on a flight: room for the KV reads
@@ -62,6 +68,7 @@ struct Inner<H, S, R: Runtime> {
     /// The last token an upstream rejected: never taken from KV again, whatever KV says.
     revoked: RefCell<Option<AccessToken>>,
     flight: RefCell<Option<(u64, R::Handle, Outcome)>>,
+    assertions: RefCell<Option<Rc<dyn Assertions>>>,
     generation: std::cell::Cell<u64>,
     /// When (Unix seconds) an upstream rejection last evicted a token.
     last_eviction: std::cell::Cell<Option<u64>>,
@@ -95,10 +102,16 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 held: RefCell::new(None),
                 revoked: RefCell::new(None),
                 flight: RefCell::new(None),
+                assertions: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
             }),
         }
+    }
+
+    /// Gives the source the signer of client assertions (`private_key_jwt`).
+    pub fn set_assertions(&self, assertions: Rc<dyn Assertions>) {
+        *self.inner.assertions.borrow_mut() = Some(assertions);
     }
 
     /// The configuration this source serves.
@@ -372,9 +385,25 @@ async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
     let mut spent = 0u64;
     let mut failures = 0u32;
     loop {
-        let mut request = build_token_request(config);
-        request.timeout_ms = budget.saturating_sub(spent).max(1);
         let now = sent_at + spent / 1000;
+        let signer = inner.assertions.borrow().clone();
+        let assertion = match (&config.auth, signer) {
+            (ClientAuth::PrivateKeyJwt(_), Some(signer)) => match signer.assertion(now).await {
+                Ok(a) => Some(a),
+                Err(e) => return (Err(e), spent),
+            },
+            (ClientAuth::PrivateKeyJwt(_), None) => {
+                return (
+                    Err(Error::Other(
+                        "private_key_jwt needs an assertion signer".into(),
+                    )),
+                    spent,
+                )
+            }
+            _ => None,
+        };
+        let mut request = build_token_request(config, assertion.as_deref());
+        request.timeout_ms = budget.saturating_sub(spent).max(1);
         let (result, status, latency) = match inner.http.execute(request).await {
             Ok(resp) => (
                 parse_token_response(&resp, now, config.expiry_margin_secs),
@@ -428,7 +457,7 @@ async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
 /// Every form in which the credential travels, for scrubbing server text: raw, form-encoded
 /// (RFC 6749 §2.3.1), and the Basic header value with its base64 part.
 fn credential_forms(config: &Config) -> Vec<String> {
-    let secret = config.auth.secret().expose();
+    let secret = config.auth.credential();
     let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     let basic = crate::token_request::basic_credentials(&config.client_id, secret);
     let b64 = basic.trim_start_matches("Basic ").to_owned();

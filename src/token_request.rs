@@ -19,8 +19,9 @@ pub fn basic_credentials(client_id: &str, secret: &str) -> String {
 }
 
 /// The token request for `config`: a form `POST` with `grant_type=client_credentials` and
-/// `Accept: application/json` (RFC 6749 §4.4.2, §3.2).
-pub fn build_token_request(config: &Config) -> HttpRequest {
+/// `Accept: application/json` (RFC 6749 §4.4.2, §3.2). `assertion` is the signed client
+/// assertion for `private_key_jwt` (RFC 7523 §2.2), ignored by the other methods.
+pub fn build_token_request(config: &Config, assertion: Option<&str>) -> HttpRequest {
     let mut form = Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if let Some(scope) = &config.scope {
@@ -52,6 +53,13 @@ pub fn build_token_request(config: &Config) -> HttpRequest {
         ClientAuth::Post(secret) => {
             form.append_pair("client_id", &config.client_id);
             form.append_pair("client_secret", secret.expose());
+        }
+        ClientAuth::PrivateKeyJwt(_) => {
+            // client_id is optional with an assertion (RFC 7521 §4.2); sending it helps servers
+            // that look the client up before verifying.
+            form.append_pair("client_id", &config.client_id);
+            form.append_pair("client_assertion_type", crate::jwt::ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion.unwrap_or_default());
         }
     }
     HttpRequest {
@@ -114,7 +122,10 @@ mod tests {
 
     #[test]
     fn client_secret_basic_request_is_byte_exact() {
-        let req = build_token_request(&config(ClientAuth::Basic(ClientSecret::new("s3%cr+t:/=&"))));
+        let req = build_token_request(
+            &config(ClientAuth::Basic(ClientSecret::new("s3%cr+t:/=&"))),
+            None,
+        );
         assert_eq!(req.method, "POST");
         assert_eq!(
             req.url,
@@ -141,7 +152,7 @@ mod tests {
         c.audience = Some("https://api.example".into());
         c.resource = Some("https://api.example/v1".into());
         c.extra_params.clear();
-        let req = build_token_request(&c);
+        let req = build_token_request(&c, None);
         assert_eq!(header(&req, "authorization"), None);
         assert_eq!(
             String::from_utf8(req.body).unwrap(),
@@ -151,8 +162,31 @@ mod tests {
     }
 
     #[test]
+    fn private_key_jwt_sends_the_assertion() {
+        let key = crate::private_key::parse_private_key(
+            r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
+            None,
+        )
+        .unwrap();
+        let mut c = config(ClientAuth::PrivateKeyJwt(key));
+        c.scope = None;
+        c.extra_params.clear();
+        let req = build_token_request(&c, Some("h.c.s"));
+        assert_eq!(header(&req, "authorization"), None);
+        assert_eq!(
+            String::from_utf8(req.body).unwrap(),
+            "grant_type=client_credentials&client_id=0oa%3Aclient+id\
+             &client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+             &client_assertion=h.c.s"
+        );
+    }
+
+    #[test]
     fn debug_output_hides_credentials() {
-        let req = build_token_request(&config(ClientAuth::Post(ClientSecret::new("s3%cr+t:/=&"))));
+        let req = build_token_request(
+            &config(ClientAuth::Post(ClientSecret::new("s3%cr+t:/=&"))),
+            None,
+        );
         let shown = format!("{req:?}");
         assert!(
             !shown.contains("s3%25cr") && !shown.contains("Basic"),

@@ -336,3 +336,17 @@ async fn a_throwing_or_hanging_kv_never_fails_a_token() {
         srv.close();
     }
 }
+
+#[wasm_bindgen_test]
+async fn jwk_thumbprint_matches_rfc7638_example() {
+    use worker_m2m::edge::signing::thumbprint;
+    use worker_m2m::private_key::PublicJwk;
+    let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+    let t = thumbprint(&PublicJwk::Rsa {
+        e: "AQAB".into(),
+        n: n.into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(t, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+}

@@ -24,7 +24,7 @@ function listen(server) {
  * 'no_access_token', 'invalid_client', { delayMs } to answer late, { status, retryAfter } for
  * a 429/503 with Retry-After, or an array of these played in order (the last one repeats).
  */
-export async function startIdp({ tokenTtl = 3600 } = {}) {
+export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), kid: 'demo-es256', alg: 'ES256', use: 'sig' };
 
@@ -32,17 +32,29 @@ export async function startIdp({ tokenTtl = 3600 } = {}) {
   const port = await listen(server);
   const issuer = `http://127.0.0.1:${port}`;
 
+  const secretClients = Object.values(CLIENTS).map((c) => ({
+    client_id: c.id,
+    client_secret: c.secret,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: c.method,
+    id_token_signed_response_alg: 'ES256',
+    scope: SCOPES,
+  }));
+  // private_key_jwt clients: { id, jwks: { keys: [public JWK with kid] } } (RFC 7523).
+  const assertionClients = keyClients.map((c) => ({
+    client_id: c.id,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    id_token_signed_response_alg: 'ES256',
+    jwks: c.jwks,
+    scope: SCOPES,
+  }));
   const provider = new Provider(issuer, {
-    clients: Object.values(CLIENTS).map((c) => ({
-      client_id: c.id,
-      client_secret: c.secret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: c.method,
-      id_token_signed_response_alg: 'ES256',
-      scope: SCOPES,
-    })),
+    clients: [...secretClients, ...assertionClients],
     scopes: SCOPES.split(' '),
     ttl: { ClientCredentials: tokenTtl },
     jwks: { keys: [jwk] },

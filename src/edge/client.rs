@@ -14,8 +14,9 @@ use super::env::env_string;
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::EdgeStore;
 use super::runtime::EdgeRuntime;
+use super::signing::EdgeAssertions;
 use crate::cache_key::cache_key_material;
-use crate::config::Config;
+use crate::config::{ClientAuth, Config};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::source::TokenSource;
@@ -92,13 +93,21 @@ impl TokenClient {
             sources
                 .entry(registry_key)
                 .or_insert_with(|| {
-                    TokenSource::new(
+                    let source = TokenSource::new(
                         config.clone(),
                         PlatformHttp,
                         EdgeStore::new(kv, material, config.sealing_ikm().as_bytes().to_vec()),
                         EdgeRuntime,
                         Rc::new(super::log_line),
-                    )
+                    );
+                    if let ClientAuth::PrivateKeyJwt(key) = &config.auth {
+                        source.set_assertions(Rc::new(EdgeAssertions::new(
+                            key.clone(),
+                            config.client_id.clone(),
+                            config.token_url.to_string(),
+                        )));
+                    }
+                    source
                 })
                 .clone()
         });

@@ -13,7 +13,7 @@ use web_sys::CryptoKey;
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(thread_local_v2, js_namespace = crypto, js_name = subtle)]
-    static SUBTLE: web_sys::SubtleCrypto;
+    pub(crate) static SUBTLE: web_sys::SubtleCrypto;
     #[wasm_bindgen(thread_local_v2, js_name = crypto)]
     static CRYPTO: web_sys::Crypto;
 }
@@ -24,15 +24,15 @@ const IV_LEN: usize = 12;
 /// HKDF salt: a fixed, public label that separates this use of the credential from any other.
 const HKDF_SALT: &[u8] = b"worker-m2m/token-cache/v1";
 
-fn text(e: JsValue) -> String {
+pub(crate) fn text(e: JsValue) -> String {
     super::js_error_text(&e)
 }
 
-async fn call(promise: Result<js_sys::Promise, JsValue>) -> Result<JsValue, String> {
+pub(crate) async fn call(promise: Result<js_sys::Promise, JsValue>) -> Result<JsValue, String> {
     JsFuture::from(promise.map_err(text)?).await.map_err(text)
 }
 
-fn object(pairs: &[(&str, &JsValue)]) -> Object {
+pub(crate) fn object(pairs: &[(&str, &JsValue)]) -> Object {
     let o = Object::new();
     for (k, v) in pairs {
         let _ = Reflect::set(&o, &(*k).into(), v);
@@ -75,6 +75,15 @@ fn gcm_params(iv: &[u8], aad: &[u8]) -> Object {
         ("iv", &Uint8Array::from(iv).into()),
         ("additionalData", &Uint8Array::from(aad).into()),
     ])
+}
+
+/// `n` random bytes from the platform's CSPRNG.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; n];
+    CRYPTO
+        .with(|c| c.get_random_values_with_u8_array(&mut buf))
+        .map_err(text)?;
+    Ok(buf)
 }
 
 /// Seals `plaintext` under `key` with a random 96-bit IV; `aad` is authenticated, not stored.

@@ -9,6 +9,7 @@ pub mod kv;
 pub mod outbound;
 pub mod proxy;
 pub mod runtime;
+pub mod signing;
 
 /// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
 pub fn now_secs() -> u64 {

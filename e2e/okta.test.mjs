@@ -1,0 +1,133 @@
+// What real Okta service apps need, against oidc-provider: private_key_jwt with ES256 and RS256
+// keys given as a private JWK or a PKCS#8 PEM (RFC 7523 §2.2).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { startIdp, API_AUDIENCE } from './support/idp.mjs';
+import { startApi } from './support/api.mjs';
+import { startWorker } from './support/worker.mjs';
+import { assertNoSecretsInLogs } from './support/secrets.mjs';
+
+let idp;
+let api;
+const workers = [];
+const keys = {};
+
+function makeKey(name, type) {
+  const { privateKey, publicKey } = type === 'ec'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const alg = type === 'ec' ? 'ES256' : 'RS256';
+  const kid = `${name}-kid`;
+  keys[name] = {
+    id: `m2m-${name}`,
+    kid,
+    alg,
+    jwk: JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid, alg }),
+    pem: privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' },
+  };
+}
+
+before(async () => {
+  makeKey('es256', 'ec');
+  makeKey('rs256', 'rsa');
+  idp = await startIdp({
+    keyClients: Object.values(keys).map((k) => ({ id: k.id, jwks: { keys: [k.publicJwk] } })),
+  });
+  api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+});
+
+after(async () => {
+  const extra = Object.values(keys).flatMap((k) => [JSON.parse(k.jwk).d, k.pem.split('\n')[1]]);
+  assertNoSecretsInLogs(workers, api, extra);
+  await Promise.all(workers.map((w) => w.dispose()));
+  await api.close();
+  await idp.close();
+});
+
+async function worker(bindings) {
+  const w = await startWorker({ bindings, kv: false });
+  workers.push(w);
+  return w;
+}
+
+for (const [name, format] of [['es256', 'jwk'], ['es256', 'pem'], ['rs256', 'jwk'], ['rs256', 'pem']]) {
+  test(`private_key_jwt with an ${name.toUpperCase()} key as ${format.toUpperCase()}`, async () => {
+    const k = keys[name];
+    idp.resetCount();
+    const w = await worker({
+      OAUTH_TOKEN_URL: idp.tokenUrl,
+      OAUTH_CLIENT_ID: k.id,
+      OAUTH_AUTH_METHOD: 'private_key_jwt',
+      OAUTH_PRIVATE_KEY: format === 'jwk' ? k.jwk : k.pem,
+      // A PEM has no kid: say which registered key it is.
+      ...(format === 'pem' ? { OAUTH_PRIVATE_KEY_ID: k.kid } : {}),
+      OAUTH_SCOPE: 'read:things',
+      UPSTREAM_ORIGIN: api.origin,
+    });
+    const rs = await Promise.all(Array.from({ length: 5 }, () => w.fetch('/things')));
+    for (const r of rs) {
+      assert.equal(r.status, 200);
+      assert.equal((await r.json()).client_id, k.id);
+    }
+    assert.equal(idp.tokenRequests, 1);
+    assert.equal(idp.authHeaders[0], null, 'no Basic credentials with private_key_jwt');
+  });
+}
+
+test('a PEM without OAUTH_PRIVATE_KEY_ID signs with its RFC 7638 thumbprint as kid', async () => {
+  // Register the same public key under its thumbprint.
+  const k = keys.es256;
+  const thumb = crypto.createHash('sha256').update(JSON.stringify({ crv: k.publicJwk.crv, kty: 'EC', x: k.publicJwk.x, y: k.publicJwk.y })).digest('base64url');
+  const thumbIdp = await startIdp({ keyClients: [{ id: 'm2m-thumb', jwks: { keys: [{ ...k.publicJwk, kid: thumb }] } }] });
+  const thumbApi = await startApi({ issuer: thumbIdp.issuer, jwksUrl: thumbIdp.jwksUrl, audience: API_AUDIENCE });
+  try {
+    const w = await worker({
+      OAUTH_TOKEN_URL: thumbIdp.tokenUrl,
+      OAUTH_CLIENT_ID: 'm2m-thumb',
+      OAUTH_AUTH_METHOD: 'private_key_jwt',
+      OAUTH_PRIVATE_KEY: k.pem,
+      OAUTH_SCOPE: 'read:things',
+      UPSTREAM_ORIGIN: thumbApi.origin,
+    });
+    const r = await w.fetch('/things');
+    assert.equal(r.status, 200, await r.clone().text());
+  } finally {
+    await thumbApi.close();
+    await thumbIdp.close();
+  }
+});
+
+test('a key the IdP does not know is refused with invalid_client', async () => {
+  const stranger = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const w = await worker({
+    OAUTH_TOKEN_URL: idp.tokenUrl,
+    OAUTH_CLIENT_ID: keys.es256.id,
+    OAUTH_AUTH_METHOD: 'private_key_jwt',
+    OAUTH_PRIVATE_KEY: JSON.stringify({ ...stranger.export({ format: 'jwk' }), kid: keys.es256.kid }),
+    OAUTH_SCOPE: 'read:things',
+    UPSTREAM_ORIGIN: api.origin,
+  });
+  const r = await w.fetch('/things');
+  assert.equal(r.status, 502);
+  assert.equal((await r.json()).error, 'invalid_client');
+});
+
+test('a malformed key is a 500 naming OAUTH_PRIVATE_KEY', async () => {
+  for (const bad of ['{"kty":"EC"}', '-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----', 'hunter2']) {
+    const w = await worker({
+      OAUTH_TOKEN_URL: idp.tokenUrl,
+      OAUTH_CLIENT_ID: keys.es256.id,
+      OAUTH_AUTH_METHOD: 'private_key_jwt',
+      OAUTH_PRIVATE_KEY: bad,
+      UPSTREAM_ORIGIN: api.origin,
+    });
+    const r = await w.fetch('/things');
+    assert.equal(r.status, 500);
+    const body = await r.json();
+    assert.equal(body.error, 'configuration_error');
+    assert.match(body.error_description, /OAUTH_PRIVATE_KEY/);
+    assert.ok(!JSON.stringify(body).includes('hunter2'));
+  }
+});
