@@ -6,10 +6,10 @@ use futures_util::future::join_all;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
-use worker::kv::KvStore;
 use worker::Env;
 use worker_m2m::edge::crypto::{open, seal, sealing_key, sha256};
 use worker_m2m::edge::fetch::PlatformHttp;
+use worker_m2m::edge::kv::KvNamespace;
 use worker_m2m::transport::{HttpClient, HttpRequest};
 use worker_m2m::{Config, TokenClient};
 
@@ -191,7 +191,7 @@ async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
 async fn a_new_isolate_reads_the_token_from_kv() {
     let srv = server("token").await;
     let env_js = env(&srv.url(), "kv-share-secret", &[]);
-    let kv = KvStore::from_this(&env_js, "TOKEN_CACHE").unwrap();
+    let kv = KvNamespace::from_env(&env_js, "TOKEN_CACHE").unwrap();
     let config =
         Config::from_lookup(|k| js_sys::Reflect::get(&env_js, &k.into()).ok()?.as_string())
             .unwrap();

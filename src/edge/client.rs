@@ -7,12 +7,11 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
-use worker::kv::KvStore;
 use worker::{Context, Env, Request, Response};
 
 use super::env::env_string;
 use super::fetch::{global_fetch, PlatformHttp};
-use super::kv::EdgeStore;
+use super::kv::{EdgeStore, KvNamespace};
 use super::runtime::EdgeRuntime;
 use super::signing::EdgeAssertions;
 use crate::cache_key::cache_key_material;
@@ -69,13 +68,13 @@ impl TokenClient {
             return Ok(client);
         }
         let config = Config::from_lookup(|name| env_string(env, name))?;
-        let client = Self::new(config, env.kv(KV_BINDING).ok());
+        let client = Self::new(config, KvNamespace::from_env(env_js, KV_BINDING));
         LAST_ENV.with(|last| *last.borrow_mut() = Some((env_js.clone(), client.clone())));
         Ok(client)
     }
 
     /// A client for an explicit configuration and optional KV namespace.
-    pub fn new(config: Config, kv: Option<KvStore>) -> Self {
+    pub fn new(config: Config, kv: Option<KvNamespace>) -> Self {
         if kv.is_none() && !WARNED_NO_KV.replace(true) {
             super::log_line(&log::cache_event(
                 "memory_only",

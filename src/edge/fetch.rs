@@ -19,6 +19,14 @@ extern "C" {
     pub(crate) fn global_fetch(request: &web_sys::Request) -> Promise;
 }
 
+/// The response headers the core reads (lower case).
+const RESPONSE_HEADERS: &[&str] = &[
+    "retry-after",
+    "content-type",
+    "dpop-nonce",
+    "www-authenticate",
+];
+
 /// Sends token requests with the platform `fetch`, each cut off after its `timeout_ms`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlatformHttp;
@@ -68,17 +76,16 @@ async fn send(request: HttpRequest, signal: &AbortSignal) -> Result<HttpResponse
     let resp: web_sys::Response = JsFuture::from(global_fetch(&req)).await?.dyn_into()?;
 
     let status = resp.status();
-    let headers = worker::Headers(resp.headers())
-        .entries()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+    let headers = RESPONSE_HEADERS
+        .iter()
+        .filter_map(|name| Some((name.to_string(), resp.headers().get(name).ok()??)))
         .collect();
     let mut body = Vec::new();
-    let mut worker_resp = worker::Response::from(resp);
-    if let Ok(mut stream) = worker_resp.stream() {
+    if let Some(raw) = resp.body() {
+        let mut stream = wasm_streams::ReadableStream::from_raw(raw).into_stream();
         // Read one byte past the cap so the core can tell "exactly at the cap" from "too large".
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| JsValue::from_str(&e.to_string()))?;
-            body.extend_from_slice(&chunk);
+            body.extend(chunk?.unchecked_into::<Uint8Array>().to_vec());
             if body.len() > MAX_TOKEN_RESPONSE_BYTES {
                 body.truncate(MAX_TOKEN_RESPONSE_BYTES + 1);
                 break;

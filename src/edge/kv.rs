@@ -4,20 +4,58 @@
 use std::cell::OnceCell;
 
 use futures_util::future::{select, Either};
+use js_sys::{Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::CryptoKey;
-use worker::kv::KvStore;
 
 use super::crypto::{open, seal, sealing_key, sha256};
 use super::runtime::sleep;
 use crate::cache_key::cache_key;
 use crate::store::{TokenStore, KV_MIN_TTL_SECS};
 
+#[wasm_bindgen]
+extern "C" {
+    /// A Workers KV namespace binding, called directly: the three calls used here need none of
+    /// the option serialisation a general-purpose wrapper carries into the wasm.
+    #[derive(Clone, Debug)]
+    pub type KvNamespace;
+    #[wasm_bindgen(method, catch, js_name = get)]
+    fn get_text(this: &KvNamespace, key: &str, kind: &str) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = put)]
+    fn put_text(
+        this: &KvNamespace,
+        key: &str,
+        value: &str,
+        options: &Object,
+    ) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn delete_key(this: &KvNamespace, key: &str) -> Result<Promise, JsValue>;
+}
+
+impl KvNamespace {
+    /// The KV namespace bound as `name` on `env`, if there is an object there.
+    pub fn from_env(env: &JsValue, name: &str) -> Option<Self> {
+        Reflect::get(env, &name.into())
+            .ok()
+            .filter(JsValue::is_object)
+            .map(JsCast::unchecked_into)
+    }
+}
+
+async fn settle(op: &str, promise: Result<Promise, JsValue>) -> Result<JsValue, String> {
+    let failed = |e: JsValue| format!("KV {op} failed: {}", super::js_error_text(&e));
+    JsFuture::from(promise.map_err(failed)?)
+        .await
+        .map_err(failed)
+}
+
 /// Longest wait for one KV operation; past it the read is a miss and the write is skipped.
 pub const KV_TIMEOUT_MS: u64 = 1_500;
 
 /// The `TOKEN_CACHE` namespace, or nothing (memory-only), for one configuration.
 pub struct EdgeStore {
-    kv: Option<KvStore>,
+    kv: Option<KvNamespace>,
     /// The cache-key material; holds the client secret, so it is only ever hashed.
     material: Vec<u8>,
     /// Input keying material for the sealing key (client secret or `TOKEN_CACHE_KEY`).
@@ -30,7 +68,7 @@ pub struct EdgeStore {
 impl EdgeStore {
     /// A store over `kv` (memory-only when `None`) for the configuration `material` describes,
     /// sealing values with a key derived from `ikm`.
-    pub fn new(kv: Option<KvStore>, material: Vec<u8>, ikm: Vec<u8>) -> Self {
+    pub fn new(kv: Option<KvNamespace>, material: Vec<u8>, ikm: Vec<u8>) -> Self {
         Self {
             kv,
             material,
@@ -67,10 +105,9 @@ impl TokenStore for EdgeStore {
         let (prefix, key) = self.prepared().await?;
         let kv_key = format!("{prefix}:{name}");
         let sealed = bounded("get", async {
-            kv.get(&kv_key)
-                .text()
+            settle("get", kv.get_text(&kv_key, "text"))
                 .await
-                .map_err(|e| format!("KV get failed: {e}"))
+                .map(|v| v.as_string())
         })
         .await?;
         let Some(sealed) = sealed else {
@@ -87,13 +124,16 @@ impl TokenStore for EdgeStore {
         let (prefix, key) = self.prepared().await?;
         let kv_key = format!("{prefix}:{name}");
         let sealed = seal(key, value.as_bytes(), kv_key.as_bytes()).await?;
+        let options = Object::new();
+        let _ = Reflect::set(
+            &options,
+            &"expirationTtl".into(),
+            &(ttl_secs.max(KV_MIN_TTL_SECS) as f64).into(),
+        );
         bounded("put", async {
-            kv.put(&kv_key, sealed)
-                .map_err(|e| format!("KV put failed: {e}"))?
-                .expiration_ttl(ttl_secs.max(KV_MIN_TTL_SECS))
-                .execute()
+            settle("put", kv.put_text(&kv_key, &sealed, &options))
                 .await
-                .map_err(|e| format!("KV put failed: {e}"))
+                .map(drop)
         })
         .await
     }
@@ -103,9 +143,7 @@ impl TokenStore for EdgeStore {
         let (prefix, _) = self.prepared().await?;
         let kv_key = format!("{prefix}:{name}");
         bounded("delete", async {
-            kv.delete(&kv_key)
-                .await
-                .map_err(|e| format!("KV delete failed: {e}"))
+            settle("delete", kv.delete_key(&kv_key)).await.map(drop)
         })
         .await
     }
