@@ -233,11 +233,9 @@ test('a caller that disconnects mid token request does not block the next caller
   await new Promise((r) => setTimeout(r, 200));
   sock.destroy();
   idp.setFault('ok');
+  // The token request it started runs on under waitUntil: the next caller gets 200.
   const head = await rawRequest(port, 'GET /things HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n');
-  const status = Number(head.split(' ')[1]);
-  assert.ok([200, 503].includes(status), head.split('\r\n')[0]);
-  if (status === 503) assert.match(head, /application\/json/);
-  // Either way, a later caller gets a token.
+  assert.match(head, /^HTTP\/1\.1 200/, head.split('\r\n')[0]);
   const later = await rawRequest(port, 'GET /things HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n');
   assert.match(later, /^HTTP\/1\.1 200/);
 });

@@ -23,6 +23,11 @@ pub const DROPPED_HEADERS: &[&str] = &[
     "x-rewrite-url",
     "cf-connecting-ip",
     "cf-connecting-ipv6",
+    "true-client-ip",
+    "cf-ipcountry",
+    "cf-visitor",
+    // A caller's own DPoP proof is for its own token, which never goes upstream either.
+    "dpop",
     "cf-access-jwt-assertion",
     "cf-access-client-id",
     "cf-access-client-secret",
@@ -131,6 +136,21 @@ pub fn check_request<'a>(
         }
     }
     Ok(())
+}
+
+/// Whether an upstream answer means "this token is no longer good" (RFC 6750 §3.1): a status in
+/// `OAUTH_RETRY_STATUSES` whose `WWW-Authenticate`, if any, says `invalid_token`. An upstream
+/// that names another error (`insufficient_scope`) is not helped by a new token.
+pub fn token_rejected(status: u16, www_authenticate: Option<&str>, retry_statuses: &[u16]) -> bool {
+    retry_statuses.contains(&status) && www_authenticate.is_none_or(|w| w.contains("invalid_token"))
+}
+
+/// Whether a request rejected for its token may be sent again. Idempotent methods (RFC 9110
+/// §9.2.2) may; `POST` and `PATCH` only when the upstream said `invalid_token` outright, which
+/// means it refused the request at authentication and did not act on it.
+pub fn may_replay(method: &str, www_authenticate: Option<&str>) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
+        || www_authenticate.is_some_and(|w| w.contains("invalid_token"))
 }
 
 /// Compares two byte strings in time that depends only on their lengths (callers compare
@@ -264,6 +284,22 @@ mod tests {
         assert_eq!(status(ok("POST", &[("content-length", "5, 5")])), 400);
         assert_eq!(status(ok("POST", &[("content-length", "-1")])), 400);
         assert_eq!(status(ok("GET", &[("x-a", "b\r\nx-evil: 1")])), 400);
+    }
+
+    #[test]
+    fn token_rejections_and_replays() {
+        let invalid = Some(r#"Bearer error="invalid_token", error_description="revoked""#);
+        assert!(token_rejected(401, None, &[401]));
+        assert!(token_rejected(401, invalid, &[401]));
+        assert!(!token_rejected(
+            401,
+            Some(r#"Bearer error="insufficient_scope""#),
+            &[401]
+        ));
+        assert!(!token_rejected(403, None, &[401]));
+        assert!(!token_rejected(401, None, &[]));
+        assert!(may_replay("GET", None) && may_replay("PUT", None) && may_replay("POST", invalid));
+        assert!(!may_replay("POST", None) && !may_replay("PATCH", Some("Bearer")));
     }
 
     #[test]

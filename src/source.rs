@@ -52,6 +52,18 @@ pub trait Assertions {
 
 type Outcome = Rc<RefCell<Option<Result<Token>>>>;
 
+/// Called with the handle of a flight a call started (see [`TokenSource::token_ahead`]).
+pub type OnStart<'a, H> = &'a dyn Fn(&H);
+
+/// The running flight.
+struct Flight<H> {
+    generation: u64,
+    /// Unix seconds at which it started.
+    started: u64,
+    handle: H,
+    outcome: Outcome,
+}
+
 /// Slack on top of the token budget before a waiter gives up on a flight: room for the KV reads
 /// and writes around the token request.
 pub const FLIGHT_SLACK_MS: u64 = 5_000;
@@ -67,7 +79,7 @@ struct Inner<H, S, R: Runtime> {
     held: RefCell<Option<(u64, Error)>>,
     /// The last token an upstream rejected: never taken from KV again, whatever KV says.
     revoked: RefCell<Option<AccessToken>>,
-    flight: RefCell<Option<(u64, R::Handle, Outcome)>>,
+    flight: RefCell<Option<Flight<R::Handle>>>,
     assertions: RefCell<Option<Rc<dyn Assertions>>>,
     generation: std::cell::Cell<u64>,
     /// When (Unix seconds) an upstream rejection last evicted a token.
@@ -124,14 +136,22 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// While the endpoint is failing or held down, a token inside its expiry margin but not yet
     /// expired is still returned; no token is ever returned past its expiry.
     pub async fn token(&self, now: u64) -> Result<Token> {
-        self.token_ahead(now, false).await.0
+        self.token_ahead(now, false, None).await
     }
 
     /// Like [`TokenSource::token`], and with `ahead` (and `OAUTH_REFRESH_AHEAD` on), a fresh token
     /// inside its refresh window (see [`crate::token`]) is returned at once while one background
-    /// refresh starts. The second value is that refresh's handle, for the caller to keep the
-    /// platform alive until it ends (`ctx.waitUntil`); `None` when nothing was started.
-    pub async fn token_ahead(&self, now: u64, ahead: bool) -> (Result<Token>, Option<R::Handle>) {
+    /// refresh starts.
+    ///
+    /// `on_start` is called with the handle of any flight this call starts (a background refresh
+    /// or a plain token request), before anything is awaited, so the caller can keep the
+    /// platform working on it even if the caller itself goes away (`ctx.waitUntil`).
+    pub async fn token_ahead(
+        &self,
+        now: u64,
+        ahead: bool,
+        on_start: Option<OnStart<'_, R::Handle>>,
+    ) -> Result<Token> {
         let fresh = self
             .inner
             .memory
@@ -147,41 +167,64 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 .borrow()
                 .as_ref()
                 .is_some_and(|(until, _)| now < *until);
-            let started = if due && !held && self.inner.flight.borrow().is_none() {
-                let (_, handle, _) = self.flight(now, true);
-                Some(handle)
-            } else {
-                None
-            };
-            return (Ok(t), started);
+            if due && !held {
+                self.flight(now, true, on_start);
+            }
+            return Ok(t);
         }
         if let Some(held) = held_answer(&self.inner, now) {
-            return (held, None);
+            return held;
         }
-        (self.wait_for_flight(now).await, None)
+        self.wait_for_flight(now, on_start).await
     }
 
-    /// The running flight, or a new one started at `now` (`refresh`: a background refresh).
-    fn flight(&self, now: u64, refresh: bool) -> (u64, R::Handle, Outcome) {
+    /// The running flight, or a new one started at `now` (`refresh`: a background refresh). A
+    /// flight older than the waiters' bound is presumed dead (its request was cancelled with the
+    /// I/O it owned) and replaced, so no caller joins it.
+    fn flight(
+        &self,
+        now: u64,
+        refresh: bool,
+        on_start: Option<OnStart<'_, R::Handle>>,
+    ) -> (u64, R::Handle, Outcome) {
+        let bound_secs = (self.inner.config.timeout_ms + FLIGHT_SLACK_MS).div_ceil(1000);
         let mut slot = self.inner.flight.borrow_mut();
-        slot.get_or_insert_with(|| {
-            let generation = self.inner.generation.get() + 1;
-            self.inner.generation.set(generation);
-            let inner = self.inner.clone();
-            let outcome: Outcome = Rc::default();
-            let out = outcome.clone();
-            let work = Box::pin(async move {
-                let result = acquire(&inner, now, refresh).await;
-                *out.borrow_mut() = Some(result);
-                end_flight(&inner, generation);
-            });
-            (generation, self.inner.runtime.start(work), outcome)
-        })
-        .clone()
+        if slot.as_ref().is_some_and(|f| now >= f.started + bound_secs) {
+            slot.take();
+        }
+        if let Some(f) = slot.as_ref() {
+            return (f.generation, f.handle.clone(), f.outcome.clone());
+        }
+        let generation = self.inner.generation.get() + 1;
+        self.inner.generation.set(generation);
+        let inner = self.inner.clone();
+        let outcome: Outcome = Rc::default();
+        let out = outcome.clone();
+        let work = Box::pin(async move {
+            let result = acquire(&inner, now, refresh).await;
+            *out.borrow_mut() = Some(result);
+            end_flight(&inner, generation);
+        });
+        let handle = self.inner.runtime.start(work);
+        *slot = Some(Flight {
+            generation,
+            started: now,
+            handle: handle.clone(),
+            outcome: outcome.clone(),
+        });
+        drop(slot);
+        if let Some(on_start) = on_start {
+            on_start(&handle);
+        }
+        (generation, handle, outcome)
     }
 
-    async fn wait_for_flight(&self, now: u64) -> Result<Token> {
-        let (generation, handle, outcome) = self.flight(now, false);
+    async fn wait_for_flight(
+        &self,
+        now: u64,
+        on_start: Option<OnStart<'_, R::Handle>>,
+    ) -> Result<Token> {
+        let (generation, handle, outcome) = self.flight(now, false, on_start);
         // Bounded on the waiter's side: if the request that started the flight is cancelled,
         // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
         let bound = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
@@ -214,10 +257,15 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// outage) must not turn each proxied request into a token request.
     pub async fn invalidate(&self, used: &Token, now: u64) -> bool {
         let inner = &self.inner;
-        let held_by_memory = inner.memory.borrow().as_ref() == Some(used);
+        let memory = inner.memory.borrow().clone();
+        let held_by_memory = memory
+            .as_ref()
+            .is_some_and(|t| t.access_token() == used.access_token());
         if !held_by_memory {
-            // Another caller already evicted it: a newer token is (being) fetched.
-            return inner.revoked.borrow().as_ref() == Some(used.access_token());
+            // Another caller already evicted it, or a refresh replaced it: a newer token is
+            // there or on its way.
+            let newer = memory.is_some_and(|t| t.is_fresh(now));
+            return newer || inner.revoked.borrow().as_ref() == Some(used.access_token());
         }
         let recent = inner
             .last_eviction
@@ -252,7 +300,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
 /// Clears the in-flight slot if it still holds flight `generation`; the next miss starts anew.
 fn end_flight<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) {
     let mut slot = inner.flight.borrow_mut();
-    if slot.as_ref().is_some_and(|(g, _, _)| *g == generation) {
+    if slot.as_ref().is_some_and(|f| f.generation == generation) {
         slot.take();
     }
 }
@@ -264,13 +312,17 @@ fn held_answer<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Res
     Some(usable(inner, now).ok_or_else(|| held_error(err, *until, now)))
 }
 
+/// A token past its margin is used (while the endpoint fails) only if it has at least this long
+/// to live: `now` is whole seconds and the request still has to travel.
+pub const STALE_MIN_REMAINING_SECS: u64 = 5;
+
 /// The token in memory if it has not yet expired (it may be past its margin).
 fn usable<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Token> {
     inner
         .memory
         .borrow()
         .as_ref()
-        .filter(|t| now < t.expires_at())
+        .filter(|t| now + STALE_MIN_REMAINING_SECS <= t.expires_at())
         .cloned()
 }
 
@@ -351,7 +403,16 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
             if secs > 0 {
                 let until = done + secs;
                 *inner.held.borrow_mut() = Some((until, err.clone()));
-                if let Some(record) = encode_hold(until, &err) {
+                // Only what the server said is shared: this isolate's own network trouble or
+                // timeout must not hold down isolates elsewhere that may reach it fine.
+                let server_said = !matches!(
+                    err,
+                    Error::Unavailable {
+                        retry_after: None,
+                        ..
+                    }
+                );
+                if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
                     if let Err(e) = inner
                         .store
                         .put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS))

@@ -10,13 +10,13 @@
 //!
 //! Before that, a token enters its *refresh window* at `refresh_at`: a request that sees it there
 //! goes on with the token and starts one background refresh, so no request waits on the token
-//! endpoint while a valid token exists. The window is the last quarter of the token's life,
-//! capped at five minutes, and never shorter than the margin:
+//! endpoint while a valid token exists. The window opens a quarter of the token's life (at most
+//! five minutes) before the margin, and never earlier than half-way:
 //!
-//! `refresh_at = expires_at - max(margin, min(lifetime / 4, 300))`
+//! `refresh_at = expires_at - min(margin + min(lifetime / 4, 300), lifetime / 2)`
 //!
-//! so a one-hour token is refreshed after 55 minutes (one token request per 55 minutes, not per
-//! 45), a 120 s token after 90 s.
+//! so a one-hour token is refreshed after 54 minutes (one token request per 54 minutes), a
+//! 120 s token after 60 s (used until 90 s), an 8 s token after 4 s (used until 6 s).
 
 use crate::secret::{AccessToken, AuthorizationValue};
 
@@ -51,9 +51,12 @@ pub fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
 /// Longest refresh window, in seconds (see the module docs).
 pub const MAX_REFRESH_WINDOW_SECS: u64 = 300;
 
-/// The refresh window for a token of the given lifetime and effective margin.
+/// Seconds before expiry at which the refresh window opens, for a token of the given lifetime
+/// and effective margin (see the module docs).
 pub fn refresh_window(margin: u64, lifetime: u64) -> u64 {
-    margin.max((lifetime / 4).min(MAX_REFRESH_WINDOW_SECS))
+    (margin + (lifetime / 4).min(MAX_REFRESH_WINDOW_SECS))
+        .min(lifetime / 2)
+        .max(margin)
 }
 
 /// An access token ready to sign requests with.
@@ -186,12 +189,13 @@ mod tests {
     fn refresh_window_table() {
         // (lifetime, configured margin, seconds until the refresh window opens)
         for (lifetime, margin, opens) in [
-            (3600, 60, 3300),
-            (120, 60, 90),
-            (300, 60, 225),
-            (86_400, 60, 86_100),
+            (3600, 60, 3240),
+            (120, 60, 60),
+            (300, 60, 165),
+            (86_400, 60, 86_040),
             (60, 0, 45),
-            (10, 60, 8),
+            (8, 60, 4),
+            (10, 60, 6),
         ] {
             let t = token(1_000, lifetime, margin);
             assert_eq!(
@@ -199,10 +203,11 @@ mod tests {
                 opens,
                 "lifetime {lifetime} margin {margin}"
             );
-            assert!(t.refresh_at() <= t.fresh_until());
+            // A real window: due strictly before the token stops being fresh.
+            assert!(t.refresh_at() < t.fresh_until(), "lifetime {lifetime}");
         }
         let t = token(1_000, 3600, 60);
-        assert!(!t.refresh_due(4_299) && t.refresh_due(4_300) && t.is_fresh(4_300));
+        assert!(!t.refresh_due(4_239) && t.refresh_due(4_240) && t.is_fresh(4_240));
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::transport::{HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 /// to spare a per-token-billed provider: at most 12 token requests an hour.
 pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 
+/// Shortest usable token lifetime: a token that lives shorter cannot be cached, and every request
+/// would cost a token request.
+pub const MIN_LIFETIME_SECS: u64 = 5;
+
 /// Longest `expires_in` taken at face value (one year); larger values are treated as malformed.
 const MAX_LIFETIME_SECS: u64 = 365 * 86_400;
 
@@ -129,8 +133,15 @@ fn parse_expires_in(v: &Value) -> std::result::Result<u64, String> {
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    secs.filter(|s| *s <= MAX_LIFETIME_SECS)
-        .ok_or_else(|| "`expires_in` is not a non-negative number of seconds".to_owned())
+    let secs = secs
+        .filter(|s| *s <= MAX_LIFETIME_SECS)
+        .ok_or_else(|| "`expires_in` is not a non-negative number of seconds".to_owned())?;
+    if secs < MIN_LIFETIME_SECS {
+        return Err(format!(
+            "`expires_in` of {secs} s is too short to use (minimum {MIN_LIFETIME_SECS} s)"
+        ));
+    }
+    Ok(secs)
 }
 
 /// The `exp` claim (RFC 7519 §4.1.4) of a token that is a JWS compact JWT, unverified: it only
@@ -215,7 +226,6 @@ mod tests {
                 r#"{"access_token":"abc","token_type":"BEARER","expires_in":59.9}"#,
                 NOW + 59,
             ),
-            (r#"{"access_token":"abc","expires_in":0}"#, NOW),
             (
                 r#"{"access_token":"abc","token_type":"Bearer"}"#,
                 NOW + DEFAULT_LIFETIME_SECS,

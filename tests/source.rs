@@ -182,6 +182,15 @@ impl Runtime for TestRuntime {
 }
 
 type Source = TokenSource<Endpoint, Kv, TestRuntime>;
+type Handle = Shared<LocalBoxFuture<'static, ()>>;
+
+/// `token_ahead` with refresh ahead on, and the handle of any flight it started.
+fn ahead(source: &Source, now: u64) -> (worker_m2m::Result<Token>, Option<Handle>) {
+    let started = RefCell::new(None);
+    let record = |h: &Handle| *started.borrow_mut() = Some(h.clone());
+    let t = block_on(source.token_ahead(now, true, Some(&record)));
+    (t, started.into_inner())
+}
 
 fn source(ep: &Endpoint, kv: &Kv, log: worker_m2m::source::LogSink) -> Source {
     TokenSource::new(
@@ -650,11 +659,11 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     let kv = Kv::default();
     let source = source(&ep, &kv, logs().1);
     block_on(source.token(NOW)).unwrap();
-    // Refresh window of a one-hour token opens after 55 minutes (3300 s).
-    let (t, started) = block_on(source.token_ahead(NOW + 3299, true));
+    // Refresh window of a one-hour token opens after 54 minutes (3240 s).
+    let (t, started) = ahead(&source, NOW + 3239);
     assert!(t.is_ok() && started.is_none());
     ep.then(ok(GOOD2));
-    let (t, started) = block_on(source.token_ahead(NOW + 3300, true));
+    let (t, started) = ahead(&source, NOW + 3240);
     assert_eq!(
         t.unwrap().access_token().expose(),
         "tok-1",
@@ -662,7 +671,7 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     );
     let refresh = started.expect("a background refresh started");
     // While it runs, other callers get the current token and start nothing more.
-    let (t, again) = block_on(source.token_ahead(NOW + 3301, true));
+    let (t, again) = ahead(&source, NOW + 3241);
     assert_eq!(
         (t.unwrap().access_token().expose(), again.is_none()),
         ("tok-1", true)
@@ -670,7 +679,7 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     assert_eq!(ep.calls.get(), 1);
     block_on(refresh);
     assert_eq!(ep.calls.get(), 2);
-    let (t, started) = block_on(source.token_ahead(NOW + 3302, true));
+    let (t, started) = ahead(&source, NOW + 3242);
     assert_eq!(
         (t.unwrap().access_token().expose(), started.is_none()),
         ("tok-2", true)
@@ -693,12 +702,12 @@ fn a_failed_background_refresh_keeps_the_current_token_and_backs_off() {
     let source = source(&ep, &Kv::default(), logs().1);
     block_on(source.token(NOW)).unwrap();
     ep.then(Reply::Http(401, REFUSED, vec![]));
-    let (_, started) = block_on(source.token_ahead(NOW + 3300, true));
+    let (_, started) = ahead(&source, NOW + 3240);
     block_on(started.unwrap());
     let calls = ep.calls.get();
     // Held down for 30 s: no new attempt, the current token keeps serving.
     for i in 1..30 {
-        let (t, started) = block_on(source.token_ahead(NOW + 3300 + i, true));
+        let (t, started) = ahead(&source, NOW + 3240 + i);
         assert_eq!(
             (t.unwrap().access_token().expose(), started.is_none()),
             ("tok-1", true)
@@ -706,7 +715,7 @@ fn a_failed_background_refresh_keeps_the_current_token_and_backs_off() {
     }
     assert_eq!(ep.calls.get(), calls);
     // After the hold-down, the next due use tries again.
-    let (_, started) = block_on(source.token_ahead(NOW + 3331, true));
+    let (_, started) = ahead(&source, NOW + 3271);
     assert!(started.is_some());
 }
 
@@ -715,9 +724,9 @@ fn a_background_refresh_does_not_take_a_kv_token_that_is_itself_due() {
     let ep = Endpoint::new(200, GOOD);
     let kv = Kv::default();
     let source = source(&ep, &kv, logs().1);
-    block_on(source.token(NOW)).unwrap(); // KV holds tok-1, due at NOW+3300
+    block_on(source.token(NOW)).unwrap(); // KV holds tok-1, due at NOW+3240
     ep.then(ok(GOOD2));
-    let (_, started) = block_on(source.token_ahead(NOW + 3300, true));
+    let (_, started) = ahead(&source, NOW + 3240);
     block_on(started.unwrap());
     assert_eq!(
         ep.calls.get(),
@@ -742,7 +751,33 @@ fn refresh_ahead_can_be_turned_off() {
         logs().1,
     );
     block_on(source.token(NOW)).unwrap();
-    let (_, started) = block_on(source.token_ahead(NOW + 3400, true));
+    let (_, started) = ahead(&source, NOW + 3400);
     assert!(started.is_none());
     assert_eq!(ep.calls.get(), 1);
+}
+
+#[test]
+fn a_flight_older_than_the_bound_is_replaced_not_joined() {
+    let gate = Rc::new(Gate::default());
+    let ep = Endpoint {
+        gate: Some(gate.clone()),
+        ..Endpoint::new(200, GOOD)
+    };
+    let source = source(&ep, &Kv::default(), logs().1);
+    let waker = futures_util::task::noop_waker();
+    let mut stuck = Box::pin(source.token(NOW));
+    assert!(stuck
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(stuck);
+    // 1000 ms budget + 5000 ms slack: from NOW + 6 the dead flight is replaced at once.
+    let _ = Box::pin(source.token(NOW + 5))
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker));
+    assert_eq!(ep.calls.get(), 1, "still within the bound: joined");
+    gate.open();
+    ep.then(ok(GOOD));
+    let t = block_on(source.token(NOW + 6)).unwrap();
+    assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 2));
 }

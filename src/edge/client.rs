@@ -12,12 +12,13 @@ use worker::{Context, Env, Request, Response};
 use super::env::env_string;
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::{EdgeStore, KvNamespace};
-use super::runtime::EdgeRuntime;
+use super::runtime::{EdgeRuntime, FlightHandle};
 use super::signing::EdgeAssertions;
 use crate::cache_key::cache_key_material;
 use crate::config::{ClientAuth, Config};
 use crate::error::{Error, Result};
 use crate::log;
+use crate::route::{may_replay, token_rejected};
 use crate::source::TokenSource;
 use crate::token::Token;
 
@@ -123,13 +124,17 @@ impl TokenClient {
     /// background under `ctx.waitUntil` (so no request ever waits for a token while a valid one
     /// exists). Without a `Context` a background task could be cancelled with the request.
     pub async fn token_with(&self, ctx: &Context) -> Result<Token> {
-        let (token, refresh) = self.source.token_ahead(super::now_secs(), true).await;
-        if let Some(flight) = refresh {
+        // Every token request this call starts runs under waitUntil: it finishes (and lands in
+        // memory and KV) even if this request is cancelled, instead of dying with it.
+        let keep_alive = |flight: &FlightHandle| {
+            let promise = flight.promise.clone();
             ctx.wait_until(async move {
-                let _ = JsFuture::from(flight.promise).await;
+                let _ = JsFuture::from(promise).await;
             });
-        }
-        token
+        };
+        self.source
+            .token_ahead(super::now_secs(), true, Some(&keep_alive))
+            .await
     }
 
     pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
@@ -210,16 +215,24 @@ impl TokenClient {
         spare: Option<web_sys::Request>,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
+        let method = signed.method();
         let resp = send_raw(signed).await?;
-        if !self.source.config().retry_statuses.contains(&resp.status()) {
+        let challenge = resp.headers().get("www-authenticate").ok().flatten();
+        if !token_rejected(
+            resp.status(),
+            challenge.as_deref(),
+            &self.source.config().retry_statuses,
+        ) {
             return Ok(resp);
         }
         let worth_retrying = self.invalidate(&token).await;
-        let Some(spare) = spare.filter(|_| worth_retrying) else {
+        let Some(spare) =
+            spare.filter(|_| worth_retrying && may_replay(&method, challenge.as_deref()))
+        else {
             return Ok(resp);
         };
         let fresh = match self.current(ctx).await {
-            Ok(fresh) if fresh != token => fresh,
+            Ok(fresh) if fresh.access_token() != token.access_token() => fresh,
             _ => return Ok(resp),
         };
         super::log_line(&log::replay(resp.status()));

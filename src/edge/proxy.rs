@@ -82,6 +82,9 @@ async fn forward(
         })
         .unwrap_or_default();
 
+    // The token first: nothing below can fail after the body stream is wrapped, so the wrapper
+    // is always consumed (or its request aborted) and never left behind.
+    let token = client.current(Some(ctx)).await?;
     // A declared length was checked above (and workerd holds the body to it); a body of unknown
     // length is counted as it streams and cut off past the limit.
     let (body, signal, overflow) = match inner.body() {
@@ -98,7 +101,6 @@ async fn forward(
         .and_then(|l| l.trim().parse::<u64>().ok())
         .is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
     let has_body = body.is_some();
-    let token = client.current(Some(ctx)).await?;
     let outbound = outbound::build(
         inner,
         target.as_str(),
