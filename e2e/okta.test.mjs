@@ -131,3 +131,31 @@ test('a malformed key is a 500 naming OAUTH_PRIVATE_KEY', async () => {
     assert.ok(!JSON.stringify(body).includes('hunter2'));
   }
 });
+
+test('discovery: OAUTH_ISSUER instead of OAUTH_TOKEN_URL, RFC 8414 first, then OIDC Discovery', async () => {
+  for (const rfc8414 of [false, true]) {
+    idp.serveRfc8414(rfc8414);
+    idp.resetCount();
+    idp.discovery.length = 0;
+    const k = keys.es256;
+    const w = await worker({
+      OAUTH_ISSUER: idp.issuer,
+      OAUTH_CLIENT_ID: k.id,
+      OAUTH_AUTH_METHOD: 'private_key_jwt',
+      OAUTH_PRIVATE_KEY: k.jwk,
+      OAUTH_SCOPE: 'read:things',
+      UPSTREAM_ORIGIN: api.origin,
+    });
+    const rs = await Promise.all(Array.from({ length: 5 }, () => w.fetch('/things')));
+    for (const r of rs) assert.equal(r.status, 200);
+    assert.equal(idp.tokenRequests, 1);
+    assert.deepEqual(
+      idp.discovery,
+      rfc8414
+        ? ['/.well-known/oauth-authorization-server']
+        : ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'],
+    );
+    assert.ok(w.events().some((e) => e.event === 'cache' && e.outcome === 'discovered'));
+  }
+  idp.serveRfc8414(true);
+});

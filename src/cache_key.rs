@@ -20,7 +20,11 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
         out.extend_from_slice(bytes);
     };
     field(KEY_PREFIX.as_bytes());
-    field(config.token_url.as_str().as_bytes());
+    match (&config.token_url, &config.issuer) {
+        (Some(url), _) => field(url.as_str().as_bytes()),
+        (None, Some(issuer)) => field(format!("issuer:{issuer}").as_bytes()),
+        (None, None) => field(b"-"),
+    }
     field(config.client_id.as_bytes());
     field(config.auth.method().as_bytes());
     field(config.auth.credential().as_bytes());
@@ -54,7 +58,8 @@ mod tests {
 
     fn base() -> Config {
         Config {
-            token_url: "https://idp.example/token".parse().unwrap(),
+            token_url: Some("https://idp.example/token".parse().unwrap()),
+            issuer: None,
             client_id: "client-a".into(),
             auth: ClientAuth::Basic(ClientSecret::new("secret-1")),
             scope: Some("read".into()),
@@ -75,7 +80,7 @@ mod tests {
         type Edit = fn(&mut Config);
         let edits: &[(&str, Edit)] = &[
             ("token url", |c| {
-                c.token_url = "https://idp.example/other".parse().unwrap()
+                c.token_url = Some("https://idp.example/other".parse().unwrap())
             }),
             ("client id", |c| c.client_id = "client-b".into()),
             ("secret", |c| {
@@ -90,6 +95,10 @@ mod tests {
             ("audience", |c| c.audience = Some("read".into())),
             ("resource", |c| c.resource = Some("https://api".into())),
             ("extra", |c| c.extra_params = vec![("a".into(), "b".into())]),
+            ("issuer", |c| {
+                c.token_url = None;
+                c.issuer = Some("https://idp.example/token".parse().unwrap())
+            }),
         ];
         let mut seen = vec![cache_key_material(&base())];
         for (name, edit) in edits {

@@ -64,8 +64,12 @@ impl ClientAuth {
 /// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
-    /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only.
-    pub token_url: Url,
+    /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only. `None` when it
+    /// is discovered from [`Config::issuer`].
+    pub token_url: Option<Url>,
+    /// The authorization server's issuer identifier (RFC 8414 §2), to discover the token
+    /// endpoint from (`OAUTH_ISSUER`, used instead of `OAUTH_TOKEN_URL`).
+    pub issuer: Option<Url>,
     /// The client identifier (RFC 6749 §2.2).
     pub client_id: String,
     /// How the client authenticates.
@@ -235,16 +239,28 @@ fn parse_extra_params(raw: &str) -> Result<Vec<(String, String)>> {
 impl Config {
     /// Builds the configuration from a lookup of Worker vars and secrets by name.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        if var(&lookup, "OAUTH_ISSUER").is_some() && var(&lookup, "OAUTH_TOKEN_URL").is_none() {
-            return Err(Error::config(
-                "OAUTH_ISSUER",
-                "discovery is not supported yet; set OAUTH_TOKEN_URL",
-            ));
-        }
+        let (token_url, issuer) = match (
+            var(&lookup, "OAUTH_TOKEN_URL"),
+            var(&lookup, "OAUTH_ISSUER"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "OAUTH_ISSUER",
+                    "set OAUTH_TOKEN_URL or OAUTH_ISSUER, not both",
+                ))
+            }
+            (Some(url), None) => (Some(parse_endpoint("OAUTH_TOKEN_URL", &url)?), None),
+            (None, Some(issuer)) => (None, Some(parse_issuer(&issuer)?)),
+            (None, None) => {
+                return Err(Error::config(
+                    "OAUTH_TOKEN_URL",
+                    "is not set (nor OAUTH_ISSUER)",
+                ))
+            }
+        };
         if var(&lookup, "OAUTH_DPOP").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Err(Error::config("OAUTH_DPOP", "DPoP is not supported yet"));
         }
-        let token_url = parse_endpoint("OAUTH_TOKEN_URL", &require(&lookup, "OAUTH_TOKEN_URL")?)?;
         let client_id = require(&lookup, "OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
             return Err(Error::config(
@@ -293,6 +309,7 @@ impl Config {
         };
         Ok(Self {
             token_url,
+            issuer,
             client_id,
             auth,
             scope: var(&lookup, "OAUTH_SCOPE")
@@ -326,6 +343,20 @@ impl Config {
             },
         })
     }
+}
+
+/// An endpoint URL from a document (discovery): the same rules as a URL setting.
+pub(crate) fn parse_endpoint_url(raw: &str) -> Result<Url> {
+    parse_endpoint("token_endpoint", raw)
+}
+
+/// `OAUTH_ISSUER`: an https URL with no query or fragment (RFC 8414 §2).
+fn parse_issuer(raw: &str) -> Result<Url> {
+    let url = parse_endpoint("OAUTH_ISSUER", raw)?;
+    if url.query().is_some() {
+        return Err(Error::config("OAUTH_ISSUER", "must not have a query"));
+    }
+    Ok(url)
 }
 
 /// The egress proxy's own settings.
@@ -463,6 +494,10 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("OAUTH_TOKEN_URL", "")], "OAUTH_TOKEN_URL: is not set"),
             (
+                &[("OAUTH_ISSUER", "https://idp.example")],
+                "set OAUTH_TOKEN_URL or OAUTH_ISSUER, not both",
+            ),
+            (
                 &[("OAUTH_TOKEN_URL", "http://idp.example/token")],
                 "OAUTH_TOKEN_URL: must use https",
             ),
@@ -505,6 +540,30 @@ mod tests {
             assert!(err.contains(want), "{extra:?}: got {err:?}, want {want:?}");
             assert!(!err.contains("s3cr%t"), "{err}");
         }
+    }
+
+    #[test]
+    fn issuer_instead_of_token_url() {
+        let pairs = [
+            ("OAUTH_ISSUER", "https://idp.example/oauth2/default"),
+            ("OAUTH_CLIENT_ID", "0oa1"),
+            ("OAUTH_CLIENT_SECRET", "x"),
+        ];
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.token_url, None);
+        assert_eq!(
+            c.issuer.unwrap().as_str(),
+            "https://idp.example/oauth2/default"
+        );
+        let bad = [
+            ("OAUTH_ISSUER", "http://idp.example"),
+            ("OAUTH_CLIENT_ID", "0oa1"),
+            ("OAUTH_CLIENT_SECRET", "x"),
+        ];
+        assert!(Config::from_lookup(lookup(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains("OAUTH_ISSUER"));
     }
 
     #[test]

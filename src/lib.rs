@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod cache_key;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod holddown;
 pub mod jwt;

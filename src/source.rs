@@ -13,6 +13,7 @@ use futures_util::future::{join, select, Either, LocalBoxFuture};
 
 use crate::backoff::retry_delay;
 use crate::config::{ClientAuth, Config};
+use crate::discovery::{metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY};
 use crate::error::{Error, Result};
 use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
 use crate::log::{self, Source};
@@ -21,7 +22,7 @@ use crate::store::{decode_record, encode_record, TokenStore, KV_MIN_TTL_SECS, TO
 use crate::token::Token;
 use crate::token_request::build_token_request;
 use crate::token_response::parse_token_response;
-use crate::transport::HttpClient;
+use crate::transport::{HttpClient, HttpRequest};
 
 /// Receives one JSON log line at a time.
 pub type LogSink = Rc<dyn Fn(&str)>;
@@ -46,8 +47,9 @@ pub trait Runtime {
 
 /// Signs client assertions for `private_key_jwt` (RFC 7523 §2.2); the edge does it with WebCrypto.
 pub trait Assertions {
-    /// A fresh signed client assertion (unique `jti`) for a token request sent at `now`.
-    fn assertion(&self, now: u64) -> LocalBoxFuture<'static, Result<String>>;
+    /// A fresh signed client assertion (unique `jti`) for a token request sent at `now` to the
+    /// token endpoint `audience`.
+    fn assertion(&self, now: u64, audience: &str) -> LocalBoxFuture<'static, Result<String>>;
 }
 
 type Outcome = Rc<RefCell<Option<Result<Token>>>>;
@@ -81,6 +83,8 @@ struct Inner<H, S, R: Runtime> {
     revoked: RefCell<Option<AccessToken>>,
     flight: RefCell<Option<Flight<R::Handle>>>,
     assertions: RefCell<Option<Rc<dyn Assertions>>>,
+    /// A discovered token endpoint and until when (Unix seconds) it is trusted.
+    endpoint: RefCell<Option<(String, u64)>>,
     generation: std::cell::Cell<u64>,
     /// When (Unix seconds) an upstream rejection last evicted a token.
     last_eviction: std::cell::Cell<Option<u64>>,
@@ -115,6 +119,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 revoked: RefCell::new(None),
                 flight: RefCell::new(None),
                 assertions: RefCell::new(None),
+                endpoint: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
             }),
@@ -435,7 +440,7 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
 
 /// Token requests until one succeeds, one is refused, or the budget (`OAUTH_TIMEOUT_MS`) is spent.
 /// Returns the outcome and the time spent.
-async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
+async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     sent_at: u64,
 ) -> (Result<Token>, u64) {
@@ -445,14 +450,23 @@ async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
     let budget = config.timeout_ms;
     let mut spent = 0u64;
     let mut failures = 0u32;
+    let token_url = match token_endpoint(inner, sent_at).await {
+        Ok(url) => url,
+        Err(e) => {
+            (inner.log)(&log::token_error(None, None, &e));
+            return (Err(e), 0);
+        }
+    };
     loop {
         let now = sent_at + spent / 1000;
         let signer = inner.assertions.borrow().clone();
         let assertion = match (&config.auth, signer) {
-            (ClientAuth::PrivateKeyJwt(_), Some(signer)) => match signer.assertion(now).await {
-                Ok(a) => Some(a),
-                Err(e) => return (Err(e), spent),
-            },
+            (ClientAuth::PrivateKeyJwt(_), Some(signer)) => {
+                match signer.assertion(now, &token_url).await {
+                    Ok(a) => Some(a),
+                    Err(e) => return (Err(e), spent),
+                }
+            }
             (ClientAuth::PrivateKeyJwt(_), None) => {
                 return (
                     Err(Error::Other(
@@ -463,7 +477,7 @@ async fn fetch_with_retries<H: HttpClient, S, R: Runtime>(
             }
             _ => None,
         };
-        let mut request = build_token_request(config, assertion.as_deref());
+        let mut request = build_token_request(config, &token_url, assertion.as_deref());
         request.timeout_ms = budget.saturating_sub(spent).max(1);
         let (result, status, latency) = match inner.http.execute(request).await {
             Ok(resp) => (
@@ -523,4 +537,92 @@ fn credential_forms(config: &Config) -> Vec<String> {
     let basic = crate::token_request::basic_credentials(&config.client_id, secret);
     let b64 = basic.trim_start_matches("Basic ").to_owned();
     vec![secret.to_owned(), encoded, basic, b64]
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MetaRecord {
+    v: u8,
+    token_endpoint: String,
+    until: u64,
+}
+
+/// The token endpoint: as configured, or discovered from `OAUTH_ISSUER` (RFC 8414, then OIDC
+/// Discovery), kept in memory and KV for a day.
+async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
+    inner: &Inner<H, S, R>,
+    now: u64,
+) -> Result<String> {
+    let config = &inner.config;
+    let issuer = match (&config.token_url, &config.issuer) {
+        (Some(url), _) => return Ok(url.to_string()),
+        (None, Some(issuer)) => issuer,
+        (None, None) => {
+            return Err(Error::config(
+                "OAUTH_TOKEN_URL",
+                "is not set (nor OAUTH_ISSUER)",
+            ))
+        }
+    };
+    if let Some((url, _)) = inner
+        .endpoint
+        .borrow()
+        .as_ref()
+        .filter(|(_, until)| now < *until)
+    {
+        return Ok(url.clone());
+    }
+    if let Ok(Some(raw)) = inner.store.get(META_ENTRY).await {
+        if let Ok(meta) = serde_json::from_str::<MetaRecord>(&raw) {
+            if meta.v == 1
+                && now < meta.until
+                && crate::config::parse_endpoint_url(&meta.token_endpoint).is_ok()
+            {
+                *inner.endpoint.borrow_mut() = Some((meta.token_endpoint.clone(), meta.until));
+                return Ok(meta.token_endpoint);
+            }
+        }
+    }
+    let mut last = None;
+    for url in metadata_urls(issuer) {
+        let request = HttpRequest {
+            method: "GET",
+            url,
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+            timeout_ms: config.timeout_ms,
+        };
+        let resp = inner
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| Error::Unavailable {
+                reason: format!("discovery: network error: {}", e.reason),
+                retry_after: None,
+            })?;
+        match parse_metadata(&resp, issuer) {
+            Ok(endpoint) => {
+                let endpoint = endpoint.to_string();
+                let until = now + METADATA_TTL_SECS;
+                (inner.log)(&log::cache_event(
+                    "discovered",
+                    &format!("token endpoint {endpoint}"),
+                ));
+                *inner.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+                let record = MetaRecord {
+                    v: 1,
+                    token_endpoint: endpoint.clone(),
+                    until,
+                };
+                let record =
+                    serde_json::to_string(&record).expect("strings and integers serialise");
+                if let Err(e) = inner.store.put(META_ENTRY, record, METADATA_TTL_SECS).await {
+                    (inner.log)(&log::cache_event("write_error", &e));
+                }
+                return Ok(endpoint);
+            }
+            Err(e @ Error::Unavailable { .. }) => return Err(e),
+            Err(e) => last = Some(e), // not found or unusable here: try the next location
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Other("discovery found nothing".into())))
 }

@@ -20,8 +20,13 @@ pub fn basic_credentials(client_id: &str, secret: &str) -> String {
 
 /// The token request for `config`: a form `POST` with `grant_type=client_credentials` and
 /// `Accept: application/json` (RFC 6749 §4.4.2, §3.2). `assertion` is the signed client
-/// assertion for `private_key_jwt` (RFC 7523 §2.2), ignored by the other methods.
-pub fn build_token_request(config: &Config, assertion: Option<&str>) -> HttpRequest {
+/// assertion for `private_key_jwt` (RFC 7523 §2.2), ignored by the other methods. `token_url` is
+/// the configured or discovered token endpoint.
+pub fn build_token_request(
+    config: &Config,
+    token_url: &str,
+    assertion: Option<&str>,
+) -> HttpRequest {
     let mut form = Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if let Some(scope) = &config.scope {
@@ -64,7 +69,7 @@ pub fn build_token_request(config: &Config, assertion: Option<&str>) -> HttpRequ
     }
     HttpRequest {
         method: "POST",
-        url: config.token_url.to_string(),
+        url: token_url.to_owned(),
         headers,
         body: form.finish().into_bytes(),
         timeout_ms: config.timeout_ms,
@@ -78,9 +83,12 @@ mod tests {
 
     fn config(auth: ClientAuth) -> Config {
         Config {
-            token_url: "https://dev-686102.oktapreview.com/oauth2/default/v1/token"
-                .parse()
-                .unwrap(),
+            token_url: Some(
+                "https://dev-686102.oktapreview.com/oauth2/default/v1/token"
+                    .parse()
+                    .unwrap(),
+            ),
+            issuer: None,
             client_id: "0oa:client id".into(),
             auth,
             scope: Some("customScope other".into()),
@@ -95,6 +103,8 @@ mod tests {
             refresh_ahead: true,
         }
     }
+
+    const OKTA: &str = "https://dev-686102.oktapreview.com/oauth2/default/v1/token";
 
     fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         req.headers
@@ -124,6 +134,7 @@ mod tests {
     fn client_secret_basic_request_is_byte_exact() {
         let req = build_token_request(
             &config(ClientAuth::Basic(ClientSecret::new("s3%cr+t:/=&"))),
+            OKTA,
             None,
         );
         assert_eq!(req.method, "POST");
@@ -152,7 +163,7 @@ mod tests {
         c.audience = Some("https://api.example".into());
         c.resource = Some("https://api.example/v1".into());
         c.extra_params.clear();
-        let req = build_token_request(&c, None);
+        let req = build_token_request(&c, OKTA, None);
         assert_eq!(header(&req, "authorization"), None);
         assert_eq!(
             String::from_utf8(req.body).unwrap(),
@@ -171,7 +182,7 @@ mod tests {
         let mut c = config(ClientAuth::PrivateKeyJwt(key));
         c.scope = None;
         c.extra_params.clear();
-        let req = build_token_request(&c, Some("h.c.s"));
+        let req = build_token_request(&c, OKTA, Some("h.c.s"));
         assert_eq!(header(&req, "authorization"), None);
         assert_eq!(
             String::from_utf8(req.body).unwrap(),
@@ -185,6 +196,7 @@ mod tests {
     fn debug_output_hides_credentials() {
         let req = build_token_request(
             &config(ClientAuth::Post(ClientSecret::new("s3%cr+t:/=&"))),
+            OKTA,
             None,
         );
         let shown = format!("{req:?}");

@@ -23,7 +23,8 @@ const SECRET: &str = "s3cr%t+:/=&";
 
 fn config() -> Config {
     Config {
-        token_url: "https://idp.example/token".parse().unwrap(),
+        token_url: Some("https://idp.example/token".parse().unwrap()),
+        issuer: None,
         client_id: "client".into(),
         auth: ClientAuth::Basic(ClientSecret::new(SECRET)),
         scope: Some("read".into()),
@@ -780,4 +781,106 @@ fn a_flight_older_than_the_bound_is_replaced_not_joined() {
     ep.then(ok(GOOD));
     let t = block_on(source.token(NOW + 6)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 2));
+}
+
+/// An authorization server on closures: metadata at the OIDC location only, and a token endpoint.
+fn discovering_server(
+    calls: Rc<RefCell<Vec<String>>>,
+    doc_issuer: &'static str,
+) -> impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> {
+    move |req: &HttpRequest| {
+        calls
+            .borrow_mut()
+            .push(format!("{} {}", req.method, req.url));
+        let (status, body): (u16, String) = match req.url.as_str() {
+            "https://idp.example/oauth2/default/.well-known/openid-configuration" => (
+                200,
+                format!(
+                    r#"{{"issuer":"{doc_issuer}","token_endpoint":"https://idp.example/oauth2/default/v1/token"}}"#
+                ),
+            ),
+            "https://idp.example/oauth2/default/v1/token" => (200, GOOD.into()),
+            _ => (404, String::new()),
+        };
+        Ok(HttpResponse {
+            status,
+            headers: vec![],
+            body: body.into_bytes(),
+            elapsed_ms: 1,
+        })
+    }
+}
+
+fn issuer_config() -> Config {
+    Config {
+        token_url: None,
+        issuer: Some("https://idp.example/oauth2/default".parse().unwrap()),
+        ..config()
+    }
+}
+
+#[test]
+fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let kv = Kv::default();
+    let http = discovering_server(calls.clone(), "https://idp.example/oauth2/default");
+    let source = TokenSource::new(
+        issuer_config(),
+        http,
+        kv.clone(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    let t = block_on(source.token(NOW)).unwrap();
+    assert_eq!(t.access_token().expose(), "tok-1");
+    assert_eq!(
+        *calls.borrow(),
+        vec![
+            "GET https://idp.example/.well-known/oauth-authorization-server/oauth2/default",
+            "GET https://idp.example/oauth2/default/.well-known/openid-configuration",
+            "POST https://idp.example/oauth2/default/v1/token",
+        ]
+    );
+    // The next token needs no discovery; another isolate reads the endpoint from KV.
+    block_on(source.token(NOW + 3600)).unwrap();
+    assert_eq!(calls.borrow().len(), 4);
+    assert!(kv
+        .map
+        .borrow()
+        .contains_key(worker_m2m::discovery::META_ENTRY));
+    kv.map.borrow_mut().remove(TOKEN_ENTRY);
+    let calls2 = Rc::new(RefCell::new(Vec::new()));
+    let other = TokenSource::new(
+        issuer_config(),
+        discovering_server(calls2.clone(), "x"),
+        kv,
+        TestRuntime::default(),
+        logs().1,
+    );
+    block_on(other.token(NOW + 3601)).unwrap();
+    assert_eq!(
+        *calls2.borrow(),
+        vec!["POST https://idp.example/oauth2/default/v1/token"]
+    );
+}
+
+#[test]
+fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let http = discovering_server(calls.clone(), "https://evil.example/oauth2/default");
+    let source = TokenSource::new(
+        issuer_config(),
+        http,
+        Kv::default(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    let e = block_on(source.token(NOW)).unwrap_err();
+    assert_eq!(e.http_status(), 502);
+    assert!(e.to_string().contains("does not equal OAUTH_ISSUER"), "{e}");
+    assert!(
+        calls.borrow().iter().all(|c| c.starts_with("GET ")),
+        "{:?}",
+        calls.borrow()
+    );
 }

@@ -78,8 +78,15 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
   const callback = provider.callback();
 
-  const state = { fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [] };
+  const state = { fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [] };
   server.on('request', (req, res) => {
+    if (req.url.startsWith('/.well-known/')) state.discovery.push(req.url);
+    // Both locations by default (oidc-provider serves both); with serveRfc8414(false) the
+    // RFC 8414 one is a 404, as on servers that only do OIDC Discovery.
+    if (!state.rfc8414 && req.url === '/.well-known/oauth-authorization-server') {
+      res.writeHead(404);
+      return res.end();
+    }
     if (req.method !== 'POST' || !req.url.startsWith('/token')) return callback(req, res);
     state.tokenRequests += 1;
     state.authHeaders.push(req.headers.authorization ?? null);
@@ -126,6 +133,8 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     jwksUrl: `${issuer}/jwks`,
     get tokenRequests() { return state.tokenRequests; },
     get authHeaders() { return state.authHeaders; },
+    get discovery() { return state.discovery; },
+    serveRfc8414(on) { state.rfc8414 = on; },
     setFault(f) { state.fault = f; },
     resetCount() { state.tokenRequests = 0; state.authHeaders = []; },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },

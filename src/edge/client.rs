@@ -104,7 +104,6 @@ impl TokenClient {
                         source.set_assertions(Rc::new(EdgeAssertions::new(
                             key.clone(),
                             config.client_id.clone(),
-                            config.token_url.to_string(),
                         )));
                     }
                     source

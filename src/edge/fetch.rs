@@ -68,7 +68,9 @@ async fn send(request: HttpRequest, signal: &AbortSignal) -> Result<HttpResponse
     let init = RequestInit::new();
     init.set_method(request.method);
     init.set_headers_headers(&headers);
-    init.set_body_opt_u8_array(Some(&Uint8Array::from(request.body.as_slice())));
+    if !request.body.is_empty() {
+        init.set_body_opt_u8_array(Some(&Uint8Array::from(request.body.as_slice())));
+    }
     init.set_signal(Some(signal));
     // A redirect would re-send the client credentials to wherever it points: never follow one.
     init.set_redirect(RequestRedirect::Manual);

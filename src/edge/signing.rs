@@ -20,7 +20,6 @@ use crate::source::Assertions;
 struct Inner {
     key: PrivateKey,
     client_id: String,
-    audience: String,
     prepared: RefCell<Option<Rc<(CryptoKey, String)>>>,
 }
 
@@ -29,12 +28,11 @@ struct Inner {
 pub struct EdgeAssertions(Rc<Inner>);
 
 impl EdgeAssertions {
-    /// Assertions by `client_id` for the token endpoint `audience`, signed with `key`.
-    pub fn new(key: PrivateKey, client_id: String, audience: String) -> Self {
+    /// Assertions by `client_id`, signed with `key`.
+    pub fn new(key: PrivateKey, client_id: String) -> Self {
         Self(Rc::new(Inner {
             key,
             client_id,
-            audience,
             prepared: RefCell::new(None),
         }))
     }
@@ -146,7 +144,7 @@ impl Inner {
         Ok(prepared)
     }
 
-    async fn assertion(&self, now: u64) -> Result<String> {
+    async fn assertion(&self, now: u64, audience: &str) -> Result<String> {
         let prepared = self.prepared().await?;
         let (key, kid) = (&prepared.0, &prepared.1);
         let jti = b64url(&random_bytes(16).map_err(Error::Other)?);
@@ -154,7 +152,7 @@ impl Inner {
             self.key.alg,
             Some(kid),
             &self.client_id,
-            &self.audience,
+            audience,
             &jti,
             now,
         );
@@ -169,8 +167,9 @@ impl Inner {
 }
 
 impl Assertions for EdgeAssertions {
-    fn assertion(&self, now: u64) -> LocalBoxFuture<'static, Result<String>> {
+    fn assertion(&self, now: u64, audience: &str) -> LocalBoxFuture<'static, Result<String>> {
         let inner = self.0.clone();
-        Box::pin(async move { inner.assertion(now).await })
+        let audience = audience.to_owned();
+        Box::pin(async move { inner.assertion(now, &audience).await })
     }
 }

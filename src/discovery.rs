@@ -1,0 +1,139 @@
+//! Finding the token endpoint from the issuer: RFC 8414 authorization server metadata, falling
+//! back to OpenID Connect Discovery 1.0, with no I/O.
+
+use serde_json::Value;
+use url::Url;
+
+use crate::config::parse_endpoint_url;
+use crate::error::{Error, Result};
+use crate::transport::HttpResponse;
+
+/// How long discovered metadata is kept, in memory and KV.
+pub const METADATA_TTL_SECS: u64 = 24 * 3600;
+
+/// Name of the metadata entry in the store.
+pub const META_ENTRY: &str = "meta";
+
+/// Where to look, in order: RFC 8414 §3.1 inserts the well-known segment before the issuer's
+/// path; OIDC Discovery §4 appends it.
+pub fn metadata_urls(issuer: &Url) -> [String; 2] {
+    let origin = issuer.origin().ascii_serialization();
+    let path = issuer.path().trim_end_matches('/');
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ]
+}
+
+/// The token endpoint from a metadata response. The document's `issuer` must equal the
+/// configured one exactly (RFC 8414 §3.3), or an impostor's document could redirect our
+/// credentials; the endpoint must be https (http only on loopback).
+pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidResponse {
+        status: resp.status,
+        reason: format!("discovery: {reason}"),
+    };
+    if resp.status == 429 || resp.status >= 500 {
+        return Err(Error::Unavailable {
+            reason: format!("discovery: HTTP {}", resp.status),
+            retry_after: resp
+                .header("retry-after")
+                .and_then(crate::token_response::parse_retry_after),
+        });
+    }
+    if resp.status != 200 {
+        return Err(invalid(format!("HTTP {}", resp.status)));
+    }
+    let doc: Value =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("metadata is not JSON".into()))?;
+    let found = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let configured = issuer.as_str();
+    // Url adds a trailing slash to a bare origin; issuers are compared as the server writes them.
+    if found != configured && found != configured.trim_end_matches('/') {
+        return Err(invalid(
+            "the document's `issuer` does not equal OAUTH_ISSUER".into(),
+        ));
+    }
+    let endpoint = doc
+        .get("token_endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("metadata has no `token_endpoint`".into()))?;
+    parse_endpoint_url(endpoint).map_err(|_| invalid("`token_endpoint` is not an https URL".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            elapsed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn well_known_locations() {
+        let with_path: Url = "https://idp.example/oauth2/default".parse().unwrap();
+        assert_eq!(
+            metadata_urls(&with_path),
+            [
+                "https://idp.example/.well-known/oauth-authorization-server/oauth2/default"
+                    .to_owned(),
+                "https://idp.example/oauth2/default/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+        let bare: Url = "https://idp.example".parse().unwrap();
+        assert_eq!(
+            metadata_urls(&bare),
+            [
+                "https://idp.example/.well-known/oauth-authorization-server".to_owned(),
+                "https://idp.example/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_table() {
+        let issuer: Url = "https://idp.example/oauth2/default".parse().unwrap();
+        let ok = r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"https://idp.example/oauth2/default/v1/token"}"#;
+        assert_eq!(
+            parse_metadata(&resp(200, ok), &issuer).unwrap().as_str(),
+            "https://idp.example/oauth2/default/v1/token"
+        );
+        let bare: Url = "https://idp.example".parse().unwrap();
+        let ok_bare =
+            r#"{"issuer":"https://idp.example","token_endpoint":"https://idp.example/token"}"#;
+        assert!(parse_metadata(&resp(200, ok_bare), &bare).is_ok());
+        for (status, body, want) in [
+            (
+                200,
+                r#"{"issuer":"https://evil.example/oauth2/default","token_endpoint":"https://evil.example/t"}"#,
+                "does not equal",
+            ),
+            (
+                200,
+                r#"{"issuer":"https://idp.example/oauth2/default"}"#,
+                "no `token_endpoint`",
+            ),
+            (
+                200,
+                r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"http://idp.example/t"}"#,
+                "not an https URL",
+            ),
+            (200, "<html>", "not JSON"),
+            (404, "", "HTTP 404"),
+            (503, "", "HTTP 503"),
+        ] {
+            let err = parse_metadata(&resp(status, body), &issuer)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{body}: {err}");
+        }
+    }
+}
