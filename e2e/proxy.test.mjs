@@ -11,6 +11,7 @@ import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
 import { startApi, startTrap } from './support/api.mjs';
 import { startWorker } from './support/worker.mjs';
 import { assertNoSecretsInLogs } from './support/secrets.mjs';
+import { proxySettings } from './support/settings.mjs';
 
 let idp;
 let api;
@@ -33,15 +34,7 @@ after(async () => {
 });
 
 function settings(client = CLIENTS.basic, extra = {}) {
-  return {
-    OAUTH_TOKEN_URL: idp.tokenUrl,
-    OAUTH_CLIENT_ID: client.id,
-    OAUTH_CLIENT_SECRET: client.secret,
-    OAUTH_AUTH_METHOD: client.method,
-    OAUTH_SCOPE: 'read:things',
-    UPSTREAM_ORIGIN: api.origin,
-    ...extra,
-  };
+  return proxySettings({ idp, api, client, extra });
 }
 
 async function worker(opts) {

@@ -12,6 +12,7 @@ import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
 import { startApi } from './support/api.mjs';
 import { startWorker } from './support/worker.mjs';
 import { assertNoSecretsInLogs } from './support/secrets.mjs';
+import { proxySettings } from './support/settings.mjs';
 
 let idp;
 let api;
@@ -32,14 +33,7 @@ after(async () => {
 });
 
 function settings(extra = {}) {
-  return {
-    OAUTH_TOKEN_URL: idp.tokenUrl,
-    OAUTH_CLIENT_ID: CLIENTS.basic.id,
-    OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
-    OAUTH_SCOPE: 'read:things',
-    UPSTREAM_ORIGIN: api.origin,
-    ...extra,
-  };
+  return proxySettings({ idp, api, extra });
 }
 
 async function worker(opts) {

@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
-use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Request, Response};
 
-use super::env::env_string;
+use super::env::{env_string, PerEnv};
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::{EdgeStore, KvNamespace};
 use super::runtime::{EdgeRuntime, FlightHandle};
@@ -41,9 +40,7 @@ thread_local! {
     // so a rotated secret gets a fresh source.
     static SOURCES: RefCell<HashMap<(Config, bool), EdgeSource>> = RefCell::new(HashMap::new());
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
-    // The client made for the last `env` seen. workerd hands every request of an isolate the
-    // same `env` object, so the hot path skips re-reading and re-parsing every setting.
-    static LAST_ENV: RefCell<Option<(JsValue, TokenClient)>> = const { RefCell::new(None) };
+    static LAST_ENV: PerEnv<TokenClient> = const { PerEnv::new() };
 }
 
 /// Gets client credentials tokens (RFC 6749 §4.4) and signs requests with them (RFC 6750 §2.1).
@@ -58,20 +55,12 @@ impl TokenClient {
     /// Reads the settings of the configuration contract from the Worker's vars and secrets, and
     /// the `TOKEN_CACHE` KV binding when there is one (memory-only otherwise, said once in the log).
     pub fn from_env(env: &Env) -> Result<Self> {
-        let env_js: &JsValue = env;
-        let cached = LAST_ENV.with(|last| {
-            last.borrow()
-                .as_ref()
-                .filter(|(seen, _)| js_sys::Object::is(seen, env_js))
-                .map(|(_, client)| client.clone())
-        });
-        if let Some(client) = cached {
-            return Ok(client);
-        }
-        let config = Config::from_lookup(|name| env_string(env, name))?;
-        let client = Self::new(config, KvNamespace::from_env(env_js, KV_BINDING));
-        LAST_ENV.with(|last| *last.borrow_mut() = Some((env_js.clone(), client.clone())));
-        Ok(client)
+        LAST_ENV.with(|last| {
+            last.get_or_try(env, || {
+                let config = Config::from_lookup(|name| env_string(env, name))?;
+                Ok(Self::new(config, KvNamespace::from_env(env, KV_BINDING)))
+            })
+        })
     }
 
     /// A client for an explicit configuration and optional KV namespace.

@@ -1,6 +1,44 @@
 //! Reading Worker vars and secrets by name.
 
+use std::cell::RefCell;
+
+use wasm_bindgen::JsValue;
 use worker::Env;
+
+/// A value derived from `env` and remembered for the last `env` object seen. workerd hands every
+/// request of an isolate the same `env` object, so the hot path compares one reference instead of
+/// re-reading and re-parsing every setting; a different `env` is parsed afresh.
+pub struct PerEnv<T>(RefCell<Option<(JsValue, T)>>);
+
+impl<T: Clone> Default for PerEnv<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone> PerEnv<T> {
+    /// Nothing remembered yet.
+    pub const fn new() -> Self {
+        Self(RefCell::new(None))
+    }
+
+    /// The value for `env`: remembered, or made by `make` (and remembered when it succeeds).
+    pub fn get_or_try<E>(&self, env: &Env, make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let env_js: &JsValue = env;
+        let cached = self
+            .0
+            .borrow()
+            .as_ref()
+            .filter(|(seen, _)| js_sys::Object::is(seen, env_js))
+            .map(|(_, value)| value.clone());
+        if let Some(value) = cached {
+            return Ok(value);
+        }
+        let value = make()?;
+        *self.0.borrow_mut() = Some((env_js.clone(), value.clone()));
+        Ok(value)
+    }
+}
 
 /// The value of a var or secret as text, `None` when unset.
 ///

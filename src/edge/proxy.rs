@@ -10,7 +10,7 @@ use worker::{Context, Env};
 
 use super::client::{TokenClient, REPLAY_LIMIT_BYTES};
 use super::crypto::sha256;
-use super::env::env_string;
+use super::env::{env_string, PerEnv};
 use super::outbound;
 use crate::config::ProxyConfig;
 use crate::error::Error;
@@ -165,24 +165,15 @@ fn limit_stream(
 }
 
 thread_local! {
-    // Proxy settings parsed for the last `env` seen (workerd passes the same one per isolate).
-    static LAST_PROXY: std::cell::RefCell<Option<(JsValue, Rc<ProxyConfig>)>> = const { std::cell::RefCell::new(None) };
+    static LAST_PROXY: PerEnv<Rc<ProxyConfig>> = const { PerEnv::new() };
 }
 
 fn proxy_config(env: &Env) -> Result<Rc<ProxyConfig>, Error> {
-    let env_js: &JsValue = env;
-    let cached = LAST_PROXY.with(|last| {
-        last.borrow()
-            .as_ref()
-            .filter(|(seen, _)| js_sys::Object::is(seen, env_js))
-            .map(|(_, p)| p.clone())
-    });
-    if let Some(p) = cached {
-        return Ok(p);
-    }
-    let parsed = Rc::new(ProxyConfig::from_lookup(|name| env_string(env, name))?);
-    LAST_PROXY.with(|last| *last.borrow_mut() = Some((env_js.clone(), parsed.clone())));
-    Ok(parsed)
+    LAST_PROXY.with(|last| {
+        last.get_or_try(env, || {
+            ProxyConfig::from_lookup(|name| env_string(env, name)).map(Rc::new)
+        })
+    })
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.
