@@ -47,7 +47,7 @@ after(async () => {
 });
 
 async function worker(bindings) {
-  const w = await startWorker({ bindings, kv: false });
+  const w = await startWorker({ bindings });
   workers.push(w);
   return w;
 }
@@ -73,6 +73,14 @@ for (const [name, format] of [['es256', 'jwk'], ['es256', 'pem'], ['rs256', 'jwk
     }
     assert.equal(idp.tokenRequests, 1);
     assert.equal(idp.authHeaders[0], null, 'no Basic credentials with private_key_jwt');
+    // KV holds the token sealed under a key derived from the private key: nothing readable.
+    const kv = await w.mf.getKVNamespace('TOKEN_CACHE');
+    const token = api.seen.at(-1).headers.authorization.replace(/^Bearer /, '');
+    for (const { name } of (await kv.list()).keys) {
+      const value = await kv.get(name);
+      assert.match(value, /^m2m-gcm1\./);
+      assert.ok(!value.includes(token) && !value.includes(JSON.parse(k.jwk).d));
+    }
   });
 }
 

@@ -61,7 +61,13 @@ pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
         .get("token_endpoint")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("metadata has no `token_endpoint`".into()))?;
-    parse_endpoint_url(endpoint).map_err(|_| invalid("`token_endpoint` is not an https URL".into()))
+    let endpoint = parse_endpoint_url(endpoint)
+        .map_err(|_| invalid("`token_endpoint` is not an https URL".into()))?;
+    // Plain http is for local testing only: never from an https issuer's document.
+    if endpoint.scheme() != "https" && issuer.scheme() == "https" {
+        return Err(invalid("`token_endpoint` is not an https URL".into()));
+    }
+    Ok(endpoint)
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         let outcome: Outcome = Rc::default();
         let out = outcome.clone();
         let work = Box::pin(async move {
-            let result = acquire(&inner, now, refresh).await;
+            let result = acquire(&inner, now, refresh, generation).await;
             *out.borrow_mut() = Some(result);
             end_flight(&inner, generation);
         });
@@ -337,10 +337,21 @@ fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
 
 /// Gets a token: from KV when a usable one is there, else from the token endpoint. A background
 /// refresh (`refresh`) takes a KV token only if it is not itself due for refresh.
+/// True unless a newer flight has replaced flight `generation` (presumed dead, it may yet
+/// finish): a replaced flight answers its own waiters but leaves memory and KV to the newer one.
+fn is_current<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) -> bool {
+    inner
+        .flight
+        .borrow()
+        .as_ref()
+        .is_none_or(|f| f.generation == generation)
+}
+
 async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     now: u64,
     refresh: bool,
+    generation: u64,
 ) -> Result<Token> {
     let (token_entry, hold_entry) =
         join(inner.store.get(TOKEN_ENTRY), inner.store.get(HOLD_ENTRY)).await;
@@ -386,7 +397,10 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     }
 
     let (result, elapsed_ms) = fetch_with_retries(inner, now).await;
-    let done = now + elapsed_ms / 1000;
+    let done = now + elapsed_ms.div_ceil(1000);
+    if !is_current(inner, generation) {
+        return result;
+    }
     match result {
         Ok(token) => {
             inner.held.borrow_mut().take();
@@ -450,11 +464,11 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
     let budget = config.timeout_ms;
     let mut spent = 0u64;
     let mut failures = 0u32;
-    let token_url = match token_endpoint(inner, sent_at).await {
+    let token_url = match token_endpoint(inner, sent_at, &mut spent).await {
         Ok(url) => url,
         Err(e) => {
             (inner.log)(&log::token_error(None, None, &e));
-            return (Err(e), 0);
+            return (Err(e), spent);
         }
     };
     loop {
@@ -524,7 +538,10 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 inner.runtime.sleep(ms).await;
                 spent += ms;
             }
-            None => return (Err(err), spent),
+            None => {
+                forget_discovered_endpoint(inner, &err).await;
+                return (Err(err), spent);
+            }
         }
     }
 }
@@ -539,6 +556,24 @@ fn credential_forms(config: &Config) -> Vec<String> {
     vec![secret.to_owned(), encoded, basic, b64]
 }
 
+/// A discovered endpoint that cannot be reached, or is gone (404, 405), is forgotten in memory
+/// and KV, so the next attempt discovers it again instead of trusting it for a day.
+async fn forget_discovered_endpoint<H, S: TokenStore, R: Runtime>(
+    inner: &Inner<H, S, R>,
+    err: &Error,
+) {
+    let gone = match err {
+        Error::Unavailable { reason, .. } => reason.starts_with("network error"),
+        Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
+        _ => false,
+    };
+    if inner.config.token_url.is_none() && gone && inner.endpoint.borrow_mut().take().is_some() {
+        if let Err(e) = inner.store.delete(META_ENTRY).await {
+            (inner.log)(&log::cache_event("delete_error", &e));
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MetaRecord {
     v: u8,
@@ -551,6 +586,7 @@ struct MetaRecord {
 async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     now: u64,
+    spent: &mut u64,
 ) -> Result<String> {
     let config = &inner.config;
     let issuer = match (&config.token_url, &config.issuer) {
@@ -589,16 +625,23 @@ async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
             url,
             headers: vec![("accept".into(), "application/json".into())],
             body: Vec::new(),
-            timeout_ms: config.timeout_ms,
+            // Discovery spends the same budget as the token request it serves.
+            timeout_ms: config.timeout_ms.saturating_sub(*spent).max(1),
         };
-        let resp = inner
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| Error::Unavailable {
-                reason: format!("discovery: network error: {}", e.reason),
-                retry_after: None,
-            })?;
+        let resp = match inner.http.execute(request).await {
+            Ok(resp) => {
+                *spent += resp.elapsed_ms;
+                resp
+            }
+            Err(e) => {
+                *spent += e.elapsed_ms;
+                last = Some(Error::Unavailable {
+                    reason: format!("discovery: network error: {}", e.reason),
+                    retry_after: None,
+                });
+                continue;
+            }
+        };
         match parse_metadata(&resp, issuer) {
             Ok(endpoint) => {
                 let endpoint = endpoint.to_string();
@@ -620,8 +663,8 @@ async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
                 }
                 return Ok(endpoint);
             }
-            Err(e @ Error::Unavailable { .. }) => return Err(e),
-            Err(e) => last = Some(e), // not found or unusable here: try the next location
+            // Not found, unusable or failing here: try the next location.
+            Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| Error::Other("discovery found nothing".into())))

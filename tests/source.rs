@@ -284,9 +284,9 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
         2,
         "one flight: one read of the token entry, one of the hold entry"
     );
-    // Stored for fresh_until - now = 3540 s.
+    // Stored for fresh_until - done = 3539 s (the exchange time is rounded up to a second).
     let (_, ttl) = kv.map.borrow().get(TOKEN_ENTRY).cloned().unwrap();
-    assert_eq!(ttl, 3540);
+    assert_eq!(ttl, 3539);
 
     // Later calls within the token's fresh life touch neither the network nor KV.
     for t in [NOW + 1, NOW + 3539] {
@@ -481,7 +481,11 @@ fn long_retry_after_is_a_hold_down_not_a_wait() {
         "no backoff wait, only the waiter's bound"
     );
     let e = block_on(source.token(NOW + 15)).unwrap_err();
-    assert_eq!(e.retry_after(), Some(5), "Retry-After counts down");
+    assert_eq!(
+        e.retry_after(),
+        Some(6),
+        "Retry-After counts down from the end of the exchange"
+    );
     assert_eq!(ep.calls.get(), 1);
     assert!(kv.map.borrow().contains_key(HOLD_ENTRY));
 }
@@ -883,4 +887,86 @@ fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
         "{:?}",
         calls.borrow()
     );
+}
+
+/// A signer double that records the audience and makes a new assertion for every call.
+struct RecordingSigner(Rc<RefCell<Vec<(u64, String)>>>);
+
+impl worker_m2m::source::Assertions for RecordingSigner {
+    fn assertion(
+        &self,
+        now: u64,
+        audience: &str,
+    ) -> LocalBoxFuture<'static, worker_m2m::Result<String>> {
+        let mut seen = self.0.borrow_mut();
+        seen.push((now, audience.to_owned()));
+        let n = seen.len();
+        Box::pin(std::future::ready(Ok(format!("h.assertion-{n}.s"))))
+    }
+}
+
+#[test]
+fn private_key_jwt_signs_a_fresh_assertion_for_the_discovered_endpoint_on_every_attempt() {
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let bodies = Rc::new(RefCell::new(Vec::new()));
+    let (c, b) = (calls.clone(), bodies.clone());
+    let attempts = Rc::new(Cell::new(0));
+    let http = move |req: &HttpRequest| -> Result<HttpResponse, TransportError> {
+        c.borrow_mut().push(req.url.clone());
+        let (status, body): (u16, &str) = if req.url.ends_with("openid-configuration") {
+            (
+                200,
+                r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"https://idp.example/oauth2/default/v1/token"}"#,
+            )
+        } else if req.url.ends_with("/v1/token") {
+            b.borrow_mut()
+                .push(String::from_utf8(req.body.clone()).unwrap());
+            attempts.set(attempts.get() + 1);
+            if attempts.get() == 1 {
+                (503, "")
+            } else {
+                (200, GOOD)
+            }
+        } else {
+            (404, "")
+        };
+        Ok(HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            elapsed_ms: 1,
+        })
+    };
+    let key = worker_m2m::private_key::parse_private_key(
+        r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
+        None,
+    )
+    .unwrap();
+    let config = Config {
+        auth: ClientAuth::PrivateKeyJwt(key),
+        ..issuer_config()
+    };
+    let signed = Rc::new(RefCell::new(Vec::new()));
+    let source = TokenSource::new(
+        config,
+        http,
+        Kv::default(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    source.set_assertions(Rc::new(RecordingSigner(signed.clone())));
+    block_on(source.token(NOW)).unwrap();
+    let signed = signed.borrow();
+    assert_eq!(signed.len(), 2, "one assertion per attempt");
+    assert!(signed
+        .iter()
+        .all(|(_, aud)| aud == "https://idp.example/oauth2/default/v1/token"));
+    let bodies = bodies.borrow();
+    assert!(
+        bodies[0].contains("client_assertion=h.assertion-1.s")
+            && bodies[1].contains("client_assertion=h.assertion-2.s")
+    );
+    assert!(bodies[0].contains(
+        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+    ));
 }
