@@ -85,8 +85,9 @@ if (serve) {
   const wrong = await startWorker({ bindings: { ...bindings, OAUTH_CLIENT_SECRET: 'wrong-secret' }, kv: false });
   await call('GET /things (wrong client secret)', wrong, '/things');
   idp.setFault('status503');
-  const down = await startWorker({ bindings, kv: false });
-  await call('GET /things (IdP answering 503)', down, '/things');
+  // A 2 s budget keeps the demo short: the 503s are retried with backoff until it is spent.
+  const down = await startWorker({ bindings: { ...bindings, OAUTH_TIMEOUT_MS: '2000' }, kv: false });
+  await call('GET /things (IdP answering 503, retried 2 s)', down, '/things');
   idp.setFault('ok');
 
   const w = [44, 8, 7];

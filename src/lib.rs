@@ -4,6 +4,11 @@
 //! isolate memory and Workers KV until just before it expires, and signs every outbound
 //! subrequest with it (RFC 6750 §2.1).
 //!
+//! Clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt`
+//! (RFC 7523, signed with WebCrypto); the token endpoint is configured or discovered from the
+//! issuer (RFC 8414, OpenID Connect Discovery). Tokens are refreshed ahead of expiry, retried
+//! with backoff, held down after refusals, and sealed with AES-GCM in KV.
+//!
 //! The crate is an I/O-free core (configuration, request building, response parsing, expiry,
 //! caching and single flight over two small traits) plus a thin Workers edge (`fetch`, KV,
 //! WebCrypto, `Date.now()`), compiled only for `wasm32`. With the default `proxy` feature the
