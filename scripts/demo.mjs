@@ -87,7 +87,7 @@ if (serve) {
   idp.setFault('status503');
   // A 2 s budget keeps the demo short: the 503s are retried with backoff until it is spent.
   const down = await startWorker({ bindings: { ...bindings, OAUTH_TIMEOUT_MS: '2000' }, kv: false });
-  await call('GET /things (IdP answering 503, retried 2 s)', down, '/things');
+  await call('GET /things (IdP 503s, 2 s of retries)', down, '/things');
   idp.setFault('ok');
 
   const w = [44, 8, 7];
