@@ -77,6 +77,8 @@ struct Inner<H, S, R: Runtime> {
     runtime: R,
     log: LogSink,
     memory: RefCell<Option<Token>>,
+    /// This source's place in the refresh window (see [`Token::refresh_due_skewed`]).
+    refresh_skew: f64,
     /// Until when (Unix seconds) the endpoint is left alone, and what callers get meanwhile.
     held: RefCell<Option<(u64, Error)>>,
     /// The last token an upstream rejected: never taken from KV again, whatever KV says.
@@ -109,6 +111,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     pub fn new(config: Config, http: H, store: S, runtime: R, log: LogSink) -> Self {
         Self {
             inner: Rc::new(Inner {
+                refresh_skew: runtime.random(),
                 config,
                 http,
                 store,
@@ -165,7 +168,9 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             .filter(|t| t.is_fresh(now))
             .cloned();
         if let Some(t) = fresh {
-            let due = ahead && self.inner.config.refresh_ahead && t.refresh_due(now);
+            let due = ahead
+                && self.inner.config.refresh_ahead
+                && t.refresh_due_skewed(now, self.inner.refresh_skew);
             let held = self
                 .inner
                 .held

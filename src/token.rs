@@ -140,6 +140,14 @@ impl Token {
         now >= self.refresh_at
     }
 
+    /// Like [`Token::refresh_due`], with this isolate's `skew` in `[0, 1)` moving the start by up
+    /// to half the window: isolates that read the same token from KV then refresh it at different
+    /// moments, not all in the same second (KV takes one write per second per key).
+    pub fn refresh_due_skewed(&self, now: u64, skew: f64) -> bool {
+        let window = self.fresh_until.saturating_sub(self.refresh_at) as f64;
+        now >= self.refresh_at + (window * skew.clamp(0.0, 1.0) / 2.0) as u64
+    }
+
     /// True while the token may be handed out at `now` (Unix seconds).
     pub fn is_fresh(&self, now: u64) -> bool {
         now < self.fresh_until
@@ -208,6 +216,10 @@ mod tests {
         }
         let t = token(1_000, 3600, 60);
         assert!(!t.refresh_due(4_239) && t.refresh_due(4_240) && t.is_fresh(4_240));
+        // A skew moves the start by up to half of the 300 s window, never past it.
+        assert!(t.refresh_due_skewed(4_240, 0.0));
+        assert!(!t.refresh_due_skewed(4_314, 0.5) && t.refresh_due_skewed(4_315, 0.5));
+        assert!(t.refresh_due_skewed(4_390, 1.0) && t.is_fresh(4_390));
     }
 
     #[test]

@@ -664,11 +664,12 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     let kv = Kv::default();
     let source = source(&ep, &kv, logs().1);
     block_on(source.token(NOW)).unwrap();
-    // Refresh window of a one-hour token opens after 54 minutes (3240 s).
-    let (t, started) = ahead(&source, NOW + 3239);
+    // The refresh window of a one-hour token opens after 54 minutes (3240 s); this source, with
+    // the test runtime's skew of 0.5, starts its refresh a quarter of the window later (3315 s).
+    let (t, started) = ahead(&source, NOW + 3314);
     assert!(t.is_ok() && started.is_none());
     ep.then(ok(GOOD2));
-    let (t, started) = ahead(&source, NOW + 3240);
+    let (t, started) = ahead(&source, NOW + 3315);
     assert_eq!(
         t.unwrap().access_token().expose(),
         "tok-1",
@@ -676,7 +677,7 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     );
     let refresh = started.expect("a background refresh started");
     // While it runs, other callers get the current token and start nothing more.
-    let (t, again) = ahead(&source, NOW + 3241);
+    let (t, again) = ahead(&source, NOW + 3316);
     assert_eq!(
         (t.unwrap().access_token().expose(), again.is_none()),
         ("tok-1", true)
@@ -684,7 +685,7 @@ fn refresh_ahead_never_makes_a_caller_wait() {
     assert_eq!(ep.calls.get(), 1);
     block_on(refresh);
     assert_eq!(ep.calls.get(), 2);
-    let (t, started) = ahead(&source, NOW + 3242);
+    let (t, started) = ahead(&source, NOW + 3317);
     assert_eq!(
         (t.unwrap().access_token().expose(), started.is_none()),
         ("tok-2", true)
@@ -707,12 +708,12 @@ fn a_failed_background_refresh_keeps_the_current_token_and_backs_off() {
     let source = source(&ep, &Kv::default(), logs().1);
     block_on(source.token(NOW)).unwrap();
     ep.then(Reply::Http(401, REFUSED, vec![]));
-    let (_, started) = ahead(&source, NOW + 3240);
+    let (_, started) = ahead(&source, NOW + 3315);
     block_on(started.unwrap());
     let calls = ep.calls.get();
     // Held down for 30 s: no new attempt, the current token keeps serving.
     for i in 1..30 {
-        let (t, started) = ahead(&source, NOW + 3240 + i);
+        let (t, started) = ahead(&source, NOW + 3315 + i);
         assert_eq!(
             (t.unwrap().access_token().expose(), started.is_none()),
             ("tok-1", true)
@@ -720,7 +721,7 @@ fn a_failed_background_refresh_keeps_the_current_token_and_backs_off() {
     }
     assert_eq!(ep.calls.get(), calls);
     // After the hold-down, the next due use tries again.
-    let (_, started) = ahead(&source, NOW + 3271);
+    let (_, started) = ahead(&source, NOW + 3346);
     assert!(started.is_some());
 }
 
@@ -731,7 +732,7 @@ fn a_background_refresh_does_not_take_a_kv_token_that_is_itself_due() {
     let source = source(&ep, &kv, logs().1);
     block_on(source.token(NOW)).unwrap(); // KV holds tok-1, due at NOW+3240
     ep.then(ok(GOOD2));
-    let (_, started) = ahead(&source, NOW + 3240);
+    let (_, started) = ahead(&source, NOW + 3315);
     block_on(started.unwrap());
     assert_eq!(
         ep.calls.get(),
