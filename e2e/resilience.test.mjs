@@ -158,6 +158,18 @@ test('a KV namespace whose every call throws still gives 200, once per token', a
   assert.ok(w.events().some((e) => e.event === 'cache' && e.outcome === 'read_error'));
 });
 
+test('a KV namespace that never answers costs at most its 1.5 s bound, once per token', async () => {
+  fresh();
+  const w = await worker({ bindings: settings(), kv: 'hanging' });
+  const first = await Promise.all(Array.from({ length: 5 }, () => w.fetch('/things')));
+  assert.deepEqual(new Set(first.map((r) => r.status)), new Set([200]));
+  // Then memory serves: no KV call is even attempted.
+  const later = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
+  assert.deepEqual(new Set(later.map((r) => r.status)), new Set([200]));
+  assert.equal(idp.tokenRequests, 1);
+  assert.ok(w.events().some((e) => e.event === 'cache' && /timed out after 1500 ms/.test(e.detail ?? '')));
+});
+
 test('KV values hold no readable token', async () => {
   fresh();
   const w = await worker({ bindings: settings() });

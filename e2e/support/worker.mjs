@@ -7,7 +7,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /**
  * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
- * TOKEN_CACHE, or `kv: 'broken'` binds a TOKEN_CACHE whose every call throws; `kvPersist`
+ * TOKEN_CACHE, `kv: 'broken'` one whose every call throws, `kv: 'hanging'` one that never
+ * answers; `kvPersist`
  * shares KV between instances through a directory; `port` listens.
  * Every line the Worker logs is kept in `logs`.
  */
@@ -37,16 +38,21 @@ export async function startWorker({ bindings, kv = true, kvPersist, port } = {})
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
   };
-  // A KV namespace that is down: every operation throws, as a failing binding would.
+  // A KV namespace that is down: every operation throws ('broken') or never answers ('hanging').
   const brokenKv = {
     name: 'broken-kv',
     modules: true,
-    script: `export default function () {
-      const fail = () => { throw new Error('KV is unavailable'); };
-      return { get: fail, getWithMetadata: fail, put: fail, list: fail, delete: fail };
-    }`,
+    script: kv === 'hanging'
+      ? `export default function () {
+          const hang = () => new Promise(() => {});
+          return { get: hang, getWithMetadata: hang, put: hang, list: hang, delete: hang };
+        }`
+      : `export default function () {
+          const fail = () => { throw new Error('KV is unavailable'); };
+          return { get: fail, getWithMetadata: fail, put: fail, list: fail, delete: fail };
+        }`,
   };
-  const workers = kv === 'broken'
+  const workers = kv === 'broken' || kv === 'hanging'
     ? [{ ...proxy, wrappedBindings: { TOKEN_CACHE: { scriptName: 'broken-kv' } } }, brokenKv]
     : [proxy];
   const mf = new Miniflare({
