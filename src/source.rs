@@ -35,7 +35,8 @@ pub type LogSink = Rc<dyn Fn(&str)>;
 pub trait Runtime {
     /// What waiters hold to await a flight.
     type Handle: Clone;
-    /// Starts `work`, which runs to completion whichever caller waits.
+    /// Starts `work`, which runs to completion whichever caller waits. It must not run `work`
+    /// before returning: the flight is registered only after `start` returns.
     fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle;
     /// Resolves when the flight behind `handle` is over.
     fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()>;
