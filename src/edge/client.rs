@@ -203,14 +203,20 @@ impl TokenClient {
         spare: Option<web_sys::Request>,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
-        let method = signed.method();
+        let retry_statuses = &self.source.config().retry_statuses;
+        // Read before sending: a sent request's method is still there, but this keeps the hot
+        // path (a status not in the list) to one comparison after the fetch.
+        let method = if retry_statuses.is_empty() {
+            String::new()
+        } else {
+            signed.method()
+        };
         let resp = send_raw(signed).await?;
+        if !retry_statuses.contains(&resp.status()) {
+            return Ok(resp);
+        }
         let challenge = resp.headers().get("www-authenticate").ok().flatten();
-        if !token_rejected(
-            resp.status(),
-            challenge.as_deref(),
-            &self.source.config().retry_statuses,
-        ) {
+        if !token_rejected(resp.status(), challenge.as_deref(), retry_statuses) {
             return Ok(resp);
         }
         let worth_retrying = self.invalidate(&token).await;

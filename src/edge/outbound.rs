@@ -38,6 +38,7 @@ extern "C" {
 
 thread_local! {
     static DROPPED: Array = DROPPED_HEADERS.iter().map(|h| JsValue::from_str(h)).collect();
+    static EMPTY: Array = Array::new();
     // The last token's `Authorization` value as a JS string: converted once per token, not per
     // request (a JWT is a kilobyte of UTF-8 to re-encode).
     static AUTHORIZATION: RefCell<Option<(Token, JsString)>> = const { RefCell::new(None) };
@@ -47,7 +48,7 @@ fn authorization_js(token: &Token) -> JsString {
     AUTHORIZATION.with(|cell| {
         let mut cell = cell.borrow_mut();
         match cell.as_ref() {
-            Some((t, js)) if t.authorization() == token.authorization() => js.clone(),
+            Some((t, js)) if t.authorization().same_as(token.authorization()) => js.clone(),
             _ => {
                 let js = JsString::from(token.authorization().expose());
                 *cell = Some((token.clone(), js.clone()));
@@ -68,10 +69,15 @@ pub fn build(
     body: Option<web_sys::ReadableStream>,
     signal: Option<web_sys::AbortSignal>,
 ) -> Result<web_sys::Request, JsValue> {
-    let extra: Array = connection_tokens
-        .iter()
-        .map(|h| JsValue::from_str(h))
-        .collect();
+    // Usually empty: then the shared empty array, not a new one per request.
+    let extra: Array = if connection_tokens.is_empty() {
+        EMPTY.with(Array::clone)
+    } else {
+        connection_tokens
+            .iter()
+            .map(|h| JsValue::from_str(h))
+            .collect()
+    };
     DROPPED.with(|dropped| {
         outbound_request(
             incoming,
