@@ -125,6 +125,12 @@ impl TokenClient {
             .await
     }
 
+    /// Whether a request rejected for its token may be replayed at all (`OAUTH_RETRY_STATUSES`
+    /// not `off`): callers skip keeping a copy of the body when it may not.
+    pub fn replays_enabled(&self) -> bool {
+        !self.source.config().retry_statuses.is_empty()
+    }
+
     pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
         match ctx {
             Some(ctx) => self.token_with(ctx).await,

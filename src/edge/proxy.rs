@@ -19,6 +19,7 @@ use crate::route::{
     check_request, constant_time_eq, error_body, presented_proxy_secret, upstream_url_from_raw,
     ALLOWED_METHODS,
 };
+use crate::secret::SharedSecret;
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
 ///
@@ -51,8 +52,9 @@ async fn forward(
             .map(str::to_owned)
             .unwrap_or_default();
         // Digests first: equal lengths, so the comparison time says nothing about the secret.
+        // The configured secret's digest is made once per isolate, the caller's per request.
         let (want, got) = (
-            sha256(secret.expose().as_bytes()).await,
+            shared_secret_digest(secret).await,
             sha256(presented.as_bytes()).await,
         );
         if !matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
@@ -112,7 +114,9 @@ async fn forward(
     .map_err(js)?;
     // What to send again after a 401: the same request when it has no body (nothing is consumed),
     // a teed copy when its body is small, nothing otherwise.
-    let spare = if !has_body {
+    let spare = if !client.replays_enabled() {
+        None
+    } else if !has_body {
         Some(<web_sys::Request as Clone>::clone(&outbound))
     } else if small_body {
         Some(outbound.clone().map_err(js)?)
@@ -166,6 +170,26 @@ fn limit_stream(
 
 thread_local! {
     static LAST_PROXY: PerEnv<Rc<ProxyConfig>> = const { PerEnv::new() };
+}
+
+thread_local! {
+    static SECRET_DIGEST: std::cell::RefCell<Option<(SharedSecret, Vec<u8>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// SHA-256 of `PROXY_SHARED_SECRET`, computed once per isolate (per secret value).
+async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> {
+    let cached = SECRET_DIGEST.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(s, _)| s.same_as(secret))
+            .map(|(_, d)| d.clone())
+    });
+    if let Some(digest) = cached {
+        return Ok(digest);
+    }
+    let digest = sha256(secret.expose().as_bytes()).await?;
+    SECRET_DIGEST.with(|c| *c.borrow_mut() = Some((secret.clone(), digest.clone())));
+    Ok(digest)
 }
 
 fn proxy_config(env: &Env) -> Result<Rc<ProxyConfig>, Error> {
