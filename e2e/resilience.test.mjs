@@ -279,14 +279,24 @@ test('across a token expiry under concurrent load, with and without refresh ahea
         kv: false,
       });
       const statuses = [];
+      let undrained = 0;
       const until = Date.now() + 9000;
       while (Date.now() < until) {
         const batch = await Promise.all(Array.from({ length: 16 }, () => w.fetch('/things')));
         for (const r of batch) {
           statuses.push(r.status);
-          await r.arrayBuffer();
+          // Under the suite's load Miniflare once handed back a response whose body it had
+          // already consumed (seen once in CI, not reproduced in 6 isolated runs); the status is
+          // what this test is about, so a body that cannot be drained is counted, not fatal.
+          try {
+            await r.arrayBuffer();
+          } catch (e) {
+            if (!/Body is unusable/.test(e.message)) throw e;
+            undrained += 1;
+          }
         }
       }
+      if (undrained) console.log(`# ${undrained} response bodies were already consumed by the harness`);
       assert.ok(statuses.every((s) => s === 200), `refresh ahead ${ahead}: statuses ${[...new Set(statuses)]}`);
       const fetched = shortIdp.tokenRequests - before;
       assert.ok(fetched >= 2 && fetched <= 3, `refresh ahead ${ahead}: ${fetched} token requests`);
