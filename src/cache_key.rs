@@ -5,7 +5,7 @@
 //! secret must not receive the old secret's token). The edge hashes this with SHA-256 (WebCrypto),
 //! so the key shows neither the client id nor the secret.
 
-use crate::config::Config;
+use crate::config::{Config, Dpop};
 
 /// Version of the key and value layout; bump it to orphan every old entry at once.
 pub const KEY_PREFIX: &str = "m2m:v1:";
@@ -37,6 +37,14 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
     for (k, v) in &config.extra_params {
         field(k.as_bytes());
         field(v.as_bytes());
+    }
+    // A DPoP token is bound to its key, so the key selects the entry. Only DPoP configurations
+    // add this field, leaving other keys as they were; the pairs above make every other list
+    // of fields even-sized, so this odd one out cannot be mistaken for a pair.
+    match &config.dpop {
+        Dpop::Off => {}
+        Dpop::GeneratedKey => field(b"dpop:generated"),
+        Dpop::Key(key) => field(format!("dpop:{}", key.private_jwk().expose()).as_bytes()),
     }
     out
 }
@@ -72,6 +80,7 @@ mod tests {
             retry_statuses: vec![401],
             cache_key_secret: None,
             refresh_ahead: true,
+            dpop: Default::default(),
         }
     }
 
@@ -98,6 +107,12 @@ mod tests {
             ("issuer", |c| {
                 c.token_url = None;
                 c.issuer = Some("https://idp.example/token".parse().unwrap())
+            }),
+            ("dpop", |c| c.dpop = Dpop::GeneratedKey),
+            ("dpop key", |c| {
+                c.dpop = Dpop::Key(std::rc::Rc::new(
+                    crate::dpop::DpopKey::from_jwk("OAUTH_DPOP_KEY", r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#).unwrap(),
+                ))
             }),
         ];
         let mut seen = vec![cache_key_material(&base())];

@@ -3,8 +3,11 @@
 //! Parsing is a pure function over a lookup closure, so it is tested natively and the edge only
 //! supplies `env` reads. Every error names the setting and never echoes its value.
 
+use std::rc::Rc;
+
 use url::{Host, Url};
 
+use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
 use crate::private_key::{parse_private_key, PrivateKey};
 use crate::secret::{ClientSecret, SharedSecret};
@@ -61,6 +64,48 @@ impl ClientAuth {
     }
 }
 
+/// Whether tokens are bound to a key with DPoP (RFC 9449), and to which.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Dpop {
+    /// Bearer tokens (`OAUTH_DPOP` unset or `false`).
+    #[default]
+    Off,
+    /// DPoP with a key generated per token and cached (sealed) with it (`OAUTH_DPOP=true`).
+    GeneratedKey,
+    /// DPoP with the key in `OAUTH_DPOP_KEY`, the same in every isolate.
+    Key(Rc<DpopKey>),
+}
+
+impl Dpop {
+    /// True unless DPoP is off.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, Self::Off)
+    }
+}
+
+fn parse_dpop(lookup: &impl Fn(&str) -> Option<String>) -> Result<Dpop> {
+    let on = match var(lookup, "OAUTH_DPOP")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Error::config("OAUTH_DPOP", "must be true or false")),
+    };
+    match (on, get(lookup, "OAUTH_DPOP_KEY")) {
+        (false, None) => Ok(Dpop::Off),
+        (false, Some(_)) => Err(Error::config(
+            "OAUTH_DPOP_KEY",
+            "is set but OAUTH_DPOP is not true",
+        )),
+        (true, None) => Ok(Dpop::GeneratedKey),
+        (true, Some(raw)) => Ok(Dpop::Key(Rc::new(DpopKey::from_jwk(
+            "OAUTH_DPOP_KEY",
+            &raw,
+        )?))),
+    }
+}
+
 /// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
@@ -96,6 +141,8 @@ pub struct Config {
     /// Refresh a token in the background when it enters its refresh window
     /// (`OAUTH_REFRESH_AHEAD`, default on; see [`crate::token`]).
     pub refresh_ahead: bool,
+    /// DPoP-bound tokens (`OAUTH_DPOP`, `OAUTH_DPOP_KEY`; RFC 9449).
+    pub dpop: Dpop,
 }
 
 impl Config {
@@ -258,9 +305,7 @@ impl Config {
                 ))
             }
         };
-        if var(&lookup, "OAUTH_DPOP").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            return Err(Error::config("OAUTH_DPOP", "DPoP is not supported yet"));
-        }
+        let dpop = parse_dpop(&lookup)?;
         let client_id = require(&lookup, "OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
             return Err(Error::config(
@@ -341,6 +386,7 @@ impl Config {
                     ))
                 }
             },
+            dpop,
         })
     }
 }
@@ -428,6 +474,37 @@ mod tests {
             pairs.push((k, v));
         }
         Config::from_lookup(lookup(&pairs))
+    }
+
+    #[test]
+    fn dpop_settings() {
+        const JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+        assert_eq!(with(&[]).unwrap().dpop, Dpop::Off);
+        assert_eq!(with(&[("OAUTH_DPOP", "false")]).unwrap().dpop, Dpop::Off);
+        assert_eq!(
+            with(&[("OAUTH_DPOP", "TRUE")]).unwrap().dpop,
+            Dpop::GeneratedKey
+        );
+        let keyed = with(&[("OAUTH_DPOP", "true"), ("OAUTH_DPOP_KEY", JWK)]).unwrap();
+        assert!(matches!(keyed.dpop, Dpop::Key(_)) && keyed.dpop.is_on());
+        for (pairs, want) in [
+            (
+                &[("OAUTH_DPOP", "yes")][..],
+                "OAUTH_DPOP: must be true or false",
+            ),
+            (
+                &[("OAUTH_DPOP_KEY", JWK)][..],
+                "OAUTH_DPOP_KEY: is set but OAUTH_DPOP is not true",
+            ),
+            (
+                &[("OAUTH_DPOP", "true"), ("OAUTH_DPOP_KEY", "{bad")][..],
+                "OAUTH_DPOP_KEY: is not valid JSON",
+            ),
+        ] {
+            let err = with(pairs).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(!err.contains("jpsQnn"), "{err}");
+        }
     }
 
     #[test]

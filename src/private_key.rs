@@ -91,15 +91,24 @@ pub struct PrivateKey {
 
 /// Parses `OAUTH_PRIVATE_KEY`; `key_id` is `OAUTH_PRIVATE_KEY_ID`.
 pub fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey> {
+    parse_key(SETTING, raw, key_id)
+}
+
+/// Parses a private key given in the setting named `setting` (errors name it).
+pub(crate) fn parse_key(
+    setting: &'static str,
+    raw: &str,
+    key_id: Option<String>,
+) -> Result<PrivateKey> {
     let text = raw.trim();
     let (format, alg, kid, public) = if text.starts_with('{') {
-        parse_jwk(text)?
+        parse_jwk(setting, text)?
     } else if text.starts_with("-----BEGIN") {
-        let (der, alg) = parse_pem(text)?;
+        let (der, alg) = parse_pem(setting, text)?;
         (KeyFormat::Pkcs8(der), alg, None, None)
     } else {
         return Err(Error::config(
-            SETTING,
+            setting,
             "must be a private JWK (JSON) or a PKCS#8 PEM",
         ));
     };
@@ -114,9 +123,9 @@ pub fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey
 
 type Parsed = (KeyFormat, Alg, Option<String>, Option<PublicJwk>);
 
-fn parse_jwk(text: &str) -> Result<Parsed> {
+fn parse_jwk(setting: &'static str, text: &str) -> Result<Parsed> {
     let jwk: Map<String, Value> =
-        serde_json::from_str(text).map_err(|_| Error::config(SETTING, "is not valid JSON"))?;
+        serde_json::from_str(text).map_err(|_| Error::config(setting, "is not valid JSON"))?;
     let member = |name: &str| {
         jwk.get(name)
             .and_then(Value::as_str)
@@ -125,18 +134,18 @@ fn parse_jwk(text: &str) -> Result<Parsed> {
     let require = |name: &str| {
         member(name)
             .map(str::to_owned)
-            .ok_or_else(|| Error::config(SETTING, format!("JWK has no `{name}`")))
+            .ok_or_else(|| Error::config(setting, format!("JWK has no `{name}`")))
     };
     if member("d").is_none() {
         return Err(Error::config(
-            SETTING,
+            setting,
             "JWK is a public key (no `d`); a private key is needed",
         ));
     }
     let (alg, public) = match member("kty") {
         Some("EC") => {
             if member("crv") != Some("P-256") {
-                return Err(Error::config(SETTING, "EC JWK must use crv P-256 (ES256)"));
+                return Err(Error::config(setting, "EC JWK must use crv P-256 (ES256)"));
             }
             (
                 Alg::Es256,
@@ -159,12 +168,12 @@ fn parse_jwk(text: &str) -> Result<Parsed> {
                 },
             )
         }
-        _ => return Err(Error::config(SETTING, "JWK `kty` must be EC or RSA")),
+        _ => return Err(Error::config(setting, "JWK `kty` must be EC or RSA")),
     };
     if let Some(declared) = member("alg") {
         if declared != alg.as_str() {
             return Err(Error::config(
-                SETTING,
+                setting,
                 format!("JWK `alg` must be {} for this key type", alg.as_str()),
             ));
         }
@@ -184,20 +193,20 @@ const OID_RSA: &[u8] = &[
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
 ];
 
-fn parse_pem(text: &str) -> Result<(Vec<u8>, Alg)> {
+fn parse_pem(setting: &'static str, text: &str) -> Result<(Vec<u8>, Alg)> {
     let label = text.lines().next().unwrap_or_default().trim();
     match label {
         "-----BEGIN PRIVATE KEY-----" => {}
         "-----BEGIN ENCRYPTED PRIVATE KEY-----" => {
-            return Err(Error::config(SETTING, "PEM is encrypted; store it unencrypted as a Worker secret"))
+            return Err(Error::config(setting, "PEM is encrypted; store it unencrypted as a Worker secret"))
         }
         "-----BEGIN EC PRIVATE KEY-----" | "-----BEGIN RSA PRIVATE KEY-----" => {
             return Err(Error::config(
-                SETTING,
+                setting,
                 "PEM must be PKCS#8 (BEGIN PRIVATE KEY); convert with `openssl pkcs8 -topk8 -nocrypt`",
             ))
         }
-        _ => return Err(Error::config(SETTING, "PEM must be a PKCS#8 private key (BEGIN PRIVATE KEY)")),
+        _ => return Err(Error::config(setting, "PEM must be a PKCS#8 private key (BEGIN PRIVATE KEY)")),
     }
     let body: String = text
         .lines()
@@ -206,7 +215,7 @@ fn parse_pem(text: &str) -> Result<(Vec<u8>, Alg)> {
         .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| Error::config(SETTING, "PEM body is not valid base64"))?;
+        .map_err(|_| Error::config(setting, "PEM body is not valid base64"))?;
     // PrivateKeyInfo: SEQUENCE { INTEGER 0, AlgorithmIdentifier { OID, params }, OCTET STRING };
     // the algorithm OIDs sit in the first few dozen bytes.
     let head = &der[..der.len().min(48)];
@@ -214,7 +223,7 @@ fn parse_pem(text: &str) -> Result<(Vec<u8>, Alg)> {
     let alg = if has(OID_EC_PUBLIC_KEY) {
         if !has(OID_P256) {
             return Err(Error::config(
-                SETTING,
+                setting,
                 "EC key must be on curve P-256 (ES256)",
             ));
         }
@@ -223,7 +232,7 @@ fn parse_pem(text: &str) -> Result<(Vec<u8>, Alg)> {
         Alg::Rs256
     } else {
         return Err(Error::config(
-            SETTING,
+            setting,
             "PEM holds neither an EC P-256 nor an RSA key",
         ));
     };

@@ -14,12 +14,13 @@ use futures_util::future::{join, select, Either, LocalBoxFuture};
 use crate::backoff::retry_delay;
 use crate::config::{ClientAuth, Config};
 use crate::discovery::{metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY};
+use crate::dpop::{htu, token_endpoint_wants_nonce, DpopKey, Nonces, Proofs};
 use crate::error::{Error, Result};
 use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
 use crate::log::{self, Source};
 use crate::secret::AccessToken;
 use crate::store::{decode_record, encode_record, TokenStore, KV_MIN_TTL_SECS, TOKEN_ENTRY};
-use crate::token::Token;
+use crate::token::{Scheme, Token};
 use crate::token_request::build_token_request;
 use crate::token_response::parse_token_response;
 use crate::transport::{HttpClient, HttpRequest};
@@ -86,6 +87,9 @@ struct Inner<H, S, R: Runtime> {
     revoked: RefCell<Option<AccessToken>>,
     flight: RefCell<Option<Flight<R::Handle>>>,
     assertions: RefCell<Option<Rc<dyn Assertions>>>,
+    proofs: RefCell<Option<Rc<dyn Proofs>>>,
+    /// The latest DPoP nonce of each server this source talks to (RFC 9449 §8.2).
+    nonces: RefCell<Nonces>,
     /// A discovered token endpoint and until when (Unix seconds) it is trusted.
     endpoint: RefCell<Option<(String, u64)>>,
     generation: std::cell::Cell<u64>,
@@ -123,6 +127,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 revoked: RefCell::new(None),
                 flight: RefCell::new(None),
                 assertions: RefCell::new(None),
+                proofs: RefCell::new(None),
+                nonces: RefCell::default(),
                 endpoint: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
@@ -133,6 +139,21 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// Gives the source the signer of client assertions (`private_key_jwt`).
     pub fn set_assertions(&self, assertions: Rc<dyn Assertions>) {
         *self.inner.assertions.borrow_mut() = Some(assertions);
+    }
+
+    /// Gives the source its maker of DPoP keys and proofs (`OAUTH_DPOP`, RFC 9449).
+    pub fn set_proofs(&self, proofs: Rc<dyn Proofs>) {
+        *self.inner.proofs.borrow_mut() = Some(proofs);
+    }
+
+    /// The latest DPoP nonce of the server at `url` (RFC 9449 §8.2, §9), if it gave one.
+    pub fn dpop_nonce(&self, url: &str) -> Option<String> {
+        self.inner.nonces.borrow().get(url).map(str::to_owned)
+    }
+
+    /// Remembers the DPoP nonce a response from `url` carried; false if it was malformed.
+    pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) -> bool {
+        self.inner.nonces.borrow_mut().remember(url, nonce)
     }
 
     /// The configuration this source serves.
@@ -337,6 +358,17 @@ fn usable<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Token> {
         .cloned()
 }
 
+/// Whether a cached token suits the configuration: DPoP-bound exactly when DPoP is on, and to
+/// the configured key when there is one (the cache key says so too; this guards a stale entry).
+fn fits(config: &Config, t: &Token) -> bool {
+    match (&config.dpop, t.dpop_key()) {
+        (crate::config::Dpop::Off, None) => true,
+        (crate::config::Dpop::GeneratedKey, Some(_)) => true,
+        (crate::config::Dpop::Key(want), Some(have)) => want == have,
+        _ => false,
+    }
+}
+
 fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
     inner.revoked.borrow().as_ref() == Some(t.access_token())
 }
@@ -363,7 +395,7 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
         join(inner.store.get(TOKEN_ENTRY), inner.store.get(HOLD_ENTRY)).await;
     match token_entry {
         Ok(Some(raw)) => match decode_record(&raw) {
-            Some(t) if is_revoked(inner, &t) => {}
+            Some(t) if is_revoked(inner, &t) || !fits(&inner.config, &t) => {}
             Some(t) if t.is_fresh(now) && !(refresh && t.refresh_due(now)) => {
                 (inner.log)(&log::token_ok(
                     Source::Kv,
@@ -477,6 +509,12 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
             return (Err(e), spent);
         }
     };
+    // One key for the whole flight: the token that comes back is bound to it.
+    let dpop = match dpop_key(inner).await {
+        Ok(dpop) => dpop,
+        Err(e) => return (Err(e), spent),
+    };
+    let mut nonce_retried = false;
     loop {
         let now = sent_at + spent / 1000;
         let signer = inner.assertions.borrow().clone();
@@ -499,12 +537,28 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         };
         let mut request = build_token_request(config, &token_url, assertion.as_deref());
         request.timeout_ms = budget.saturating_sub(spent).max(1);
+        if let Some((proofs, key)) = &dpop {
+            let nonce = inner.nonces.borrow().get(&token_url).map(str::to_owned);
+            match proofs
+                .proof(key, "POST", htu(&token_url), now, None, nonce.as_deref())
+                .await
+            {
+                Ok(proof) => request.headers.push(("dpop".into(), proof)),
+                Err(e) => return (Err(e), spent),
+            }
+        }
+        let mut fresh_nonce = false;
         let (result, status, latency) = match inner.http.execute(request).await {
-            Ok(resp) => (
-                parse_token_response(&resp, now, config.expiry_margin_secs),
-                Some(resp.status),
-                resp.elapsed_ms,
-            ),
+            Ok(resp) => {
+                if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
+                    let before = inner.nonces.borrow().get(&token_url).map(str::to_owned);
+                    fresh_nonce = before.as_deref() != Some(nonce)
+                        && inner.nonces.borrow_mut().remember(&token_url, nonce);
+                }
+                let parsed = parse_token_response(&resp, now, config.expiry_margin_secs)
+                    .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
+                (parsed, Some(resp.status), resp.elapsed_ms)
+            }
             Err(e) => (
                 Err(Error::Unavailable {
                     reason: format!("network error: {}", e.reason),
@@ -529,6 +583,16 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
             Err(e) => e.scrub(&secrets),
         };
         (inner.log)(&log::token_error(status, Some(latency), &err));
+        // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
+        // same token request, at once and only once.
+        if fresh_nonce && !nonce_retried && token_endpoint_wants_nonce(&err) {
+            nonce_retried = true;
+            (inner.log)(&log::cache_event(
+                "dpop_nonce",
+                "token endpoint asked for a DPoP nonce; retrying with it",
+            ));
+            continue;
+        }
         failures += 1;
         let delay = match &err {
             Error::Unavailable { retry_after, .. } => retry_delay(
@@ -549,6 +613,42 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 return (Err(err), spent);
             }
         }
+    }
+}
+
+/// The DPoP maker and the key for a token request, when DPoP is on.
+async fn dpop_key<H, S, R: Runtime>(
+    inner: &Inner<H, S, R>,
+) -> Result<Option<(Rc<dyn Proofs>, Rc<DpopKey>)>> {
+    if !inner.config.dpop.is_on() {
+        return Ok(None);
+    }
+    let proofs = inner
+        .proofs
+        .borrow()
+        .clone()
+        .ok_or_else(|| Error::Other("DPoP needs a proof signer".into()))?;
+    let key = proofs.key().await?;
+    Ok(Some((proofs, key)))
+}
+
+/// Checks the token type against what was asked for and binds a DPoP token to its key. A Bearer
+/// token when DPoP was asked for means the server ignored the proof: using it as Bearer would
+/// silently drop the protection the operator turned on (RFC 9449 §5).
+fn bind(token: Token, key: Option<&Rc<DpopKey>>, status: u16) -> Result<Token> {
+    let invalid = |reason: &str| Error::InvalidResponse {
+        status,
+        reason: reason.to_owned(),
+    };
+    match (token.scheme(), key) {
+        (Scheme::DPoP, Some(key)) => Ok(token.with_dpop_key(key.clone())),
+        (Scheme::Bearer, None) => Ok(token),
+        (Scheme::Bearer, Some(_)) => Err(invalid(
+            "`token_type` is Bearer, not DPoP: the server did not bind the token to the DPoP key",
+        )),
+        (Scheme::DPoP, None) => Err(invalid(
+            "`token_type` is DPoP but OAUTH_DPOP is not true: the token needs proofs",
+        )),
     }
 }
 

@@ -9,6 +9,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dpop::DpopKey;
 use crate::secret::AccessToken;
 use crate::token::{Scheme, Token};
 
@@ -75,7 +76,15 @@ struct Record {
     /// Absent in records written before refresh-ahead: then the refresh is due at `fresh_until`.
     #[serde(default)]
     refresh_at: Option<u64>,
+    /// The private JWK a DPoP token is bound to (RFC 9449): an isolate that reads the token
+    /// needs the key to use it. The whole value is sealed before it reaches KV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_jwk: Option<String>,
 }
+
+/// The setting name DPoP key errors would carry for a cached key; never shown (a bad cached
+/// value is a miss), but [`DpopKey::from_jwk`] wants one.
+const CACHED_KEY: &str = "TOKEN_CACHE";
 
 /// Serialises a token for the shared cache.
 pub fn encode_record(token: &Token) -> String {
@@ -86,6 +95,9 @@ pub fn encode_record(token: &Token) -> String {
         expires_at: token.expires_at(),
         fresh_until: token.fresh_until(),
         refresh_at: Some(token.refresh_at()),
+        dpop_jwk: token
+            .dpop_key()
+            .map(|k| k.private_jwk().expose().to_owned()),
     };
     serde_json::to_string(&record).expect("a record of strings and integers serialises")
 }
@@ -100,13 +112,22 @@ pub fn decode_record(raw: &str) -> Option<Token> {
         return None;
     }
     let scheme = Scheme::parse(&r.token_type)?;
-    Some(Token::from_parts(
+    let token = Token::from_parts(
         AccessToken::new(r.access_token),
         scheme,
         r.expires_at,
         r.fresh_until,
         r.refresh_at.unwrap_or(r.fresh_until),
-    ))
+    );
+    // A DPoP token without its key is useless, and a Bearer token has none.
+    match (scheme, r.dpop_jwk) {
+        (Scheme::Bearer, None) => Some(token),
+        (Scheme::DPoP, Some(jwk)) => {
+            let key = DpopKey::from_jwk(CACHED_KEY, &jwk).ok()?;
+            Some(token.with_dpop_key(std::rc::Rc::new(key)))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +138,24 @@ mod tests {
     fn round_trip() {
         let t = Token::new(AccessToken::new("abc.def"), Scheme::Bearer, 100, 3700, 60);
         assert_eq!(decode_record(&encode_record(&t)), Some(t));
+    }
+
+    #[test]
+    fn dpop_tokens_keep_their_key() {
+        const JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+        let key = std::rc::Rc::new(DpopKey::from_jwk("OAUTH_DPOP_KEY", JWK).unwrap());
+        let t = Token::new(AccessToken::new("abc.def"), Scheme::DPoP, 100, 3700, 60)
+            .with_dpop_key(key.clone());
+        let back = decode_record(&encode_record(&t)).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.dpop_key().map(|k| k.public()), Some(key.public()));
+        assert_eq!(back.authorization().expose(), "DPoP abc.def");
+        // A DPoP token without its key, or a Bearer token with one, is a miss.
+        let keyless = Token::new(AccessToken::new("abc.def"), Scheme::DPoP, 100, 3700, 60);
+        assert_eq!(decode_record(&encode_record(&keyless)), None);
+        let bearer = encode_record(&Token::new(AccessToken::new("a"), Scheme::Bearer, 1, 99, 0));
+        let with_key = bearer.replace('}', &format!(r#","dpop_jwk":{}}}"#, serde_json::json!(JWK)));
+        assert_eq!(decode_record(&with_key), None);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! so a one-hour token is refreshed after 54 minutes (one token request per 54 minutes), a
 //! 120 s token after 60 s (used until 90 s), an 8 s token after 4 s (used until 6 s).
 
+use std::rc::Rc;
+
+use crate::dpop::DpopKey;
 use crate::secret::{AccessToken, AuthorizationValue};
 
 /// The `Authorization` scheme a token is presented with (RFC 6750 §2.1; RFC 9449 §7.1 for DPoP).
@@ -25,6 +28,8 @@ use crate::secret::{AccessToken, AuthorizationValue};
 pub enum Scheme {
     /// `Bearer`
     Bearer,
+    /// `DPoP`: the token is bound to a key, and every request carries a proof (RFC 9449 §7.1).
+    DPoP,
 }
 
 impl Scheme {
@@ -32,14 +37,19 @@ impl Scheme {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Bearer => "Bearer",
+            Self::DPoP => "DPoP",
         }
     }
 
     /// Parses an RFC 6749 §5.1 `token_type`, case-insensitively (RFC 6749 §7.1).
     pub fn parse(token_type: &str) -> Option<Self> {
-        token_type
-            .eq_ignore_ascii_case("bearer")
-            .then_some(Self::Bearer)
+        if token_type.eq_ignore_ascii_case("bearer") {
+            Some(Self::Bearer)
+        } else if token_type.eq_ignore_ascii_case("dpop") {
+            Some(Self::DPoP)
+        } else {
+            None
+        }
     }
 }
 
@@ -72,6 +82,8 @@ pub struct Token {
     refresh_at: u64,
     /// `<scheme> <token>`, formatted once per token rather than once per request.
     authorization: AuthorizationValue,
+    /// The key a DPoP token is bound to (RFC 9449 §6); `None` for Bearer tokens.
+    dpop_key: Option<Rc<DpopKey>>,
 }
 
 impl Token {
@@ -107,7 +119,19 @@ impl Token {
             fresh_until: fresh_until.min(expires_at),
             refresh_at: refresh_at.min(fresh_until).min(expires_at),
             authorization,
+            dpop_key: None,
         }
+    }
+
+    /// The same token, bound to `key` (RFC 9449 §6): requests with it carry proofs by `key`.
+    pub fn with_dpop_key(mut self, key: Rc<DpopKey>) -> Self {
+        self.dpop_key = Some(key);
+        self
+    }
+
+    /// The key a DPoP token is bound to; `None` for a Bearer token.
+    pub fn dpop_key(&self) -> Option<&Rc<DpopKey>> {
+        self.dpop_key.as_ref()
     }
 
     /// The token itself.
@@ -237,6 +261,10 @@ mod tests {
             assert_eq!(Scheme::parse(raw), Some(Scheme::Bearer));
         }
         assert_eq!(Scheme::parse("mac"), None);
+        for raw in ["DPoP", "dpop", "DPOP"] {
+            assert_eq!(Scheme::parse(raw), Some(Scheme::DPoP));
+        }
+        assert_eq!(Scheme::DPoP.as_str(), "DPoP");
         assert_eq!(token(0, 100, 0).authorization().expose(), "Bearer t");
     }
 }

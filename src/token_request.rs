@@ -101,6 +101,7 @@ mod tests {
             retry_statuses: vec![401],
             cache_key_secret: None,
             refresh_ahead: true,
+            dpop: Default::default(),
         }
     }
 

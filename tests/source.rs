@@ -37,6 +37,7 @@ fn config() -> Config {
         retry_statuses: vec![401],
         cache_key_secret: None,
         refresh_ahead: true,
+        dpop: Default::default(),
     }
 }
 
@@ -747,6 +748,7 @@ fn refresh_ahead_can_be_turned_off() {
     let ep = Endpoint::new(200, GOOD);
     let config = Config {
         refresh_ahead: false,
+        dpop: Default::default(),
         ..config()
     };
     let source = TokenSource::new(
