@@ -12,14 +12,12 @@
 use std::fmt;
 use std::rc::Rc;
 
-use futures_util::future::LocalBoxFuture;
-use serde_json::{json, Value};
-
 use crate::error::{Error, ErrorCode, Result};
-use crate::jwt::b64url;
+use crate::jwt::{json_string, signing_input};
 use crate::private_key::{parse_key, Alg, KeyFormat, PublicJwk};
 use crate::route::challenge_error;
 use crate::secret::SharedSecret;
+use futures_util::future::LocalBoxFuture;
 
 /// The JWT `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -97,31 +95,39 @@ pub struct ProofClaims<'a> {
 /// The JWS signing input `BASE64URL(header) "." BASE64URL(claims)` of a proof by the key whose
 /// public members are `public` (RFC 9449 §4.2: `typ` `dpop+jwt`, `alg`, the public `jwk`).
 pub fn proof_input(public: &PublicJwk, claims: &ProofClaims<'_>) -> String {
-    let header =
-        json!({ "typ": PROOF_TYP, "alg": Alg::Es256.as_str(), "jwk": public_jwk_json(public) });
-    let mut body = json!({
-        "jti": claims.jti,
-        "htm": claims.htm,
-        "htu": claims.htu,
-        "iat": claims.iat,
-    });
-    if let Some(ath) = claims.ath {
-        body["ath"] = json!(ath);
-    }
-    if let Some(nonce) = claims.nonce {
-        body["nonce"] = json!(nonce);
-    }
-    format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(body.to_string().as_bytes())
-    )
+    let header = format!(
+        r#"{{"typ":"{PROOF_TYP}","alg":"{}","jwk":{}}}"#,
+        Alg::Es256.as_str(),
+        public_jwk_json(public)
+    );
+    let optional = |name: &str, value: Option<&str>| {
+        value.map_or_else(String::new, |v| format!(r#","{name}":{}"#, json_string(v)))
+    };
+    let body = format!(
+        r#"{{"jti":{},"htm":{},"htu":{},"iat":{}{}{}}}"#,
+        json_string(claims.jti),
+        json_string(claims.htm),
+        json_string(claims.htu),
+        claims.iat,
+        optional("ath", claims.ath),
+        optional("nonce", claims.nonce),
+    );
+    signing_input(&header, &body)
 }
 
-fn public_jwk_json(public: &PublicJwk) -> Value {
+/// The public JWK (RFC 7517 §4) of the proof header: its required members only.
+fn public_jwk_json(public: &PublicJwk) -> String {
+    let j = json_string;
     match public {
-        PublicJwk::Ec { crv, x, y } => json!({ "kty": "EC", "crv": crv, "x": x, "y": y }),
-        PublicJwk::Rsa { e, n } => json!({ "kty": "RSA", "e": e, "n": n }),
+        PublicJwk::Ec { crv, x, y } => {
+            format!(
+                r#"{{"kty":"EC","crv":{},"x":{},"y":{}}}"#,
+                j(crv),
+                j(x),
+                j(y)
+            )
+        }
+        PublicJwk::Rsa { e, n } => format!(r#"{{"kty":"RSA","e":{},"n":{}}}"#, j(e), j(n)),
     }
 }
 
@@ -223,6 +229,7 @@ pub trait Proofs {
 mod tests {
     use super::*;
     use base64::Engine as _;
+    use serde_json::{json, Value};
 
     // The RFC 7517 Appendix A.2 example EC private key.
     const EC_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;

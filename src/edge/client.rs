@@ -8,13 +8,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Request, Response};
 
+use super::dpop::EdgeProofs;
 use super::env::{env_string, PerEnv};
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::{EdgeStore, KvNamespace};
 use super::runtime::{EdgeRuntime, FlightHandle};
 use super::signing::EdgeAssertions;
 use crate::cache_key::cache_key_material;
-use crate::config::{ClientAuth, Config};
+use crate::config::{ClientAuth, Config, Dpop};
+use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::route::{may_replay, token_rejected};
@@ -95,6 +97,13 @@ impl TokenClient {
                             config.client_id.clone(),
                         )));
                     }
+                    match &config.dpop {
+                        Dpop::Off => {}
+                        Dpop::GeneratedKey => source.set_proofs(Rc::new(EdgeProofs::new(None))),
+                        Dpop::Key(key) => {
+                            source.set_proofs(Rc::new(EdgeProofs::new(Some(key.clone()))))
+                        }
+                    }
                     source
                 })
                 .clone()
@@ -125,10 +134,36 @@ impl TokenClient {
             .await
     }
 
-    /// Whether a request rejected for its token may be replayed at all (`OAUTH_RETRY_STATUSES`
-    /// not `off`): callers skip keeping a copy of the body when it may not.
+    /// Whether a request may ever be sent twice: after a rejected token (`OAUTH_RETRY_STATUSES`
+    /// not `off`) or a DPoP nonce challenge. Callers skip keeping a copy of the body otherwise.
     pub fn replays_enabled(&self) -> bool {
-        !self.source.config().retry_statuses.is_empty()
+        let config = self.source.config();
+        !config.retry_statuses.is_empty() || config.dpop.is_on()
+    }
+
+    /// The `DPoP` header value for a request with `token` (RFC 9449 §7.1): a proof for `method`
+    /// and `url` with the token's `ath` and the server's latest nonce. `None` for a Bearer token.
+    pub async fn proof_for(
+        &self,
+        token: &Token,
+        method: &str,
+        url: &str,
+    ) -> Result<Option<String>> {
+        let Some(key) = token.dpop_key() else {
+            return Ok(None);
+        };
+        let ath = super::dpop::ath(token.access_token()).await?;
+        let nonce = self.source.dpop_nonce(url);
+        super::dpop::proof(
+            key,
+            method,
+            htu(url),
+            super::now_secs(),
+            Some(&ath),
+            nonce.as_deref(),
+        )
+        .await
+        .map(Some)
     }
 
     pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
@@ -139,10 +174,13 @@ impl TokenClient {
     }
 
     /// A new request like `request` (method, URL, headers, body, redirect mode) with
-    /// `Authorization: <scheme> <token>`; the caller's own `Authorization` is replaced.
+    /// `Authorization: <scheme> <token>`, and for a DPoP token a fresh `DPoP` proof; the
+    /// caller's own `Authorization` and `DPoP` are replaced.
     pub async fn sign(&self, request: Request) -> Result<Request> {
         let token = self.token().await?;
-        sign_with(&token, request)
+        self.sign_raw(&token, request.inner())
+            .await
+            .map(Request::from)
     }
 
     /// Signs `request` and sends it with the platform `fetch`, replaying it once with a fresh
@@ -184,7 +222,7 @@ impl TokenClient {
     ) -> Result<web_sys::Response> {
         let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
         let token = self.current(ctx).await?;
-        let spare = if self.source.config().retry_statuses.is_empty() {
+        let spare = if !self.replays_enabled() {
             None
         } else if unsigned.body().is_none() {
             // Nothing to consume: the same request can be signed and sent again.
@@ -195,7 +233,7 @@ impl TokenClient {
         } else {
             None
         };
-        let signed = sign_raw(&token, &unsigned)?;
+        let signed = self.sign_raw(&token, &unsigned).await?;
         self.send_signed(token, signed, spare, ctx).await
     }
 
@@ -217,7 +255,34 @@ impl TokenClient {
         } else {
             signed.method()
         };
+        let url = token.dpop_key().map(|_| signed.url());
         let resp = send_raw(signed).await?;
+        if let Some(url) = url {
+            // RFC 9449 §9: any answer may carry the next nonce; a 401 asking for one is retried
+            // once with it. The server refused at authentication, so even a POST is safe to send
+            // again, and the token is fine: it is not evicted.
+            let nonce = resp.headers().get("dpop-nonce").ok().flatten();
+            let fresh = nonce.is_some_and(|n| {
+                self.source.dpop_nonce(&url).as_deref() != Some(n.as_str())
+                    && self.source.remember_dpop_nonce(&url, &n)
+            });
+            let challenge = (fresh && resp.status() == 401)
+                .then(|| resp.headers().get("www-authenticate").ok().flatten())
+                .flatten();
+            if resource_wants_nonce(resp.status(), challenge.as_deref()) {
+                let Some(spare) = spare else {
+                    return Ok(resp);
+                };
+                super::log_line(&log::cache_event(
+                    "dpop_nonce",
+                    "upstream asked for a DPoP nonce; sending the request again with it",
+                ));
+                if let Some(body) = resp.body() {
+                    let _ = body.cancel();
+                }
+                return send_raw(self.sign_raw(&token, &spare).await?).await;
+            }
+        }
         if !retry_statuses.contains(&resp.status()) {
             return Ok(resp);
         }
@@ -239,7 +304,17 @@ impl TokenClient {
         if let Some(body) = resp.body() {
             let _ = body.cancel();
         }
-        send_raw(sign_raw(&fresh, &spare)?).await
+        send_raw(self.sign_raw(&fresh, &spare).await?).await
+    }
+
+    /// `new Request(req, { headers })`: the same request with our `Authorization` and, for a
+    /// DPoP token, a new proof for it.
+    async fn sign_raw(&self, token: &Token, req: &web_sys::Request) -> Result<web_sys::Request> {
+        let proof = match token.dpop_key() {
+            Some(_) => self.proof_for(token, &req.method(), &req.url()).await?,
+            None => None,
+        };
+        build_signed(token, req, proof.as_deref())
     }
 }
 
@@ -253,13 +328,21 @@ fn replayable(req: &web_sys::Request) -> bool {
         .is_some_and(|l| l <= REPLAY_LIMIT_BYTES)
 }
 
-/// `new Request(req, { headers })`: the same request with our `Authorization`.
-fn sign_raw(token: &Token, req: &web_sys::Request) -> Result<web_sys::Request> {
+fn build_signed(
+    token: &Token,
+    req: &web_sys::Request,
+    proof: Option<&str>,
+) -> Result<web_sys::Request> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
     let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(js)?;
     headers
         .set("authorization", token.authorization().expose())
         .map_err(js)?;
+    // A caller's own proof is for its own token, never for ours.
+    match proof {
+        Some(p) => headers.set("dpop", p).map_err(js)?,
+        None => headers.delete("dpop").map_err(js)?,
+    }
     let init = web_sys::RequestInit::new();
     init.set_headers_headers(&headers);
     // Never follow a redirect with our token attached: the caller sees the 3xx instead.
@@ -275,7 +358,13 @@ async fn send_raw(req: web_sys::Request) -> Result<web_sys::Response> {
         .map_err(|_| Error::Other("fetch returned a non-Response".into()))
 }
 
-/// Signs `request` with `token`. Requests are immutable in Workers, so this builds a new one.
+/// Signs `request` with a Bearer `token`. Requests are immutable in Workers, so this builds a
+/// new one. A DPoP token needs a new proof for every request: sign with [`TokenClient::sign`].
 pub fn sign_with(token: &Token, request: Request) -> Result<Request> {
-    sign_raw(token, request.inner()).map(Request::from)
+    if token.dpop_key().is_some() {
+        return Err(Error::Other(
+            "a DPoP token needs a proof per request: use TokenClient::sign or fetch".into(),
+        ));
+    }
+    build_signed(token, request.inner(), None).map(Request::from)
 }

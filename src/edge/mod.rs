@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod crypto;
+pub mod dpop;
 pub mod env;
 pub mod fetch;
 pub mod kv;

@@ -13,11 +13,12 @@ use crate::route::DROPPED_HEADERS;
 use crate::token::Token;
 
 #[wasm_bindgen(inline_js = r#"
-export function outbound_request(incoming, target, dropped, extra, authorization, body, signal) {
+export function outbound_request(incoming, target, dropped, extra, authorization, dpop, body, signal) {
   const headers = new Headers(incoming.headers);
   for (const name of dropped) headers.delete(name);
   for (const name of extra) headers.delete(name);
   headers.set('authorization', authorization);
+  if (dpop !== undefined) headers.set('dpop', dpop);
   const init = { method: incoming.method, headers, body, redirect: 'manual' };
   if (signal) init.signal = signal;
   return new Request(target, init);
@@ -31,6 +32,7 @@ extern "C" {
         dropped: &Array,
         extra: &Array,
         authorization: &JsString,
+        dpop: Option<&str>,
         body: Option<web_sys::ReadableStream>,
         signal: Option<web_sys::AbortSignal>,
     ) -> Result<web_sys::Request, JsValue>;
@@ -59,13 +61,14 @@ fn authorization_js(token: &Token) -> JsString {
 }
 
 /// The upstream request: `incoming`'s method and headers (minus the dropped ones and the names in
-/// `connection_tokens`) with our `Authorization`, sent to `target` with `body`; redirects are not
-/// followed.
+/// `connection_tokens`) with our `Authorization` (and `DPoP` proof, for a DPoP token), sent to
+/// `target` with `body`; redirects are not followed.
 pub fn build(
     incoming: &web_sys::Request,
     target: &str,
     connection_tokens: &[String],
     token: &Token,
+    dpop: Option<&str>,
     body: Option<web_sys::ReadableStream>,
     signal: Option<web_sys::AbortSignal>,
 ) -> Result<web_sys::Request, JsValue> {
@@ -85,6 +88,7 @@ pub fn build(
             dropped,
             &extra,
             &authorization_js(token),
+            dpop,
             body,
             signal,
         )

@@ -87,6 +87,7 @@ async fn forward(
     // The token first: nothing below can fail after the body stream is wrapped, so the wrapper
     // is always consumed (or its request aborted) and never left behind.
     let token = client.current(Some(ctx)).await?;
+    let proof = client.proof_for(&token, &method, &target).await?;
     // A declared length was checked above (and workerd holds the body to it); a body of unknown
     // length is counted as it streams and cut off past the limit.
     let (body, signal, overflow) = match inner.body() {
@@ -108,6 +109,7 @@ async fn forward(
         target.as_str(),
         &connection_tokens,
         &token,
+        proof.as_deref(),
         body,
         signal,
     )

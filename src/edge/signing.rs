@@ -45,7 +45,7 @@ fn key_error(reason: String) -> Error {
     )
 }
 
-fn import_params(alg: Alg) -> Object {
+pub(super) fn import_params(alg: Alg) -> Object {
     match alg {
         Alg::Es256 => object(&[("name", &"ECDSA".into()), ("namedCurve", &"P-256".into())]),
         Alg::Rs256 => object(&[
@@ -62,30 +62,55 @@ fn sign_params(alg: Alg) -> Object {
     }
 }
 
+/// Imports a private JWK (JSON text) for signing with `alg`.
+pub(super) async fn import_jwk(
+    json: &str,
+    alg: Alg,
+    extractable: bool,
+) -> std::result::Result<CryptoKey, String> {
+    let jwk: Object = js_sys::JSON::parse(json)
+        .map_err(|_| "not JSON".to_owned())?
+        .unchecked_into();
+    let usages = Array::of1(&"sign".into());
+    let params = import_params(alg);
+    call(SUBTLE.with(|s| s.import_key_with_object("jwk", &jwk, &params, extractable, &usages)))
+        .await
+        .map(JsCast::unchecked_into)
+}
+
+/// The JWS compact serialisation `input.signature` of `input` signed with `key` (RFC 7515 §7.1).
+/// ES256 signatures from WebCrypto are already the raw `r || s` JWS wants.
+pub(super) async fn sign_jws(
+    alg: Alg,
+    key: &CryptoKey,
+    input: String,
+) -> std::result::Result<String, String> {
+    let sig = call(
+        SUBTLE.with(|s| s.sign_with_object_and_u8_array(&sign_params(alg), key, input.as_bytes())),
+    )
+    .await?;
+    let sig = Uint8Array::new(&sig.unchecked_into::<ArrayBuffer>()).to_vec();
+    Ok(format!("{input}.{}", b64url(&sig)))
+}
+
 async fn import(key: &PrivateKey, extractable: bool) -> Result<CryptoKey> {
     let usages = Array::of1(&"sign".into());
     let params = import_params(key.alg);
-    let imported = match &key.format {
-        KeyFormat::Jwk(json) => {
-            let jwk: Object = js_sys::JSON::parse(json.expose())
-                .map_err(|_| key_error("not JSON".into()))?
-                .unchecked_into();
-            call(
-                SUBTLE
-                    .with(|s| s.import_key_with_object("jwk", &jwk, &params, extractable, &usages)),
-            )
-            .await
-        }
-        KeyFormat::Pkcs8(der) => {
-            let bytes: Object = Uint8Array::from(der.as_slice()).into();
-            call(
-                SUBTLE.with(|s| {
+    let imported =
+        match &key.format {
+            KeyFormat::Jwk(json) => {
+                return import_jwk(json.expose(), key.alg, extractable)
+                    .await
+                    .map_err(key_error)
+            }
+            KeyFormat::Pkcs8(der) => {
+                let bytes: Object = Uint8Array::from(der.as_slice()).into();
+                call(SUBTLE.with(|s| {
                     s.import_key_with_object("pkcs8", &bytes, &params, extractable, &usages)
-                }),
-            )
-            .await
-        }
-    };
+                }))
+                .await
+            }
+        };
     imported.map(JsCast::unchecked_into).map_err(key_error)
 }
 
@@ -156,13 +181,9 @@ impl Inner {
             &jti,
             now,
         );
-        let sig = call(SUBTLE.with(|s| {
-            s.sign_with_object_and_u8_array(&sign_params(self.key.alg), key, input.as_bytes())
-        }))
-        .await
-        .map_err(|e| Error::Other(format!("signing the client assertion failed: {e}")))?;
-        let sig = Uint8Array::new(&sig.unchecked_into::<ArrayBuffer>()).to_vec();
-        Ok(format!("{input}.{}", b64url(&sig)))
+        sign_jws(self.key.alg, key, input)
+            .await
+            .map_err(|e| Error::Other(format!("signing the client assertion failed: {e}")))
     }
 }
 
