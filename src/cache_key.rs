@@ -111,7 +111,8 @@ mod tests {
             ("dpop", |c| c.dpop = Dpop::GeneratedKey),
             ("dpop key", |c| {
                 c.dpop = Dpop::Key(std::rc::Rc::new(
-                    crate::dpop::DpopKey::from_jwk("OAUTH_DPOP_KEY", r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#).unwrap(),
+                    crate::dpop::DpopKey::from_jwk("OAUTH_DPOP_KEY", crate::dpop::TEST_JWK)
+                        .unwrap(),
                 ))
             }),
         ];

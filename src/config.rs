@@ -478,14 +478,17 @@ mod tests {
 
     #[test]
     fn dpop_settings() {
-        const JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
         assert_eq!(with(&[]).unwrap().dpop, Dpop::Off);
         assert_eq!(with(&[("OAUTH_DPOP", "false")]).unwrap().dpop, Dpop::Off);
         assert_eq!(
             with(&[("OAUTH_DPOP", "TRUE")]).unwrap().dpop,
             Dpop::GeneratedKey
         );
-        let keyed = with(&[("OAUTH_DPOP", "true"), ("OAUTH_DPOP_KEY", JWK)]).unwrap();
+        let keyed = with(&[
+            ("OAUTH_DPOP", "true"),
+            ("OAUTH_DPOP_KEY", crate::dpop::TEST_JWK),
+        ])
+        .unwrap();
         assert!(matches!(keyed.dpop, Dpop::Key(_)) && keyed.dpop.is_on());
         for (pairs, want) in [
             (
@@ -493,7 +496,7 @@ mod tests {
                 "OAUTH_DPOP: must be true or false",
             ),
             (
-                &[("OAUTH_DPOP_KEY", JWK)][..],
+                &[("OAUTH_DPOP_KEY", crate::dpop::TEST_JWK)][..],
                 "OAUTH_DPOP_KEY: is set but OAUTH_DPOP is not true",
             ),
             (

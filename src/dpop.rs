@@ -19,6 +19,10 @@ use crate::route::challenge_error;
 use crate::secret::SharedSecret;
 use futures_util::future::LocalBoxFuture;
 
+/// The RFC 7517 Appendix A.2 example EC private key, for tests.
+#[cfg(test)]
+pub(crate) const TEST_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+
 /// The JWT `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
 
@@ -231,9 +235,6 @@ mod tests {
     use base64::Engine as _;
     use serde_json::{json, Value};
 
-    // The RFC 7517 Appendix A.2 example EC private key.
-    const EC_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
-
     fn decode(part: &str) -> Value {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part)
@@ -243,7 +244,7 @@ mod tests {
 
     #[test]
     fn proof_claims_with_a_fixed_clock() {
-        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", EC_JWK).unwrap();
+        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", TEST_JWK).unwrap();
         let claims = ProofClaims {
             htm: "POST",
             htu: htu("https://api.example/v1/things?page=2#top"),
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn keys_good_and_malformed() {
-        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", EC_JWK).unwrap();
+        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", TEST_JWK).unwrap();
         assert!(matches!(key.public(), PublicJwk::Ec { crv, .. } if crv == "P-256"));
         assert!(!format!("{key:?}").contains("jpsQnn"));
         for (raw, want) in [

@@ -333,6 +333,13 @@ mod tests {
             public.thumbprint_input(),
             format!(r#"{{"e":"AQAB","kty":"RSA","n":"{n}"}}"#)
         );
+        // The thumbprint itself: SHA-256 of that input, base64url, as RFC 7638 §3.1 gives it.
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(public.thumbprint_input().as_bytes());
+        assert_eq!(
+            crate::jwt::b64url(&digest),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
         let ec = PublicJwk::Ec {
             crv: "P-256".into(),
             x: "X".into(),

@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn dpop_tokens_keep_their_key() {
-        const JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
-        let key = std::rc::Rc::new(DpopKey::from_jwk("OAUTH_DPOP_KEY", JWK).unwrap());
+        let key =
+            std::rc::Rc::new(DpopKey::from_jwk("OAUTH_DPOP_KEY", crate::dpop::TEST_JWK).unwrap());
         let t = Token::new(AccessToken::new("abc.def"), Scheme::DPoP, 100, 3700, 60)
             .with_dpop_key(key.clone());
         let back = decode_record(&encode_record(&t)).unwrap();
@@ -154,7 +154,13 @@ mod tests {
         let keyless = Token::new(AccessToken::new("abc.def"), Scheme::DPoP, 100, 3700, 60);
         assert_eq!(decode_record(&encode_record(&keyless)), None);
         let bearer = encode_record(&Token::new(AccessToken::new("a"), Scheme::Bearer, 1, 99, 0));
-        let with_key = bearer.replace('}', &format!(r#","dpop_jwk":{}}}"#, serde_json::json!(JWK)));
+        let with_key = bearer.replace(
+            '}',
+            &format!(
+                r#","dpop_jwk":{}}}"#,
+                serde_json::json!(crate::dpop::TEST_JWK)
+            ),
+        );
         assert_eq!(decode_record(&with_key), None);
     }
 

@@ -56,7 +56,10 @@ pub fn env_string(env: &Env, name: &str) -> Option<String> {
     if value.as_f64().is_some() {
         // JavaScript's own `String(n)`: `3000` for 3000, `1.5` for 1.5. Rust's float formatting
         // would cost 10 KiB of wasm for the same text.
-        return js_sys::Number::from(value).to_string(10).ok().map(String::from);
+        return js_sys::Number::from(value)
+            .to_string(10)
+            .ok()
+            .map(String::from);
     }
     if let Some(b) = value.as_bool() {
         return Some(b.to_string());

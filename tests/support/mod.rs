@@ -1,0 +1,270 @@
+//! Test doubles shared by the native integration tests: a scripted token endpoint, a counting
+//! KV, a runtime with recorded sleeps, and a fixed clock.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures_executor::block_on;
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use worker_m2m::config::{ClientAuth, Config};
+use worker_m2m::secret::ClientSecret;
+use worker_m2m::source::Runtime;
+use worker_m2m::store::TokenStore;
+use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+use worker_m2m::{Token, TokenSource};
+
+pub const NOW: u64 = 1_700_000_000;
+pub const SECRET: &str = "s3cr%t+:/=&";
+
+pub fn config() -> Config {
+    Config {
+        token_url: Some("https://idp.example/token".parse().unwrap()),
+        issuer: None,
+        client_id: "client".into(),
+        auth: ClientAuth::Basic(ClientSecret::new(SECRET)),
+        scope: Some("read".into()),
+        audience: None,
+        resource: None,
+        extra_params: vec![],
+        expiry_margin_secs: 60,
+        timeout_ms: 1000,
+        holddown_secs: 30,
+        retry_statuses: vec![401],
+        cache_key_secret: None,
+        refresh_ahead: true,
+        dpop: Default::default(),
+    }
+}
+
+/// Yields once before answering, so concurrent callers overlap the request.
+pub struct YieldOnce(pub bool);
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Holds every request until the test opens it, so callers provably overlap.
+#[derive(Default)]
+pub struct Gate {
+    pub open: Cell<bool>,
+    pub wakers: RefCell<Vec<std::task::Waker>>,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.open.set(true);
+        self.wakers.borrow_mut().drain(..).for_each(|w| w.wake());
+    }
+}
+
+pub struct Wait(pub Rc<Gate>);
+impl Future for Wait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.open.get() {
+            return Poll::Ready(());
+        }
+        self.0.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// One scripted answer of the token endpoint.
+#[derive(Clone)]
+pub enum Reply {
+    Http(u16, &'static str, Vec<(String, String)>),
+    Fail(&'static str, u64),
+}
+
+/// A token endpoint that counts requests and plays a script of answers (the last one repeats).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub calls: Rc<Cell<u32>>,
+    pub script: Rc<RefCell<Vec<Reply>>>,
+    pub timeouts: Rc<RefCell<Vec<u64>>>,
+    /// Every request received, in order.
+    pub requests: Rc<RefCell<Vec<HttpRequest>>>,
+    pub gate: Option<Rc<Gate>>,
+}
+
+impl Endpoint {
+    pub fn new(status: u16, body: &'static str) -> Self {
+        Self::script(vec![Reply::Http(status, body, vec![])])
+    }
+
+    pub fn script(script: Vec<Reply>) -> Self {
+        Self {
+            calls: Rc::new(Cell::new(0)),
+            script: Rc::new(RefCell::new(script)),
+            timeouts: Rc::default(),
+            requests: Rc::default(),
+            gate: None,
+        }
+    }
+
+    pub fn then(&self, reply: Reply) {
+        *self.script.borrow_mut() = vec![reply];
+    }
+}
+
+impl HttpClient for Endpoint {
+    fn execute(
+        &self,
+        req: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
+        self.calls.set(self.calls.get() + 1);
+        self.timeouts.borrow_mut().push(req.timeout_ms);
+        self.requests.borrow_mut().push(req.clone());
+        let reply = {
+            let mut script = self.script.borrow_mut();
+            if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            }
+        };
+        let gate = self.gate.clone();
+        async move {
+            match gate {
+                Some(g) => Wait(g).await,
+                None => YieldOnce(false).await,
+            }
+            match reply {
+                Reply::Http(status, body, headers) => Ok(HttpResponse {
+                    status,
+                    headers,
+                    body: body.as_bytes().to_vec(),
+                    elapsed_ms: 3,
+                }),
+                Reply::Fail(reason, elapsed_ms) => Err(TransportError {
+                    reason: reason.into(),
+                    elapsed_ms,
+                }),
+            }
+        }
+    }
+}
+
+/// Flights as shared futures; fixed jitter; sleeps recorded and skipped, except a waiter's
+/// long bound on a flight, which fires only once the test sets `bounds_fire`.
+#[derive(Clone, Default)]
+pub struct TestRuntime {
+    pub sleeps: Rc<RefCell<Vec<u64>>>,
+    pub bounds_fire: Rc<Cell<bool>>,
+}
+
+impl Runtime for TestRuntime {
+    type Handle = Shared<LocalBoxFuture<'static, ()>>;
+    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle {
+        work.shared()
+    }
+    fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()> {
+        handle.clone().boxed_local()
+    }
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        self.sleeps.borrow_mut().push(ms);
+        if ms >= worker_m2m::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
+            futures_util::future::Either::Left(std::future::pending())
+        } else {
+            futures_util::future::Either::Right(std::future::ready(()))
+        }
+    }
+    fn random(&self) -> f64 {
+        0.5
+    }
+}
+
+pub type Source = TokenSource<Endpoint, Kv, TestRuntime>;
+pub type Handle = Shared<LocalBoxFuture<'static, ()>>;
+
+/// `token_ahead` with refresh ahead on, and the handle of any flight it started.
+pub fn ahead(source: &Source, now: u64) -> (worker_m2m::Result<Token>, Option<Handle>) {
+    let started = RefCell::new(None);
+    let record = |h: &Handle| *started.borrow_mut() = Some(h.clone());
+    let t = block_on(source.token_ahead(now, true, Some(&record)));
+    (t, started.into_inner())
+}
+
+pub fn source(ep: &Endpoint, kv: &Kv, log: worker_m2m::source::LogSink) -> Source {
+    TokenSource::new(
+        config(),
+        ep.clone(),
+        kv.clone(),
+        TestRuntime::default(),
+        log,
+    )
+}
+
+/// A map store that counts reads and writes and can be made to fail.
+#[derive(Clone, Default)]
+pub struct Kv {
+    pub map: Rc<RefCell<HashMap<String, (String, u64)>>>,
+    pub reads: Rc<Cell<u32>>,
+    pub fail: bool,
+}
+
+impl TokenStore for Kv {
+    fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>> {
+        self.reads.set(self.reads.get() + 1);
+        let r = if self.fail {
+            Err("kv down".into())
+        } else {
+            Ok(self.map.borrow().get(name).map(|v| v.0.clone()))
+        };
+        std::future::ready(r)
+    }
+    fn put(&self, name: &str, value: String, ttl: u64) -> impl Future<Output = Result<(), String>> {
+        let r = if self.fail {
+            Err("kv down".into())
+        } else {
+            self.map.borrow_mut().insert(name.into(), (value, ttl));
+            Ok(())
+        };
+        std::future::ready(r)
+    }
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), String>> {
+        self.map.borrow_mut().remove(name);
+        std::future::ready(Ok(()))
+    }
+}
+
+pub type Lines = Rc<RefCell<Vec<String>>>;
+
+pub fn logs() -> (Lines, worker_m2m::source::LogSink) {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    let sink = lines.clone();
+    (
+        lines,
+        Rc::new(move |l: &str| sink.borrow_mut().push(l.to_owned())),
+    )
+}
+
+pub const GOOD: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
+pub const GOOD2: &str = r#"{"access_token":"tok-2","token_type":"Bearer","expires_in":3600}"#;
+pub const REFUSED: &str =
+    r#"{"error":"invalid_client","error_description":"secret s3cr%t+:/=& is wrong"}"#;
+
+pub fn ok(body: &'static str) -> Reply {
+    Reply::Http(200, body, vec![])
+}
+
+pub fn with_retry_after(status: u16, secs: &str) -> Reply {
+    Reply::Http(status, "", vec![("retry-after".into(), secs.into())])
+}
+
+pub fn count(lines: &Lines, needle: &str) -> usize {
+    lines.borrow().iter().filter(|l| l.contains(needle)).count()
+}
