@@ -350,3 +350,92 @@ async fn jwk_thumbprint_matches_rfc7638_example() {
     .unwrap();
     assert_eq!(t, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
 }
+
+#[wasm_bindgen(inline_js = r#"
+// Checks a DPoP proof as a resource server would (RFC 9449 §4.3): the signature against the
+// public key in its own header, and the `ath` computed here, independently, from `token`.
+export async function check_proof(jws, token) {
+  const [h, c, s] = jws.split('.');
+  const dec = (x) => JSON.parse(Buffer.from(x, 'base64url').toString());
+  const header = dec(h);
+  const key = await crypto.subtle.importKey('jwk', header.jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+  const valid = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key,
+    Buffer.from(s, 'base64url'), new TextEncoder().encode(`${h}.${c}`));
+  const ath = Buffer.from(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))).toString('base64url');
+  return JSON.stringify({ valid, header, claims: dec(c), ath });
+}
+"#)]
+extern "C" {
+    async fn check_proof(jws: &str, token: &str) -> JsValue;
+}
+
+async fn checked(jws: &str, token: &str) -> serde_json::Value {
+    serde_json::from_str(&check_proof(jws, token).await.as_string().unwrap()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn dpop_proofs_verify_against_the_key_in_their_header() {
+    use worker_m2m::dpop::DpopKey;
+    use worker_m2m::edge::dpop::{ath, generate, proof};
+    use worker_m2m::AccessToken;
+
+    let token = AccessToken::new("tok-abc.def");
+    let a = ath(&token).await.unwrap();
+    // A generated key, and the RFC 7517 A.2 example key as OAUTH_DPOP_KEY would give it.
+    let configured = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+    let keys = [
+        generate().await.unwrap(),
+        std::rc::Rc::new(DpopKey::from_jwk("OAUTH_DPOP_KEY", configured).unwrap()),
+    ];
+    for key in keys {
+        let p = proof(
+            &key,
+            "PUT",
+            "https://api.example/v1/x",
+            1_700_000_000,
+            Some(&a),
+            Some("n-1"),
+        )
+        .await
+        .unwrap();
+        let v = checked(&p, "tok-abc.def").await;
+        assert_eq!(v["valid"], true, "{v}");
+        assert_eq!(v["header"]["typ"], "dpop+jwt");
+        assert_eq!(v["header"]["alg"], "ES256");
+        assert!(
+            v["header"]["jwk"].get("d").is_none(),
+            "no private part in the header"
+        );
+        let c = &v["claims"];
+        assert_eq!(
+            (c["htm"].as_str(), c["htu"].as_str()),
+            (Some("PUT"), Some("https://api.example/v1/x"))
+        );
+        assert_eq!(
+            (c["iat"].as_u64(), c["nonce"].as_str()),
+            (Some(1_700_000_000), Some("n-1"))
+        );
+        assert_eq!(
+            c["ath"], v["ath"],
+            "ath is the base64url SHA-256 of the token"
+        );
+        // Every proof has its own jti (RFC 9449 §11.1).
+        let again = checked(
+            &proof(
+                &key,
+                "PUT",
+                "https://api.example/v1/x",
+                1_700_000_000,
+                None,
+                None,
+            )
+            .await
+            .unwrap(),
+            "x",
+        )
+        .await;
+        assert_eq!(again["valid"], true);
+        assert_ne!(again["claims"]["jti"], c["jti"]);
+        assert!(again["claims"].get("ath").is_none() && again["claims"].get("nonce").is_none());
+    }
+}

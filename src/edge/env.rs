@@ -53,13 +53,12 @@ pub fn env_string(env: &Env, name: &str) -> Option<String> {
     if let Some(s) = value.as_string() {
         return Some(s);
     }
-    if value.as_f64().is_some() {
-        // JavaScript's own `String(n)`: `3000` for 3000, `1.5` for 1.5. Rust's float formatting
-        // would cost 10 KiB of wasm for the same text.
-        return js_sys::Number::from(value)
-            .to_string(10)
-            .ok()
-            .map(String::from);
+    if let Some(n) = value.as_f64() {
+        return Some(if n.fract() == 0.0 && n.abs() < 1e15 {
+            format!("{}", n as i64)
+        } else {
+            n.to_string()
+        });
     }
     if let Some(b) = value.as_bool() {
         return Some(b.to_string());
