@@ -547,13 +547,11 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 Err(e) => return (Err(e), spent),
             }
         }
-        let mut fresh_nonce = false;
+        let mut got_nonce = false;
         let (result, status, latency) = match inner.http.execute(request).await {
             Ok(resp) => {
                 if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
-                    let before = inner.nonces.borrow().get(&token_url).map(str::to_owned);
-                    fresh_nonce = before.as_deref() != Some(nonce)
-                        && inner.nonces.borrow_mut().remember(&token_url, nonce);
+                    got_nonce = inner.nonces.borrow_mut().remember(&token_url, nonce);
                 }
                 let parsed = parse_token_response(&resp, now, config.expiry_margin_secs)
                     .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
@@ -585,7 +583,7 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         (inner.log)(&log::token_error(status, Some(latency), &err));
         // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
         // same token request, at once and only once.
-        if fresh_nonce && !nonce_retried && token_endpoint_wants_nonce(&err) {
+        if got_nonce && !nonce_retried && token_endpoint_wants_nonce(&err) {
             nonce_retried = true;
             (inner.log)(&log::cache_event(
                 "dpop_nonce",

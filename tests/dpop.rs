@@ -186,7 +186,7 @@ fn a_second_nonce_refusal_is_an_error_not_a_loop() {
 }
 
 #[test]
-fn a_nonce_refusal_without_a_new_nonce_is_not_retried() {
+fn a_nonce_refusal_without_a_usable_nonce_is_not_retried() {
     for reply in [
         Reply::Http(400, USE_NONCE, vec![]),
         nonce_reply(400, USE_NONCE, "bad nonce with spaces"),

@@ -1,6 +1,7 @@
 // A real, certified authorization server (oidc-provider) on loopback, behind a thin wrapper that
 // counts token requests and can be told to misbehave, so tests see exactly what the IdP saw.
 import http from 'node:http';
+import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK } from 'jose';
 
@@ -12,6 +13,9 @@ export const SCOPES = 'read:things write:things';
 export const CLIENTS = {
   basic: { id: 'm2m-basic', secret: 'Sx%+:/=&y-basic-9f8e7d6c5b4a3210', method: 'client_secret_basic' },
   post: { id: 'm2m-post', secret: 'Px%+:/=&y-post-0123456789abcdef', method: 'client_secret_post' },
+  // Registered with `dpop_bound_access_tokens`, as an Okta app with "Require DPoP": the IdP
+  // refuses its token requests without a DPoP proof (RFC 9449 §5.2).
+  dpop: { id: 'm2m-dpop', secret: 'Dx%+:/=&y-dpop-fedcba9876543210', method: 'client_secret_basic', dpop: true },
 };
 
 function listen(server) {
@@ -21,8 +25,11 @@ function listen(server) {
 /**
  * Starts the IdP. `tokenTtl` is the access token lifetime in seconds.
  * Faults (setFault): 'ok', 'status500', 'status503', 'status429', 'html', 'truncated',
- * 'no_access_token', 'invalid_client', { delayMs } to answer late, { status, retryAfter } for
- * a 429/503 with Retry-After, or an array of these played in order (the last one repeats).
+ * 'no_access_token', 'invalid_client', 'bearer' (a Bearer token whatever was asked), { delayMs } to
+ * answer late, { status, retryAfter } for a 429/503 with Retry-After, or an array of these played
+ * in order (the last one repeats).
+ * DPoP (RFC 9449) is on, with server nonces: `requireNonce(true)` makes every token request
+ * without a current nonce answer `400 use_dpop_nonce` with a `DPoP-Nonce` header.
  */
 export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
@@ -41,6 +48,7 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     token_endpoint_auth_method: c.method,
     id_token_signed_response_alg: 'ES256',
     scope: SCOPES,
+    ...(c.dpop ? { dpop_bound_access_tokens: true } : {}),
   }));
   // private_key_jwt clients: { id, jwks: { keys: [public JWK with kid] } } (RFC 7523).
   const assertionClients = keyClients.map((c) => ({
@@ -61,6 +69,11 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: {
+        enabled: true,
+        nonceSecret: crypto.randomBytes(32),
+        requireNonce: () => state.requireNonce,
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => API_AUDIENCE,
@@ -78,7 +91,10 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
   const callback = provider.callback();
 
-  const state = { fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [] };
+  const state = {
+    fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [],
+    requireNonce: false, proofs: [], answers: [],
+  };
   server.on('request', (req, res) => {
     if (req.url.startsWith('/.well-known/')) state.discovery.push(req.url);
     // Both locations by default (oidc-provider serves both); with serveRfc8414(false) the
@@ -90,6 +106,15 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     if (req.method !== 'POST' || !req.url.startsWith('/token')) return callback(req, res);
     state.tokenRequests += 1;
     state.authHeaders.push(req.headers.authorization ?? null);
+    state.proofs.push(req.headers.dpop ?? null);
+    const answer = { status: 0, error: null };
+    state.answers.push(answer);
+    const end = res.end.bind(res);
+    res.end = (body, ...rest) => {
+      answer.status = res.statusCode;
+      try { answer.error = JSON.parse(String(body ?? '')).error ?? null; } catch { /* not JSON */ }
+      return end(body, ...rest);
+    };
     const fault = Array.isArray(state.fault)
       ? (state.fault.length > 1 ? state.fault.shift() : state.fault[0])
       : state.fault;
@@ -112,6 +137,8 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
         return send(200, 'application/json', '{"access_token":"eyJhbGciOiJFUzI1NiJ9.eyJ');
       case 'no_access_token':
         return send(200, 'application/json', '{"token_type":"Bearer","expires_in":3600}');
+      case 'bearer':
+        return send(200, 'application/json', '{"access_token":"plain-bearer-token","token_type":"Bearer","expires_in":3600}');
       case 'invalid_client':
         return send(401, 'application/json', '{"error":"invalid_client","error_description":"client authentication failed"}');
       default:
@@ -134,9 +161,16 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     get tokenRequests() { return state.tokenRequests; },
     get authHeaders() { return state.authHeaders; },
     get discovery() { return state.discovery; },
+    /** The DPoP header of each token request (null when it had none). */
+    get proofs() { return state.proofs; },
+    /** Status and `error` of each token response, in order. */
+    get answers() { return state.answers; },
+    /** Token responses that carried a token. */
+    get tokensIssued() { return state.answers.filter((a) => a.status === 200).length; },
+    requireNonce(on) { state.requireNonce = on; },
     serveRfc8414(on) { state.rfc8414 = on; },
     setFault(f) { state.fault = f; },
-    resetCount() { state.tokenRequests = 0; state.authHeaders = []; },
+    resetCount() { state.tokenRequests = 0; state.authHeaders = []; state.proofs = []; state.answers = []; },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

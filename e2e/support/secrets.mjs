@@ -4,7 +4,7 @@ import { CLIENTS } from './idp.mjs';
 
 export function assertNoSecretsInLogs(workers, api, extra = []) {
   const tokens = new Set(
-    api.seen.map((r) => (r.headers.authorization ?? '').replace(/^Bearer /, '')).filter((t) => t.length > 20),
+    api.seen.map((r) => (r.headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')).filter((t) => t.length > 20),
   );
   const secrets = [CLIENTS.basic.secret, CLIENTS.post.secret, ...extra, ...tokens];
   let lines = 0;

@@ -261,12 +261,11 @@ impl TokenClient {
             // RFC 9449 §9: any answer may carry the next nonce; a 401 asking for one is retried
             // once with it. The server refused at authentication, so even a POST is safe to send
             // again, and the token is fine: it is not evicted.
+            // Whether this request used the nonce or not: concurrent requests all get the
+            // challenge, and each deserves its one retry.
             let nonce = resp.headers().get("dpop-nonce").ok().flatten();
-            let fresh = nonce.is_some_and(|n| {
-                self.source.dpop_nonce(&url).as_deref() != Some(n.as_str())
-                    && self.source.remember_dpop_nonce(&url, &n)
-            });
-            let challenge = (fresh && resp.status() == 401)
+            let usable = nonce.is_some_and(|n| self.source.remember_dpop_nonce(&url, &n));
+            let challenge = (usable && resp.status() == 401)
                 .then(|| resp.headers().get("www-authenticate").ok().flatten())
                 .flatten();
             if resource_wants_nonce(resp.status(), challenge.as_deref()) {
