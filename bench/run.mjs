@@ -4,6 +4,7 @@
 //   (b) worker-m2m (the built proxy)
 //   (c) a JS Worker with oauth4webapi and a per-isolate token cache
 //   (d) a naive JS Worker that reads the token from KV on every request
+//   (e) worker-m2m with DPoP (RFC 9449): a signed proof per request
 // Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_EXPIRY_SECONDS (45).
 import { fork, spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -75,6 +76,7 @@ async function startVariant(variant, servers, { countKv = false, extra = {} } = 
     OAUTH_CLIENT_ID: 'bench-client',
     OAUTH_CLIENT_SECRET: 'bench-secret-%+:/=&',
     OAUTH_SCOPE: 'read',
+    ...variant.extra,
     ...extra,
   };
   const dir = variant.wasmDir ?? path.join(root, 'build');
@@ -129,6 +131,7 @@ const variants = [
   { key: 'b', name: '(b) worker-m2m', wasm: true, kv: true },
   { key: 'c', name: '(c) JS + oauth4webapi, isolate cache', script: bundle(path.join(here, 'workers/oauth4webapi.js')) },
   { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
+  { key: 'e', name: '(e) worker-m2m with DPoP', wasm: true, kv: true, extra: { OAUTH_DPOP: 'true' } },
 ];
 for (const v of variants) {
   const dir = v.wasmDir ?? path.join(root, 'build');

@@ -1,6 +1,7 @@
 // Child process of `make bench`: a minimal upstream API and a minimal token endpoint on
 // loopback, kept out of the load generator's process so they do not share its event loop.
-// The token endpoint answers after TOKEN_DELAY_MS (a real IdP is not instant) and counts requests.
+// The token endpoint answers after TOKEN_DELAY_MS (a real IdP is not instant) and counts requests;
+// a request with a DPoP proof gets a DPoP token (the proof is not checked: the cost is the point).
 import http from 'node:http';
 import crypto from 'node:crypto';
 
@@ -23,7 +24,7 @@ const token = http.createServer((req, res) => {
     tokenRequests += 1;
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ access_token: crypto.randomBytes(24).toString('base64url'), token_type: 'Bearer', expires_in: ttl }));
+      res.end(JSON.stringify({ access_token: crypto.randomBytes(24).toString('base64url'), token_type: req.headers.dpop ? 'DPoP' : 'Bearer', expires_in: ttl }));
     }, delay);
   });
 });
