@@ -90,6 +90,7 @@ test('DPoP with nonces at the IdP and the API, across two isolates sharing KV', 
   }
   const passed = seen.filter((r) => r.dpop.problem === null);
   assert.equal(passed.length, 10);
+  assert.ok(seen.some((r) => r.dpop.problem === 'use_dpop_nonce'), 'the API asked for its nonce');
   assert.ok(seen.every((r) => r.dpop.problem === null || r.dpop.problem === 'use_dpop_nonce'), JSON.stringify(seen.map((r) => r.dpop)));
   assert.equal(new Set(seen.map((r) => r.proof.jti)).size, seen.length, 'every proof has its own jti');
 
@@ -136,6 +137,35 @@ test('DPoP with nonces at the IdP and the API, across two isolates sharing KV', 
     assert.ok(!value.includes(rawToken) && !value.includes('"d"') && !value.includes(jkt), name);
   }
   idp.requireNonce(false);
+});
+
+test('what the proxy cannot answer passes through, and costs no token', async () => {
+  // The API still requires nonces (since the first test).
+  const w = await worker({ OAUTH_SCOPE: 'read:things write:things' });
+  assert.equal((await w.fetch('/warm')).status, 200);
+  idp.resetCount();
+
+  // A streamed body (no Content-Length) is not kept, so a nonce challenge goes back as the 401;
+  // the nonce is remembered and the next request carries it.
+  const fresh = api.rotateNonce({ grace: false });
+  const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('streamed')); c.close(); } });
+  const r1 = await w.fetch('/things', { method: 'POST', body: stream, duplex: 'half' });
+  assert.equal(r1.status, 401);
+  assert.match(r1.headers.get('www-authenticate'), /use_dpop_nonce/);
+  assert.ok(w.events().some((e) => e.outcome === 'dpop_nonce_unanswered'));
+  const n0 = api.seen.length;
+  assert.equal((await w.fetch('/after')).status, 200);
+  assert.equal(seenSince(n0)[0].proof.nonce, fresh);
+
+  // A proof the API refuses (invalid_dpop_proof) is its answer to pass on: no eviction, no replay.
+  api.failNextProof();
+  const n1 = api.seen.length;
+  const r2 = await w.fetch('/refused');
+  assert.equal(r2.status, 401);
+  assert.equal((await r2.json()).error, 'invalid_dpop_proof');
+  assert.equal(api.seen.length - n1, 1, 'not replayed');
+  assert.equal((await w.fetch('/still-good')).status, 200);
+  assert.equal(idp.tokenRequests, 0, 'the token was kept');
 });
 
 test('OAUTH_DPOP_KEY: tokens are bound to the configured key', async () => {

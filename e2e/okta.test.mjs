@@ -33,7 +33,11 @@ before(async () => {
   makeKey('es256', 'ec');
   makeKey('rs256', 'rsa');
   idp = await startIdp({
-    keyClients: Object.values(keys).map((k) => ({ id: k.id, jwks: { keys: [k.publicJwk] } })),
+    keyClients: [
+      ...Object.values(keys).map((k) => ({ id: k.id, jwks: { keys: [k.publicJwk] } })),
+      // The Okta API-services setup: private_key_jwt, and DPoP required.
+      { id: 'm2m-es256-dpop', jwks: { keys: [keys.es256.publicJwk] }, dpop: true },
+    ],
   });
   api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
 });
@@ -166,4 +170,30 @@ test('discovery: OAUTH_ISSUER instead of OAUTH_TOKEN_URL, RFC 8414 first, then O
     assert.ok(w.events().some((e) => e.event === 'cache' && e.outcome === 'discovered'));
   }
   idp.serveRfc8414(true);
+});
+
+test('private_key_jwt with DPoP and nonces, endpoint discovered: the Okta API-services setup', async () => {
+  idp.resetCount();
+  idp.requireNonce(true);
+  try {
+    const w = await worker({
+      OAUTH_ISSUER: idp.issuer,
+      OAUTH_CLIENT_ID: 'm2m-es256-dpop',
+      OAUTH_AUTH_METHOD: 'private_key_jwt',
+      OAUTH_PRIVATE_KEY: keys.es256.jwk,
+      OAUTH_DPOP: 'true',
+      OAUTH_SCOPE: 'read:things',
+      UPSTREAM_ORIGIN: api.origin,
+    });
+    const rs = await Promise.all(Array.from({ length: 3 }, () => w.fetch('/things')));
+    for (const r of rs) assert.equal(r.status, 200, await r.clone().text());
+    // The nonce retry carried a new client assertion (oidc-provider refuses a replayed jti) and
+    // a proof with the nonce; one token was issued.
+    assert.deepEqual(idp.answers.map((a) => [a.status, a.error]), [[400, 'use_dpop_nonce'], [200, null]]);
+    assert.ok(idp.proofs.every((p) => p !== null));
+    assert.deepEqual(idp.authHeaders, [null, null]);
+    assert.ok(api.seen.at(-1).headers.authorization.startsWith('DPoP '));
+  } finally {
+    idp.requireNonce(false);
+  }
 });

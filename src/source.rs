@@ -88,8 +88,11 @@ struct Inner<H, S, R: Runtime> {
     flight: RefCell<Option<Flight<R::Handle>>>,
     assertions: RefCell<Option<Rc<dyn Assertions>>>,
     proofs: RefCell<Option<Rc<dyn Proofs>>>,
-    /// The latest DPoP nonce of each server this source talks to (RFC 9449 §8.2).
-    nonces: RefCell<Nonces>,
+    /// The latest DPoP nonce of the token endpoint's origin (RFC 9449 §8.2).
+    token_nonces: RefCell<Nonces>,
+    /// The latest DPoP nonce of each resource server (RFC 9449 §9). Kept apart from the token
+    /// endpoint's: an authorization server and an API on one origin keep separate nonces.
+    resource_nonces: RefCell<Nonces>,
     /// A discovered token endpoint and until when (Unix seconds) it is trusted.
     endpoint: RefCell<Option<(String, u64)>>,
     generation: std::cell::Cell<u64>,
@@ -128,7 +131,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 flight: RefCell::new(None),
                 assertions: RefCell::new(None),
                 proofs: RefCell::new(None),
-                nonces: RefCell::default(),
+                token_nonces: RefCell::default(),
+                resource_nonces: RefCell::default(),
                 endpoint: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
@@ -146,14 +150,24 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         *self.inner.proofs.borrow_mut() = Some(proofs);
     }
 
-    /// The latest DPoP nonce of the server at `url` (RFC 9449 §8.2, §9), if it gave one.
+    /// The latest DPoP nonce of the resource server at `url` (RFC 9449 §9), if it gave one.
     pub fn dpop_nonce(&self, url: &str) -> Option<String> {
-        self.inner.nonces.borrow().get(url).map(str::to_owned)
+        self.inner
+            .resource_nonces
+            .borrow()
+            .get(url)
+            .map(str::to_owned)
     }
 
-    /// Remembers the DPoP nonce a response from `url` carried; false if it was malformed.
+    /// Remembers the DPoP nonce a resource server's response to `url` carried; false if it was
+    /// malformed (and then ignored).
     pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) -> bool {
-        self.inner.nonces.borrow_mut().remember(url, nonce)
+        self.inner.resource_nonces.borrow_mut().remember(url, nonce)
+    }
+
+    /// The latest DPoP nonce of the token endpoint at `url` (RFC 9449 §8), if it gave one.
+    pub fn token_endpoint_nonce(&self, url: &str) -> Option<String> {
+        self.inner.token_nonces.borrow().get(url).map(str::to_owned)
     }
 
     /// The configuration this source serves.
@@ -462,13 +476,15 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
                 *inner.held.borrow_mut() = Some((until, err.clone()));
                 // Only what the server said is shared: this isolate's own network trouble or
                 // timeout must not hold down isolates elsewhere that may reach it fine.
+                // Nor is a nonce refusal: nonces are per isolate, and another isolate's may be
+                // current.
                 let server_said = !matches!(
                     err,
                     Error::Unavailable {
                         retry_after: None,
                         ..
                     }
-                );
+                ) && !token_endpoint_wants_nonce(&err);
                 if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
                     if let Err(e) = inner
                         .store
@@ -538,7 +554,11 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         let mut request = build_token_request(config, &token_url, assertion.as_deref());
         request.timeout_ms = budget.saturating_sub(spent).max(1);
         if let Some((proofs, key)) = &dpop {
-            let nonce = inner.nonces.borrow().get(&token_url).map(str::to_owned);
+            let nonce = inner
+                .token_nonces
+                .borrow()
+                .get(&token_url)
+                .map(str::to_owned);
             match proofs
                 .proof(key, "POST", htu(&token_url), now, None, nonce.as_deref())
                 .await
@@ -551,7 +571,7 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         let (result, status, latency) = match inner.http.execute(request).await {
             Ok(resp) => {
                 if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
-                    got_nonce = inner.nonces.borrow_mut().remember(&token_url, nonce);
+                    got_nonce = inner.token_nonces.borrow_mut().remember(&token_url, nonce);
                 }
                 let parsed = parse_token_response(&resp, now, config.expiry_margin_secs)
                     .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
@@ -580,9 +600,9 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
             }
             Err(e) => e.scrub(&secrets),
         };
-        (inner.log)(&log::token_error(status, Some(latency), &err));
         // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
-        // same token request, at once and only once.
+        // same token request, at once and only once. Expected on every cold isolate, so it is
+        // logged as what it is, not as an error.
         if got_nonce && !nonce_retried && token_endpoint_wants_nonce(&err) {
             nonce_retried = true;
             (inner.log)(&log::cache_event(
@@ -591,6 +611,7 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
             ));
             continue;
         }
+        (inner.log)(&log::token_error(status, Some(latency), &err));
         failures += 1;
         let delay = match &err {
             Error::Unavailable { retry_after, .. } => retry_delay(

@@ -11,6 +11,7 @@ use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
 use worker_m2m::config::Dpop;
 use worker_m2m::dpop::{DpopKey, Proofs};
+use worker_m2m::holddown::HOLD_ENTRY;
 use worker_m2m::store::TOKEN_ENTRY;
 use worker_m2m::{Error, Result, Scheme, TokenSource};
 
@@ -85,15 +86,19 @@ impl Proofs for TestProofs {
 }
 
 fn dpop_source(ep: &Endpoint, kv: &Kv, dpop: Dpop, proofs: &TestProofs) -> Source {
+    logged_source(ep, kv, dpop, proofs, logs().1)
+}
+
+fn logged_source(
+    ep: &Endpoint,
+    kv: &Kv,
+    dpop: Dpop,
+    proofs: &TestProofs,
+    log: worker_m2m::source::LogSink,
+) -> Source {
     let mut config = config();
     config.dpop = dpop;
-    let source = TokenSource::new(
-        config,
-        ep.clone(),
-        kv.clone(),
-        TestRuntime::default(),
-        logs().1,
-    );
+    let source = TokenSource::new(config, ep.clone(), kv.clone(), TestRuntime::default(), log);
     source.set_proofs(Rc::new(proofs.clone()));
     source
 }
@@ -118,8 +123,17 @@ fn a_token_request_carries_a_proof_and_a_nonce_request_costs_one_retry() {
     ]);
     let kv = Kv::default();
     let proofs = TestProofs::default();
-    let source = dpop_source(&ep, &kv, Dpop::GeneratedKey, &proofs);
+    let (lines, log) = logs();
+    let source = logged_source(&ep, &kv, Dpop::GeneratedKey, &proofs, log);
     let t = block_on(source.token(NOW)).unwrap();
+    // The expected nonce round trip is logged as such, not as a failed token request.
+    assert_eq!(count(&lines, r#""outcome":"dpop_nonce""#), 1);
+    assert_eq!(
+        count(&lines, r#""outcome":"error""#),
+        0,
+        "{:?}",
+        lines.borrow()
+    );
 
     assert_eq!(
         ep.calls.get(),
@@ -151,7 +165,12 @@ fn a_token_request_carries_a_proof_and_a_nonce_request_costs_one_retry() {
     assert_eq!(t.authorization().expose(), "DPoP dpop-1");
     assert_eq!(t.dpop_key().map(|k| key_name(k)), Some("x1".into()));
     // The nonce that came with the token is the one remembered for the next request.
-    assert_eq!(source.dpop_nonce(TOKEN_URL).as_deref(), Some("n-2"));
+    assert_eq!(
+        source.token_endpoint_nonce(TOKEN_URL).as_deref(),
+        Some("n-2")
+    );
+    // The token endpoint's nonce is not offered to a resource server on the same origin.
+    assert_eq!(source.dpop_nonce("https://idp.example/api/users"), None);
 
     // The next token request (after expiry) sends the remembered nonce at once: one request.
     ep.then(ok(DPOP_TOKEN2));
@@ -172,7 +191,8 @@ fn a_second_nonce_refusal_is_an_error_not_a_loop() {
         nonce_reply(400, USE_NONCE, "n-2"),
     ]);
     let proofs = TestProofs::default();
-    let source = dpop_source(&ep, &Kv::default(), Dpop::GeneratedKey, &proofs);
+    let kv = Kv::default();
+    let source = dpop_source(&ep, &kv, Dpop::GeneratedKey, &proofs);
     let err = block_on(source.token(NOW)).unwrap_err();
     assert!(
         matches!(&err, Error::Refused { status: 400, .. }),
@@ -180,9 +200,11 @@ fn a_second_nonce_refusal_is_an_error_not_a_loop() {
     );
     assert!(err.to_string().contains("use_dpop_nonce"), "{err}");
     assert_eq!(ep.calls.get(), 2);
-    // Held down like any refusal: the next caller does not hit the endpoint again.
+    // Held down in this isolate like any refusal: the next caller does not hit the endpoint
+    // again. Not in KV: another isolate's nonce may be current.
     assert!(block_on(source.token(NOW + 1)).is_err());
     assert_eq!(ep.calls.get(), 2);
+    assert!(!kv.map.borrow().contains_key(HOLD_ENTRY));
 }
 
 #[test]

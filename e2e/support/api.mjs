@@ -55,7 +55,7 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
   const proofJtis = new Set();
   // DPoP nonces (RFC 9449 §9): off until requireNonce(); `accepted` holds the current one and,
   // during a graceful rotation, the previous one.
-  const dpop = { required: false, current: null, accepted: [] };
+  const dpop = { required: false, current: null, accepted: [], failNext: false };
   const newNonce = () => crypto.randomBytes(16).toString('base64url');
   let origin;
   const server = http.createServer(async (req, res) => {
@@ -89,12 +89,14 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
     if (jkt) {
       // A bound token as Bearer, or without a good proof, is refused (RFC 9449 §7.1).
       if (dpop.required && dpop.current) res.setHeader('dpop-nonce', dpop.current);
-      const problem = scheme !== 'DPoP'
+      const forced = dpop.failNext ? 'refused on purpose by the test' : null;
+      dpop.failNext = false;
+      const problem = forced ?? (scheme !== 'DPoP'
         ? 'a DPoP-bound token must be sent with the DPoP scheme'
         : await checkProof({
           proof: req.headers.dpop, req, origin, token, jkt, jtis: proofJtis,
           nonces: dpop.required ? dpop.accepted : null,
-        });
+        }));
       record.dpop = { jkt, problem };
       if (problem === 'use_dpop_nonce') {
         res.setHeader('www-authenticate', 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof", algs="ES256"');
@@ -147,6 +149,8 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
       return dpop.current;
     },
     get nonce() { return dpop.current; },
+    /** The next DPoP request gets 401 invalid_dpop_proof, whatever its proof. */
+    failNextProof() { dpop.failNext = true; },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

@@ -50,7 +50,7 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     scope: SCOPES,
     ...(c.dpop ? { dpop_bound_access_tokens: true } : {}),
   }));
-  // private_key_jwt clients: { id, jwks: { keys: [public JWK with kid] } } (RFC 7523).
+  // private_key_jwt clients: { id, jwks: { keys: [public JWK with kid] }, dpop } (RFC 7523).
   const assertionClients = keyClients.map((c) => ({
     client_id: c.id,
     grant_types: ['client_credentials'],
@@ -60,6 +60,7 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     id_token_signed_response_alg: 'ES256',
     jwks: c.jwks,
     scope: SCOPES,
+    ...(c.dpop ? { dpop_bound_access_tokens: true } : {}),
   }));
   const provider = new Provider(issuer, {
     clients: [...secretClients, ...assertionClients],

@@ -13,6 +13,8 @@ export function assertNoSecretsInLogs(workers, api, extra = []) {
       lines += 1;
       for (const s of secrets) assert.ok(!line.includes(s), `a log line carries a secret or token: ${line.slice(0, 120)}`);
       assert.ok(!/Basic [A-Za-z0-9+/=]{8,}/.test(line), `a log line carries Basic credentials: ${line.slice(0, 120)}`);
+      // Any private JWK, configured or generated (a DPoP key), has a `d` member.
+      assert.ok(!/"d"\s*:\s*"/.test(line), `a log line carries a private JWK: ${line.slice(0, 120)}`);
       assert.ok(!line.includes(encodeURIComponent(CLIENTS.basic.secret)), 'a log line carries the form-encoded secret');
     }
   }

@@ -27,8 +27,8 @@ use crate::token::Token;
 pub const KV_BINDING: &str = "TOKEN_CACHE";
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an
-/// upstream rejects the token; larger or unknown-length bodies stream without a copy and are
-/// not replayed.
+/// upstream rejects the token or asks for a DPoP nonce; larger or unknown-length bodies stream
+/// without a copy and are not replayed.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
 
 /// Configurations remembered per isolate before the registry starts afresh.
@@ -113,6 +113,10 @@ impl TokenClient {
 
     /// The current access token: from memory, else KV, else one token request shared by every
     /// concurrent caller in the isolate.
+    ///
+    /// A DPoP token (`OAUTH_DPOP=true`, [`Token::dpop_key`]) is refused by its API without a
+    /// proof for each request: send with [`Self::fetch`], or sign with [`Self::sign`] or
+    /// [`Self::proof_for`].
     pub async fn token(&self) -> Result<Token> {
         self.source.token(super::now_secs()).await
     }
@@ -174,8 +178,10 @@ impl TokenClient {
     }
 
     /// A new request like `request` (method, URL, headers, body, redirect mode) with
-    /// `Authorization: <scheme> <token>`, and for a DPoP token a fresh `DPoP` proof; the
-    /// caller's own `Authorization` and `DPoP` are replaced.
+    /// `Authorization: <scheme> <token>`, and for a DPoP token a fresh `DPoP` proof (with the
+    /// API's latest nonce this isolate knows); the caller's own `Authorization` and `DPoP` are
+    /// replaced. Who sends it sees the answer: nonce challenges and rejected tokens are theirs
+    /// to handle. [`Self::fetch`] handles both.
     pub async fn sign(&self, request: Request) -> Result<Request> {
         let token = self.token().await?;
         self.sign_raw(&token, request.inner())
@@ -184,7 +190,8 @@ impl TokenClient {
     }
 
     /// Signs `request` and sends it with the platform `fetch`, replaying it once with a fresh
-    /// token when the upstream answers a status in `OAUTH_RETRY_STATUSES` (see [`Self::send`]).
+    /// token when the upstream answers a status in `OAUTH_RETRY_STATUSES`, or with a DPoP nonce
+    /// when the upstream asks for one (see [`Self::send`]).
     pub async fn fetch(&self, request: Request) -> Result<Response> {
         // `Clone::clone` copies the handle; the inherent `clone` would be JS `Request.clone()`.
         self.send(<web_sys::Request as Clone>::clone(request.inner()), None)
@@ -214,7 +221,9 @@ impl TokenClient {
     /// and KV, one fresh token is fetched (shared with concurrent callers), and the request is
     /// replayed once if its body can be replayed: no body, or a `Content-Length` of at most
     /// [`REPLAY_LIMIT_BYTES`]. Otherwise, or if no new token can be had, the upstream's answer
-    /// is returned untouched. Never more than one replay. With `ctx`, tokens are refreshed ahead.
+    /// is returned untouched. With DPoP, a `401` asking for a nonce (RFC 9449 §9) is answered
+    /// the same way: the request is sent once more, with the nonce, and the token is kept.
+    /// Never more than one replay. With `ctx`, tokens are refreshed ahead.
     pub async fn send(
         &self,
         unsigned: web_sys::Request,
@@ -237,9 +246,9 @@ impl TokenClient {
         self.send_signed(token, signed, spare, ctx).await
     }
 
-    /// Sends `signed` (which carries `token`). On a status in `OAUTH_RETRY_STATUSES`, evicts the
-    /// token and, when there is a `spare` copy of the request and a new token, signs the spare
-    /// with it and sends it once.
+    /// Sends `signed` (which carries `token`). On a DPoP nonce challenge, signs the `spare` copy
+    /// again with the nonce and sends it once. On a status in `OAUTH_RETRY_STATUSES`, evicts the
+    /// token and, when there is a spare and a new token, signs the spare with it and sends it once.
     pub(crate) async fn send_signed(
         &self,
         token: Token,
@@ -256,20 +265,20 @@ impl TokenClient {
             signed.method()
         };
         let url = token.dpop_key().map(|_| signed.url());
-        let resp = send_raw(signed).await?;
-        if let Some(url) = url {
-            // RFC 9449 §9: any answer may carry the next nonce; a 401 asking for one is retried
-            // once with it. The server refused at authentication, so even a POST is safe to send
-            // again, and the token is fine: it is not evicted.
-            // Whether this request used the nonce or not: concurrent requests all get the
-            // challenge, and each deserves its one retry.
-            let nonce = resp.headers().get("dpop-nonce").ok().flatten();
-            let usable = nonce.is_some_and(|n| self.source.remember_dpop_nonce(&url, &n));
-            let challenge = (usable && resp.status() == 401)
-                .then(|| resp.headers().get("www-authenticate").ok().flatten())
-                .flatten();
-            if resource_wants_nonce(resp.status(), challenge.as_deref()) {
+        let (resp, nonce_given) = self.send_noting(signed, url.as_deref()).await?;
+        // RFC 9449 §9: a 401 asking for a nonce is retried once with it, whether or not this
+        // request used an older one (concurrent requests all get the challenge, and each needs
+        // its retry). The server refused at authentication, so even a POST is safe to send
+        // again, and the token is fine: it is not evicted.
+        if nonce_given && resp.status() == 401 {
+            let challenge = resp.headers().get("www-authenticate").ok().flatten();
+            if resource_wants_nonce(401, challenge.as_deref()) {
                 let Some(spare) = spare else {
+                    super::log_line(&log::cache_event(
+                        "dpop_nonce_unanswered",
+                        "upstream asked for a DPoP nonce; the body was not kept, so its 401 \
+                         goes back; the next request carries the nonce",
+                    ));
                     return Ok(resp);
                 };
                 super::log_line(&log::cache_event(
@@ -279,7 +288,8 @@ impl TokenClient {
                 if let Some(body) = resp.body() {
                     let _ = body.cancel();
                 }
-                return send_raw(self.sign_raw(&token, &spare).await?).await;
+                let again = self.sign_raw(&token, &spare).await?;
+                return Ok(self.send_noting(again, url.as_deref()).await?.0);
             }
         }
         if !retry_statuses.contains(&resp.status()) {
@@ -303,7 +313,25 @@ impl TokenClient {
         if let Some(body) = resp.body() {
             let _ = body.cancel();
         }
-        send_raw(self.sign_raw(&fresh, &spare).await?).await
+        let url = fresh.dpop_key().map(|_| spare.url());
+        let again = self.sign_raw(&fresh, &spare).await?;
+        Ok(self.send_noting(again, url.as_deref()).await?.0)
+    }
+
+    /// Sends `req`; for a DPoP request to `url`, remembers the nonce its answer carries (RFC 9449
+    /// §9: any answer may announce the next one) and says whether there was a usable one.
+    async fn send_noting(
+        &self,
+        req: web_sys::Request,
+        url: Option<&str>,
+    ) -> Result<(web_sys::Response, bool)> {
+        let resp = send_raw(req).await?;
+        let Some(url) = url else {
+            return Ok((resp, false));
+        };
+        let nonce = resp.headers().get("dpop-nonce").ok().flatten();
+        let usable = nonce.is_some_and(|n| self.source.remember_dpop_nonce(url, &n));
+        Ok((resp, usable))
     }
 
     /// `new Request(req, { headers })`: the same request with our `Authorization` and, for a

@@ -61,7 +61,10 @@ pub async fn generate() -> Result<Rc<DpopKey>> {
     let text: String = js_sys::JSON::stringify(&jwk)
         .map_err(|e| failed("exporting the key", super::js_error_text(&e)))?
         .into();
-    let key = Rc::new(DpopKey::from_jwk("OAUTH_DPOP", &text)?);
+    let key = Rc::new(
+        DpopKey::from_jwk("OAUTH_DPOP", &text)
+            .map_err(|_| failed("reading the generated key", "unexpected JWK".into()))?,
+    );
     keep(key.clone(), private);
     Ok(key)
 }
@@ -79,7 +82,7 @@ async fn signing_key(key: &Rc<DpopKey>) -> Result<CryptoKey> {
     }
     let imported = import_jwk(key.private_jwk().expose(), Alg::Es256, false)
         .await
-        .map_err(|e| Error::config("OAUTH_DPOP_KEY", format!("WebCrypto refused the key: {e}")))?;
+        .map_err(|e| failed("importing the key", e))?;
     keep(key.clone(), imported.clone());
     Ok(imported)
 }
@@ -150,7 +153,9 @@ impl Proofs for EdgeProofs {
                 Some(key) => {
                     // Imported now, so a key WebCrypto refuses is a configuration error before
                     // any request reaches the token endpoint.
-                    signing_key(&key).await?;
+                    signing_key(&key).await.map_err(|e| {
+                        Error::config("OAUTH_DPOP_KEY", format!("WebCrypto refused the key: {e}"))
+                    })?;
                     Ok(key)
                 }
                 None => generate().await,
