@@ -90,7 +90,21 @@ if (serve) {
   await call('GET /things (IdP 503s, 2 s of retries)', down, '/things');
   idp.setFault('ok');
 
-  const w = [44, 8, 7];
+  // DPoP (RFC 9449), as Okta API-services apps may require it: nonces at the IdP and the API.
+  idp.requireNonce(true);
+  api.requireNonce();
+  const dpop = await startWorker({
+    bindings: { ...bindings, OAUTH_CLIENT_ID: CLIENTS.dpop.id, OAUTH_CLIENT_SECRET: CLIENTS.dpop.secret, OAUTH_DPOP: 'true' },
+    kv: false,
+  });
+  for (const label of ['GET /things (DPoP, cold: IdP nonce + token)', 'GET /things (DPoP, warm)']) {
+    const { r } = await call(label, dpop, '/things');
+    const seen = api.seen.at(-1);
+    if (r.status === 200) rows[rows.length - 1][3] = `proof checked by the API, token bound to key ${seen.dpop.jkt.slice(0, 10)}...`;
+  }
+  idp.requireNonce(false);
+
+  const w = [46, 8, 7];
   say(`${'request'.padEnd(w[0])}${'status'.padEnd(w[1])}${'token'.padEnd(w[2])}result`);
   for (const [label, status, tokens, note] of rows) {
     say(`${String(label).padEnd(w[0])}${String(status).padEnd(w[1])}${String(tokens).padEnd(w[2])}${note}`);
@@ -105,6 +119,6 @@ if (serve) {
   say();
   say('Worker log lines (JSON), first isolate:');
   for (const l of worker.events()) say(`  ${JSON.stringify(l)}`);
-  await Promise.all([second.dispose(), wrong.dispose(), down.dispose()]);
+  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose()]);
   await cleanup();
 }
