@@ -232,15 +232,8 @@ pub trait Proofs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use serde_json::{json, Value};
-
-    fn decode(part: &str) -> Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
+    use crate::jwt::decode_part as decode;
+    use serde_json::json;
 
     #[test]
     fn proof_claims_with_a_fixed_clock() {

@@ -55,17 +55,20 @@ pub fn client_assertion_input(
     signing_input(&header, &claims)
 }
 
+/// A JWS part decoded to JSON, for tests that read back what was signed.
+#[cfg(test)]
+pub(crate) fn decode_part(part: &str) -> serde_json::Value {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::decode_part as decode;
     use super::*;
-    use serde_json::{json, Value};
-
-    fn decode(part: &str) -> Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
+    use serde_json::json;
 
     #[test]
     fn assertion_claims_with_a_fixed_clock() {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use futures_util::future::{join, select, Either, LocalBoxFuture};
 
 use crate::backoff::retry_delay;
-use crate::config::{ClientAuth, Config};
+use crate::config::{ClientAuth, Config, Dpop};
 use crate::discovery::{metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY};
 use crate::dpop::{htu, token_endpoint_wants_nonce, DpopKey, Nonces, Proofs};
 use crate::error::{Error, Result};
@@ -376,9 +376,8 @@ fn usable<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Token> {
 /// the configured key when there is one (the cache key says so too; this guards a stale entry).
 fn fits(config: &Config, t: &Token) -> bool {
     match (&config.dpop, t.dpop_key()) {
-        (crate::config::Dpop::Off, None) => true,
-        (crate::config::Dpop::GeneratedKey, Some(_)) => true,
-        (crate::config::Dpop::Key(want), Some(have)) => want == have,
+        (Dpop::Off, None) | (Dpop::GeneratedKey, Some(_)) => true,
+        (Dpop::Key(want), Some(have)) => want == have,
         _ => false,
     }
 }

@@ -46,7 +46,8 @@ fn keep(key: Rc<DpopKey>, signing: CryptoKey) {
 /// A new ES256 key pair (RFC 9449 §5: a fresh key per token is allowed and limits a leaked
 /// key's reach to one token).
 pub async fn generate() -> Result<Rc<DpopKey>> {
-    let usages = Array::of2(&"sign".into(), &"verify".into());
+    // Only the private key is ever used: the proof carries the public half as a JWK.
+    let usages = Array::of1(&"sign".into());
     let pair = call(
         SUBTLE.with(|s| s.generate_key_with_object(&import_params(Alg::Es256), true, &usages)),
     )
