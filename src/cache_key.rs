@@ -1,18 +1,71 @@
-//! What selects a token: the input of the KV cache key.
+//! What selects a token, and how its KV entries are named and sealed.
 //!
 //! Two configurations that could be issued different tokens must never share a cache entry, so
 //! every field that shapes the token request goes in, including the credential itself (a rotated
-//! secret must not receive the old secret's token). The edge hashes this with SHA-256 (WebCrypto),
-//! so the key shows neither the client id nor the secret.
+//! secret must not receive the old secret's token).
+//!
+//! Anyone who can list the namespace sees the names, and anyone who can read it sees the sealed
+//! values; most of the other fields are public (`wrangler.toml`). So neither may be a plain
+//! function of the secret, or each would let a reader test guesses of a weak client secret at
+//! the cost of one hash. Both come from a *root key* (the edge does this with WebCrypto):
+//!
+//! - with `TOKEN_CACHE_KEY` (at least 32 random characters), the root is that key (HKDF,
+//!   RFC 5869): names and values reveal nothing about the client secret, and nobody without
+//!   the key can test a guess;
+//! - without it, the root is the credential stretched with PBKDF2-HMAC-SHA-256 (RFC 8018
+//!   §5.2, [`STRETCH_ITERATIONS`], the most workerd allows): a guess costs that many hashes,
+//!   once per isolate for us. A `private_key_jwt` key is not guessable and is not stretched.
+//!
+//! The name is `m2m:v2:` and base64url HMAC-SHA-256 (RFC 2104) of [`cache_key_material`]
+//! under a key derived from the root; values are sealed with AES-256-GCM under another key
+//! derived from the root, with the entry's name as additional data. Entries named the old way
+//! (`m2m:v1:`) are simply never found again and expire on their own.
 
-use crate::config::{Config, Dpop};
+use crate::config::{ClientAuth, Config, Dpop};
 
 /// Version of the key and value layout; bump it to orphan every old entry at once.
-pub const KEY_PREFIX: &str = "m2m:v1:";
+pub const KEY_PREFIX: &str = "m2m:v2:";
 
-/// The byte string hashed into the cache key. Each field is length-prefixed so that no two
+/// PBKDF2 iterations for stretching a client secret into the root key: 100 000 is the most
+/// workerd's WebCrypto accepts (about 20 ms, once per isolate and configuration).
+pub const STRETCH_ITERATIONS: u32 = 100_000;
+
+/// PBKDF2 salt, and the HKDF salt of every key derived from the root: fixed, public labels that
+/// separate this use of the secret from any other.
+pub const ROOT_SALT: &[u8] = b"worker-m2m/cache-root/v2";
+
+/// HKDF `info` of the HMAC key that names entries.
+pub const NAME_KEY_INFO: &[u8] = b"worker-m2m/kv-name/v2";
+
+/// The secret the cache's keys derive from, and whether it must be stretched first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheRoot<'a> {
+    /// `TOKEN_CACHE_KEY`, else the credential. Never to be logged.
+    pub secret: &'a str,
+    /// True for a client secret, which may be weak; false for `TOKEN_CACHE_KEY` and private keys.
+    pub stretch: bool,
+}
+
+impl<'a> CacheRoot<'a> {
+    /// The root for `config` (see the module docs).
+    pub fn of(config: &'a Config) -> Self {
+        match &config.cache_key_secret {
+            Some(key) => Self {
+                secret: key.expose(),
+                stretch: false,
+            },
+            None => Self {
+                secret: config.auth.credential(),
+                stretch: !matches!(config.auth, ClientAuth::PrivateKeyJwt(_)),
+            },
+        }
+    }
+}
+
+/// The byte string the entry name is an HMAC of. Each field is length-prefixed so that no two
 /// different field lists serialise to the same bytes (`"ab","c"` vs `"a","bc"`).
-/// It contains the client secret: hash it, never log or store it.
+/// It contains the client secret: only ever HMAC it under the root's name key, never log,
+/// store or plainly hash it.
 pub fn cache_key_material(config: &Config) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut field = |bytes: &[u8]| {
@@ -49,7 +102,7 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
     out
 }
 
-/// The KV key for a digest of [`cache_key_material`]: `m2m:v1:` and the digest in base64url.
+/// The KV key for the HMAC of [`cache_key_material`]: `m2m:v2:` and the MAC in base64url.
 pub fn cache_key(digest: &[u8]) -> String {
     use base64::Engine as _;
     format!(
@@ -145,6 +198,21 @@ mod tests {
     #[test]
     fn key_shape() {
         let k = cache_key(&[0xff; 32]);
-        assert!(k.starts_with("m2m:v1:") && k.len() == 7 + 43, "{k}");
+        assert!(k.starts_with("m2m:v2:") && k.len() == 7 + 43, "{k}");
+    }
+
+    #[test]
+    fn root_is_the_cache_key_or_the_stretched_secret() {
+        let mut c = base();
+        assert_eq!(
+            CacheRoot::of(&c),
+            CacheRoot {
+                secret: "secret-1",
+                stretch: true
+            }
+        );
+        c.cache_key_secret = Some(crate::secret::SharedSecret::new("k".repeat(32)));
+        assert!(!CacheRoot::of(&c).stretch);
+        assert_eq!(CacheRoot::of(&c).secret, "k".repeat(32));
     }
 }

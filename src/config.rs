@@ -146,13 +146,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The input keying material for the KV sealing key (HKDF, RFC 5869).
-    pub fn sealing_ikm(&self) -> &str {
-        match &self.cache_key_secret {
-            Some(k) => k.expose(),
-            None => self.auth.credential(),
-        }
-    }
 }
 
 fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
@@ -171,6 +164,26 @@ fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
             )),
         })
         .collect()
+}
+
+/// Shortest `TOKEN_CACHE_KEY`: it keys the KV names and seals the values, so it must not be
+/// guessable (32 characters of base64 carry 192 bits).
+pub const MIN_CACHE_KEY_CHARS: usize = 32;
+
+/// A secret is used exactly as stored, so one that starts or ends with whitespace or holds a
+/// control character is refused, naming the setting: `echo ... | wrangler secret put` stores a
+/// trailing newline that would make every token request fail (or every caller be refused),
+/// and silently trimming it would send something other than what the operator stored.
+fn exact_secret(name: &'static str, raw: &str) -> Result<()> {
+    if raw.chars().any(char::is_control) || raw.trim() != raw {
+        return Err(Error::config(
+            name,
+            "has leading or trailing whitespace or a control character (a newline from \
+             `echo ... | wrangler secret put`?): store it exactly, e.g. with \
+             `printf '%s' \"$SECRET\" | wrangler secret put`",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one setting; `None` when unset. Empty values count as unset.
@@ -315,16 +328,15 @@ impl Config {
         }
         let method =
             var(&lookup, "OAUTH_AUTH_METHOD").unwrap_or_else(|| "client_secret_basic".into());
-        // Secrets are taken as stored, untrimmed: a trailing space may be part of one.
         let secret = || {
-            get(&lookup, "OAUTH_CLIENT_SECRET")
-                .map(ClientSecret::new)
-                .ok_or_else(|| {
-                    Error::config(
-                        "OAUTH_CLIENT_SECRET",
-                        format!("is not set (required by {method})"),
-                    )
-                })
+            let raw = get(&lookup, "OAUTH_CLIENT_SECRET").ok_or_else(|| {
+                Error::config(
+                    "OAUTH_CLIENT_SECRET",
+                    format!("is not set (required by {method})"),
+                )
+            })?;
+            exact_secret("OAUTH_CLIENT_SECRET", &raw)?;
+            Ok::<_, Error>(ClientSecret::new(raw))
         };
         let auth = match method.as_str() {
             "client_secret_basic" => ClientAuth::Basic(secret()?),
@@ -371,7 +383,22 @@ impl Config {
             timeout_ms: number(&lookup, "OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?.max(1),
             holddown_secs: number(&lookup, "OAUTH_HOLDDOWN_SECS", DEFAULT_HOLDDOWN_SECS, 3_600)?,
             retry_statuses: parse_retry_statuses(var(&lookup, "OAUTH_RETRY_STATUSES"))?,
-            cache_key_secret: get(&lookup, "TOKEN_CACHE_KEY").map(SharedSecret::new),
+            cache_key_secret: match get(&lookup, "TOKEN_CACHE_KEY") {
+                Some(raw) => {
+                    exact_secret("TOKEN_CACHE_KEY", &raw)?;
+                    if raw.chars().count() < MIN_CACHE_KEY_CHARS {
+                        return Err(Error::config(
+                            "TOKEN_CACHE_KEY",
+                            format!(
+                                "must be at least {MIN_CACHE_KEY_CHARS} characters of random \
+                                 text (for example `openssl rand -base64 32`)"
+                            ),
+                        ));
+                    }
+                    Some(SharedSecret::new(raw))
+                }
+                None => None,
+            },
             refresh_ahead: match var(&lookup, "OAUTH_REFRESH_AHEAD")
                 .as_deref()
                 .map(str::to_ascii_lowercase)
@@ -414,6 +441,36 @@ pub struct ProxyConfig {
     pub shared_secret: Option<SharedSecret>,
     /// Largest request body forwarded (`PROXY_MAX_BODY_BYTES`); larger ones get 413.
     pub max_body_bytes: u64,
+    /// Header names the operator lets through although a class of the header policy drops
+    /// them (`PROXY_FORWARD_HEADERS`, lower case; see [`crate::route::header_dropped`]).
+    pub forward_headers: Vec<String>,
+}
+
+/// `PROXY_FORWARD_HEADERS`: comma-separated header names (RFC 9110 §5.1 tokens) to forward on
+/// purpose. Headers the proxy itself owns (hop-by-hop, `Host`, `Authorization`, `DPoP`,
+/// `Proxy-Authorization`) cannot be allowed.
+fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
+    const NAME: &str = "PROXY_FORWARD_HEADERS";
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !name.bytes().all(token) {
+            return Err(Error::config(
+                NAME,
+                "must be a comma-separated list of header names",
+            ));
+        }
+        let name = name.to_ascii_lowercase();
+        if crate::route::NEVER_FORWARDED.contains(&name.as_str()) {
+            return Err(Error::config(
+                NAME,
+                format!("may not allow `{name}`: the proxy sets or strips it itself"),
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 impl ProxyConfig {
@@ -421,7 +478,14 @@ impl ProxyConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         Ok(Self {
             upstream: parse_upstream_origin(lookup("UPSTREAM_ORIGIN"))?,
-            shared_secret: get(&lookup, "PROXY_SHARED_SECRET").map(SharedSecret::new),
+            shared_secret: match get(&lookup, "PROXY_SHARED_SECRET") {
+                Some(raw) => {
+                    exact_secret("PROXY_SHARED_SECRET", &raw)?;
+                    Some(SharedSecret::new(raw))
+                }
+                None => None,
+            },
+            forward_headers: parse_forward_headers(var(&lookup, "PROXY_FORWARD_HEADERS"))?,
             max_body_bytes: number(
                 &lookup,
                 "PROXY_MAX_BODY_BYTES",
@@ -520,7 +584,7 @@ mod tests {
             (c.holddown_secs, c.retry_statuses.as_slice()),
             (30, &[401][..])
         );
-        assert_eq!(c.sealing_ikm(), "s3cr%t+:/=&");
+        assert_eq!(crate::cache_key::CacheRoot::of(&c).secret, "s3cr%t+:/=&");
         assert!(c.refresh_ahead);
         assert!(
             !with(&[("OAUTH_REFRESH_AHEAD", "FALSE")])
@@ -545,14 +609,20 @@ mod tests {
             ("OAUTH_TIMEOUT_MS", "1500"),
             ("OAUTH_HOLDDOWN_SECS", "5"),
             ("OAUTH_RETRY_STATUSES", "401, 403"),
-            ("TOKEN_CACHE_KEY", "k"),
+            ("TOKEN_CACHE_KEY", "k0123456789abcdef0123456789abcdef"),
         ])
         .unwrap();
         assert_eq!(
             (c.holddown_secs, c.retry_statuses.as_slice()),
             (5, &[401, 403][..])
         );
-        assert_eq!(c.sealing_ikm(), "k");
+        assert_eq!(
+            crate::cache_key::CacheRoot::of(&c),
+            crate::cache_key::CacheRoot {
+                secret: "k0123456789abcdef0123456789abcdef",
+                stretch: false
+            }
+        );
         assert!(with(&[("OAUTH_RETRY_STATUSES", "off")])
             .unwrap()
             .retry_statuses
@@ -678,6 +748,51 @@ mod tests {
             assert!(with(&[("OAUTH_TOKEN_URL", ok)]).is_ok(), "{ok}");
         }
         assert!(with(&[("OAUTH_TOKEN_URL", "http://127.0.0.1.evil.example/token")]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_used_exactly_as_stored_or_refused() {
+        for (name, bad) in [
+            ("OAUTH_CLIENT_SECRET", "s3cr3t\n"),
+            ("OAUTH_CLIENT_SECRET", " s3cr3t"),
+            ("OAUTH_CLIENT_SECRET", "s3c\tr3t"),
+            ("TOKEN_CACHE_KEY", "k0123456789abcdef0123456789abcdef\n"),
+            ("TOKEN_CACHE_KEY", "too-short"),
+        ] {
+            let err = with(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name) && !err.contains(bad.trim()), "{name}: {err}");
+        }
+        // Whitespace inside a secret is part of it.
+        assert_eq!(
+            with(&[("OAUTH_CLIENT_SECRET", "a b")]).unwrap().auth.credential(),
+            "a b"
+        );
+        let err = ProxyConfig::from_lookup(lookup(&[
+            ("UPSTREAM_ORIGIN", "https://api.example"),
+            ("PROXY_SHARED_SECRET", "shh-its-a-secret\n"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PROXY_SHARED_SECRET") && !err.contains("shh"), "{err}");
+    }
+
+    #[test]
+    fn forward_headers_allow_names_but_never_the_proxys_own() {
+        let p = ProxyConfig::from_lookup(lookup(&[
+            ("UPSTREAM_ORIGIN", "https://api.example"),
+            ("PROXY_FORWARD_HEADERS", " X-Forwarded-User, cookie ,"),
+        ]))
+        .unwrap();
+        assert_eq!(p.forward_headers, ["x-forwarded-user", "cookie"]);
+        for bad in ["authorization", "Host", "transfer-encoding", "dpop", "x a", "x:y"] {
+            let err = ProxyConfig::from_lookup(lookup(&[
+                ("UPSTREAM_ORIGIN", "https://api.example"),
+                ("PROXY_FORWARD_HEADERS", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("PROXY_FORWARD_HEADERS"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,32 @@ pub const METADATA_TTL_SECS: u64 = 24 * 3600;
 /// Name of the metadata entry in the store.
 pub const META_ENTRY: &str = "meta";
 
+/// The metadata entry as stored: the endpoint and until when (Unix seconds) it is trusted.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MetaRecord {
+    v: u8,
+    token_endpoint: String,
+    until: u64,
+}
+
+/// Serialises a discovered endpoint for the store, trusted until `until` (Unix seconds).
+pub fn encode_meta(endpoint: &str, until: u64) -> String {
+    let record = MetaRecord {
+        v: 1,
+        token_endpoint: endpoint.to_owned(),
+        until,
+    };
+    serde_json::to_string(&record).expect("strings and integers serialise")
+}
+
+/// A stored endpoint still trusted at `now`, held to the rules of a configured one; anything
+/// else is `None`, and discovery runs again.
+pub fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
+    let meta: MetaRecord = serde_json::from_str(raw).ok()?;
+    (meta.v == 1 && now < meta.until && parse_endpoint_url(&meta.token_endpoint).is_ok())
+        .then_some((meta.token_endpoint, meta.until))
+}
+
 /// Where to look, in order: RFC 8414 §3.1 inserts the well-known segment before the issuer's
 /// path; OIDC Discovery §4 appends it.
 pub fn metadata_urls(issuer: &Url) -> [String; 2] {

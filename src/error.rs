@@ -170,22 +170,12 @@ impl Error {
         }
     }
 
-    /// Replaces every occurrence of each given secret in the error's text with `[redacted]`,
-    /// then shortens server-supplied text to [`MAX_DESCRIPTION_CHARS`]. A token endpoint's
-    /// `error_description` is text we do not control; some servers echo request parameters
-    /// (the form-encoded secret, the Basic credentials) into it.
-    pub fn scrub(self, secrets: &[&str]) -> Self {
-        let clean = |mut s: String| {
-            for secret in secrets.iter().filter(|s| s.len() >= 4) {
-                if s.contains(secret) {
-                    s = s.replace(secret, "[redacted]");
-                }
-            }
-            match s.char_indices().nth(MAX_DESCRIPTION_CHARS) {
-                Some((cut, _)) => s[..cut].to_owned(),
-                None => s,
-            }
-        };
+    /// Passes every text in the error through `redactor` (see [`crate::redact`]): control
+    /// characters out, every form of what was sent replaced, then shortened to
+    /// [`MAX_DESCRIPTION_CHARS`]. Texts of ours (configuration, rejections) name no secret and
+    /// are left alone.
+    pub fn redact(self, redactor: &crate::redact::Redactor) -> Self {
+        let clean = |s: String| redactor.clean(&s, MAX_DESCRIPTION_CHARS);
         match self {
             Self::Refused {
                 status,
@@ -256,14 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn scrub_removes_secrets_from_server_text() {
-        let e = Error::Refused {
-            status: 400,
-            code: ErrorCode::InvalidClient,
-            description: Some("bad secret s3cr3t!".into()),
+    fn redact_removes_what_was_sent_from_server_text() {
+        let mut r = crate::redact::Redactor::default();
+        r.add_signed("aaaa.bbbb.s3cr3t-signature-0123");
+        let e = Error::Unavailable {
+            reason: "network error: echo s3cr3t-signature-0123".into(),
+            retry_after: None,
         }
-        .scrub(&["s3cr3t!"]);
-        assert!(!e.to_string().contains("s3cr3t!"), "{e}");
+        .redact(&r);
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod holddown;
 pub mod jwt;
 pub mod log;
 pub mod private_key;
+pub mod redact;
 pub mod route;
 pub mod secret;
 pub mod source;

@@ -13,13 +13,18 @@ use futures_util::future::{join, select, Either, LocalBoxFuture};
 
 use crate::backoff::retry_delay;
 use crate::config::{ClientAuth, Config, Dpop};
-use crate::discovery::{metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY};
+use crate::discovery::{
+    decode_meta, encode_meta, metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY,
+};
 use crate::dpop::{htu, token_endpoint_wants_nonce, DpopKey, Nonces, Proofs};
 use crate::error::{Error, Result};
 use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
 use crate::log::{self, Source};
+use crate::redact::Redactor;
 use crate::secret::AccessToken;
-use crate::store::{decode_record, encode_record, TokenStore, KV_MIN_TTL_SECS, TOKEN_ENTRY};
+use crate::store::{
+    decode_record, encode_record, TokenStore, KV_MIN_TTL_SECS, STORE_TIMEOUT_MS, TOKEN_ENTRY,
+};
 use crate::token::{Scheme, Token};
 use crate::token_request::build_token_request;
 use crate::token_response::parse_token_response;
@@ -36,15 +41,21 @@ pub type LogSink = Rc<dyn Fn(&str)>;
 pub trait Runtime {
     /// What waiters hold to await a flight.
     type Handle: Clone;
-    /// Starts `work`, which runs to completion whichever caller waits. It must not run `work`
-    /// before returning: the flight is registered only after `start` returns.
-    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle;
-    /// Resolves when the flight behind `handle` is over.
+    /// Starts `work`, which runs to completion whichever caller waits. It has two phases: the
+    /// first settles the flight's answer, and waiters are released as soon as it ends; the
+    /// second (the future the first returns) writes the answer to the store, and whatever keeps
+    /// the flight alive (`ctx.waitUntil`) must cover it too. It must not run `work` before
+    /// returning: the flight is registered only after `start` returns.
+    fn start(&self, work: LocalBoxFuture<'static, LocalBoxFuture<'static, ()>>) -> Self::Handle;
+    /// Resolves when the first phase of the flight behind `handle` is over.
     fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()>;
     /// Resolves after `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
     /// A random number in `[0, 1)`, for backoff jitter.
     fn random(&self) -> f64;
+    /// Milliseconds on a clock that never goes back: how long a flight's steps took, read only
+    /// off the hot path (the hot path takes `now` from its caller).
+    fn now_ms(&self) -> u64;
 }
 
 /// Signs client assertions for `private_key_jwt` (RFC 7523 §2.2); the edge does it with WebCrypto.
@@ -64,13 +75,23 @@ struct Flight<H> {
     generation: u64,
     /// Unix seconds at which it started.
     started: u64,
+    /// [`Runtime::now_ms`] at which it started.
+    started_ms: u64,
     handle: H,
     outcome: Outcome,
 }
 
-/// Slack on top of the token budget before a waiter gives up on a flight: room for the KV reads
-/// and writes around the token request.
-pub const FLIGHT_SLACK_MS: u64 = 5_000;
+/// Slack on top of the token budget before a waiter gives up on a flight: room for what a flight
+/// does before its answer besides the token request, each step bounded: the token and hold-down
+/// reads (one [`STORE_TIMEOUT_MS`], in parallel), the discovery read (another), and WebCrypto
+/// (sealing keys, assertions, proofs). Writes come after the answer and cost waiters nothing.
+pub const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
+
+/// A store write a flight leaves until its waiters have their answer.
+enum Write {
+    Put(&'static str, String, u64),
+    Delete(&'static str),
+}
 
 struct Inner<H, S, R: Runtime> {
     config: Config,
@@ -98,6 +119,9 @@ struct Inner<H, S, R: Runtime> {
     generation: std::cell::Cell<u64>,
     /// When (Unix seconds) an upstream rejection last evicted a token.
     last_eviction: std::cell::Cell<Option<u64>>,
+    /// The latest issue time of any token this source has held: a KV record older than that is
+    /// a replay (someone with write access put back an old value) or a stale read, never news.
+    newest_issued: std::cell::Cell<u64>,
 }
 
 /// A cached, single-flight source of access tokens for one configuration.
@@ -136,6 +160,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 endpoint: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
+                newest_issued: std::cell::Cell::new(0),
             }),
         }
     }
@@ -233,9 +258,16 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         refresh: bool,
         on_start: Option<OnStart<'_, R::Handle>>,
     ) -> (u64, R::Handle, Outcome) {
-        let bound_secs = (self.inner.config.timeout_ms + FLIGHT_SLACK_MS).div_ceil(1000);
+        let bound_ms = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
+        let now_ms = self.inner.runtime.now_ms();
         let mut slot = self.inner.flight.borrow_mut();
-        if slot.as_ref().is_some_and(|f| now >= f.started + bound_secs) {
+        // Presumed dead only once its waiters' bound has surely passed: by the clock, or by
+        // whole seconds with the second `now` may lag the real time counted against it.
+        let dead = |f: &Flight<R::Handle>| {
+            now_ms.saturating_sub(f.started_ms) >= bound_ms
+                || now.saturating_sub(f.started) > bound_ms.div_ceil(1000)
+        };
+        if slot.as_ref().is_some_and(dead) {
             slot.take();
         }
         if let Some(f) = slot.as_ref() {
@@ -247,14 +279,19 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         let outcome: Outcome = Rc::default();
         let out = outcome.clone();
         let work = Box::pin(async move {
-            let result = acquire(&inner, now, refresh, generation).await;
+            let mut writes = Vec::new();
+            let result = acquire(&inner, now, refresh, generation, &mut writes).await;
             *out.borrow_mut() = Some(result);
             end_flight(&inner, generation);
+            let persist: LocalBoxFuture<'static, ()> =
+                Box::pin(async move { persist(&inner, writes).await });
+            persist
         });
         let handle = self.inner.runtime.start(work);
         *slot = Some(Flight {
             generation,
             started: now,
+            started_ms: now_ms,
             handle: handle.clone(),
             outcome: outcome.clone(),
         });
@@ -333,7 +370,9 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         ));
         // Delete the KV copy only if it is still the rejected token, not a newer one.
         if let Ok(Some(raw)) = inner.store.get(TOKEN_ENTRY).await {
-            if decode_record(&raw).is_some_and(|t| t.access_token() == used.access_token()) {
+            let margin = inner.config.expiry_margin_secs;
+            if decode_record(&raw, margin).is_some_and(|t| t.access_token() == used.access_token())
+            {
                 if let Err(e) = inner.store.delete(TOKEN_ENTRY).await {
                     (inner.log)(&log::cache_event("delete_error", &e));
                 }
@@ -351,6 +390,28 @@ fn end_flight<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) {
     }
 }
 
+/// Writes what a flight decided, after its waiters were released; failures are logged, never
+/// fatal (the store is an optimisation).
+async fn persist<H, S: TokenStore, R: Runtime>(inner: &Inner<H, S, R>, writes: Vec<Write>) {
+    for write in writes {
+        let (outcome, result) = match write {
+            Write::Put(name, value, ttl) => ("write_error", inner.store.put(name, value, ttl).await),
+            Write::Delete(name) => ("delete_error", inner.store.delete(name).await),
+        };
+        if let Err(e) = result {
+            (inner.log)(&log::cache_event(outcome, &e));
+        }
+    }
+}
+
+/// Takes `token` into memory, and remembers how new it is.
+fn adopt<H, S, R: Runtime>(inner: &Inner<H, S, R>, token: Token) {
+    inner
+        .newest_issued
+        .set(inner.newest_issued.get().max(token.issued_at()));
+    *inner.memory.borrow_mut() = Some(token);
+}
+
 /// While a hold-down lasts: the still-valid token if there is one, else the held error.
 fn held_answer<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Result<Token>> {
     let held = inner.held.borrow();
@@ -358,17 +419,14 @@ fn held_answer<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Res
     Some(usable(inner, now).ok_or_else(|| held_error(err, *until, now)))
 }
 
-/// A token past its margin is used (while the endpoint fails) only if it has at least this long
-/// to live: `now` is whole seconds and the request still has to travel.
-pub const STALE_MIN_REMAINING_SECS: u64 = 5;
-
-/// The token in memory if it has not yet expired (it may be past its margin).
+/// The token in memory if it still has [`crate::token::MIN_REMAINING_SECS`] to live (it may be
+/// past its margin): the request that uses it still has to travel.
 fn usable<H, S, R: Runtime>(inner: &Inner<H, S, R>, now: u64) -> Option<Token> {
     inner
         .memory
         .borrow()
         .as_ref()
-        .filter(|t| now + STALE_MIN_REMAINING_SECS <= t.expires_at())
+        .filter(|t| t.usable_at(now))
         .cloned()
 }
 
@@ -386,8 +444,6 @@ fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
     inner.revoked.borrow().as_ref() == Some(t.access_token())
 }
 
-/// Gets a token: from KV when a usable one is there, else from the token endpoint. A background
-/// refresh (`refresh`) takes a KV token only if it is not itself due for refresh.
 /// True unless a newer flight has replaced flight `generation` (presumed dead, it may yet
 /// finish): a replaced flight answers its own waiters but leaves memory and KV to the newer one.
 fn is_current<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) -> bool {
@@ -398,30 +454,72 @@ fn is_current<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) -> bool
         .is_none_or(|f| f.generation == generation)
 }
 
+/// A flight's view of time: the caller's `now` (Unix seconds) moved on by what the runtime's
+/// clock says has passed since, rounded up, so a deadline is never judged early.
+struct Clock<'a, R: Runtime> {
+    runtime: &'a R,
+    start_secs: u64,
+    start_ms: u64,
+}
+
+impl<'a, R: Runtime> Clock<'a, R> {
+    fn new(runtime: &'a R, now: u64) -> Self {
+        Self {
+            runtime,
+            start_secs: now,
+            start_ms: runtime.now_ms(),
+        }
+    }
+
+    /// Milliseconds since the flight started.
+    fn elapsed_ms(&self) -> u64 {
+        self.runtime.now_ms().saturating_sub(self.start_ms)
+    }
+
+    /// Unix seconds now, at the latest.
+    fn now(&self) -> u64 {
+        self.start_secs + self.elapsed_ms().div_ceil(1000)
+    }
+}
+
+/// Gets a token: from KV when a usable one is there, else from the token endpoint. A background
+/// refresh (`refresh`) takes a KV token only if it is not itself due for refresh. Whatever it
+/// returns has [`crate::token::MIN_REMAINING_SECS`] left when the answer is ready. Store
+/// writes it decides on go to `writes`, for after its waiters have the answer.
 async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     now: u64,
     refresh: bool,
     generation: u64,
+    writes: &mut Vec<Write>,
 ) -> Result<Token> {
+    let clock = Clock::new(&inner.runtime, now);
     let (token_entry, hold_entry) =
         join(inner.store.get(TOKEN_ENTRY), inner.store.get(HOLD_ENTRY)).await;
+    // The reads may have taken a while: judge what they found at the time they found it.
+    let read_at = clock.now();
     match token_entry {
-        Ok(Some(raw)) => match decode_record(&raw) {
+        Ok(Some(raw)) => match decode_record(&raw, inner.config.expiry_margin_secs) {
             Some(t) if is_revoked(inner, &t) || !fits(&inner.config, &t) => {}
-            Some(t) if t.is_fresh(now) && !(refresh && t.refresh_due(now)) => {
+            Some(t) if t.issued_at() < inner.newest_issued.get() => {
+                (inner.log)(&log::cache_event(
+                    "older_record",
+                    "KV holds an older token than this isolate has seen; ignoring it",
+                ));
+            }
+            Some(t) if t.is_fresh(read_at) && !(refresh && t.refresh_due(read_at)) => {
                 (inner.log)(&log::token_ok(
                     Source::Kv,
                     None,
                     None,
-                    t.expires_at().saturating_sub(now),
+                    t.expires_at().saturating_sub(read_at),
                 ));
-                *inner.memory.borrow_mut() = Some(t.clone());
+                adopt(inner, t.clone());
                 return Ok(t);
             }
             // Past its margin but not expired: better than nothing if the endpoint fails.
-            Some(t) if now < t.expires_at() && usable(inner, now).is_none() => {
-                *inner.memory.borrow_mut() = Some(t);
+            Some(t) if t.usable_at(read_at) && usable(inner, read_at).is_none() => {
+                adopt(inner, t);
             }
             Some(_) => {}
             None => (inner.log)(&log::cache_event(
@@ -434,137 +532,154 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     }
     match hold_entry {
         Ok(Some(raw)) => {
-            if let Some((until, err)) = decode_hold(&raw).filter(|(until, _)| now < *until) {
+            if let Some((until, err)) = decode_hold(&raw).filter(|(until, _)| read_at < *until) {
                 (inner.log)(&log::cache_event(
                     "hold",
                     "another isolate holds the token endpoint down",
                 ));
                 *inner.held.borrow_mut() = Some((until, err));
-                return held_answer(inner, now).expect("hold just set");
+                return held_answer(inner, read_at).expect("hold just set");
             }
         }
         Ok(None) => {}
         Err(e) => (inner.log)(&log::cache_event("read_error", &e)),
     }
 
-    let (result, elapsed_ms) = fetch_with_retries(inner, now).await;
-    let done = now + elapsed_ms.div_ceil(1000);
+    let result = fetch_with_retries(inner, &clock, writes).await;
+    let done = clock.now();
     if !is_current(inner, generation) {
-        return result;
+        return result.and_then(|t| {
+            if t.usable_at(done) {
+                Ok(t)
+            } else {
+                Err(arrived_too_late(&t, done, clock.elapsed_ms()))
+            }
+        });
     }
     match result {
-        Ok(token) => {
+        Ok(token) if token.usable_at(done) => {
             inner.held.borrow_mut().take();
-            *inner.memory.borrow_mut() = Some(token.clone());
+            adopt(inner, token.clone());
             let ttl = token.fresh_until().saturating_sub(done);
             if ttl >= KV_MIN_TTL_SECS {
-                if let Err(e) = inner
-                    .store
-                    .put(TOKEN_ENTRY, encode_record(&token), ttl)
-                    .await
-                {
-                    (inner.log)(&log::cache_event("write_error", &e));
-                }
+                writes.push(Write::Put(TOKEN_ENTRY, encode_record(&token), ttl));
             }
             Ok(token)
         }
-        Err(err) => {
-            let secs = hold_secs(&err, inner.config.holddown_secs);
-            if secs > 0 {
-                let until = done + secs;
-                *inner.held.borrow_mut() = Some((until, err.clone()));
-                // Only what the server said is shared: this isolate's own network trouble or
-                // timeout must not hold down isolates elsewhere that may reach it fine.
-                // Nor is a nonce refusal: nonces are per isolate, and another isolate's may be
-                // current.
-                let server_said = !matches!(
-                    err,
-                    Error::Unavailable {
-                        retry_after: None,
-                        ..
-                    }
-                ) && !token_endpoint_wants_nonce(&err);
-                if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
-                    if let Err(e) = inner
-                        .store
-                        .put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS))
-                        .await
-                    {
-                        (inner.log)(&log::cache_event("write_error", &e));
-                    }
-                }
-            }
-            match usable(inner, done) {
-                Some(stale) => {
-                    (inner.log)(&log::token_stale(stale.expires_at().saturating_sub(done)));
-                    Ok(stale)
-                }
-                None => Err(err),
-            }
+        Ok(late) => {
+            let err = arrived_too_late(&late, done, clock.elapsed_ms());
+            (inner.log)(&log::token_error(None, Some(clock.elapsed_ms()), &err));
+            fail(inner, err, done, writes)
         }
+        Err(err) => fail(inner, err, done, writes),
     }
 }
 
-/// Token requests until one succeeds, one is refused, or the budget (`OAUTH_TIMEOUT_MS`) is spent.
-/// Returns the outcome and the time spent.
+/// The error for a token that came back with too little life left to hand out.
+fn arrived_too_late(token: &Token, now: u64, elapsed_ms: u64) -> Error {
+    Error::InvalidResponse {
+        status: 200,
+        reason: format!(
+            "the token had {} s left when it arrived, after {elapsed_ms} ms (tokens are used \
+             only with more than {} s left)",
+            token.expires_at().saturating_sub(now),
+            crate::token::MIN_REMAINING_SECS
+        ),
+    }
+}
+
+/// A failed token request at `done`: holds the endpoint down as the error calls for, and
+/// answers with a token still usable if there is one.
+fn fail<H, S, R: Runtime>(
+    inner: &Inner<H, S, R>,
+    err: Error,
+    done: u64,
+    writes: &mut Vec<Write>,
+) -> Result<Token> {
+    let secs = hold_secs(&err, inner.config.holddown_secs);
+    if secs > 0 {
+        let until = done + secs;
+        *inner.held.borrow_mut() = Some((until, err.clone()));
+        // Only what the server said is shared: this isolate's own network trouble or
+        // timeout must not hold down isolates elsewhere that may reach it fine.
+        // Nor is a nonce refusal: nonces are per isolate, and another isolate's may be
+        // current.
+        let server_said = !matches!(
+            err,
+            Error::Unavailable {
+                retry_after: None,
+                ..
+            }
+        ) && !token_endpoint_wants_nonce(&err);
+        if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
+            writes.push(Write::Put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS)));
+        }
+    }
+    match usable(inner, done) {
+        Some(stale) => {
+            (inner.log)(&log::token_stale(stale.expires_at().saturating_sub(done)));
+            Ok(stale)
+        }
+        None => Err(err),
+    }
+}
+
+/// Token requests until one succeeds, one is refused, or the budget (`OAUTH_TIMEOUT_MS`) is
+/// spent. The budget counts from the first request by the flight's clock, and at least what
+/// each attempt and each backoff reported taking.
 async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
-    sent_at: u64,
-) -> (Result<Token>, u64) {
+    clock: &Clock<'_, R>,
+    writes: &mut Vec<Write>,
+) -> Result<Token> {
     let config = &inner.config;
-    let secrets = credential_forms(config);
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    // Everything sent is kept from what comes back: secret forms now, signed values as made.
+    let mut redactor = Redactor::for_config(config);
     let budget = config.timeout_ms;
-    let mut spent = 0u64;
+    let started_ms = clock.elapsed_ms();
+    let mut reported = 0u64;
+    let spent = |reported: u64| reported.max(clock.elapsed_ms().saturating_sub(started_ms));
     let mut failures = 0u32;
-    let token_url = match token_endpoint(inner, sent_at, &mut spent).await {
+    let token_url = match token_endpoint(inner, clock.now(), &mut reported, writes).await {
         Ok(url) => url,
         Err(e) => {
+            let e = e.redact(&redactor);
             (inner.log)(&log::token_error(None, None, &e));
-            return (Err(e), spent);
+            return Err(e);
         }
     };
     // One key for the whole flight: the token that comes back is bound to it.
-    let dpop = match dpop_key(inner).await {
-        Ok(dpop) => dpop,
-        Err(e) => return (Err(e), spent),
-    };
+    let dpop = dpop_key(inner).await?;
     let mut nonce_retried = false;
     loop {
-        let now = sent_at + spent / 1000;
+        let sent_at = clock.start_secs + spent(reported) / 1000;
         let signer = inner.assertions.borrow().clone();
         let assertion = match (&config.auth, signer) {
             (ClientAuth::PrivateKeyJwt(_), Some(signer)) => {
-                match signer.assertion(now, &token_url).await {
-                    Ok(a) => Some(a),
-                    Err(e) => return (Err(e), spent),
-                }
+                let assertion = signer.assertion(sent_at, &token_url).await?;
+                redactor.add_signed(&assertion);
+                Some(assertion)
             }
             (ClientAuth::PrivateKeyJwt(_), None) => {
-                return (
-                    Err(Error::Other(
-                        "private_key_jwt needs an assertion signer".into(),
-                    )),
-                    spent,
-                )
+                return Err(Error::Other(
+                    "private_key_jwt needs an assertion signer".into(),
+                ))
             }
             _ => None,
         };
         let mut request = build_token_request(config, &token_url, assertion.as_deref());
-        request.timeout_ms = budget.saturating_sub(spent).max(1);
+        request.timeout_ms = budget.saturating_sub(spent(reported)).max(1);
         if let Some((proofs, key)) = &dpop {
             let nonce = inner
                 .token_nonces
                 .borrow()
                 .get(&token_url)
                 .map(str::to_owned);
-            match proofs
-                .proof(key, "POST", htu(&token_url), now, None, nonce.as_deref())
-                .await
-            {
-                Ok(proof) => request.headers.push(("dpop".into(), proof)),
-                Err(e) => return (Err(e), spent),
-            }
+            let proof = proofs
+                .proof(key, "POST", htu(&token_url), sent_at, None, nonce.as_deref())
+                .await?;
+            redactor.add_signed(&proof);
+            request.headers.push(("dpop".into(), proof));
         }
         let mut got_nonce = false;
         let (result, status, latency) = match inner.http.execute(request).await {
@@ -572,7 +687,7 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
                     got_nonce = inner.token_nonces.borrow_mut().remember(&token_url, nonce);
                 }
-                let parsed = parse_token_response(&resp, now, config.expiry_margin_secs)
+                let parsed = parse_token_response(&resp, sent_at, config.expiry_margin_secs, &redactor)
                     .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
                 (parsed, Some(resp.status), resp.elapsed_ms)
             }
@@ -585,19 +700,21 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 e.elapsed_ms,
             ),
         };
-        spent += latency;
+        reported += latency;
         let err = match result {
-            Ok(token) => {
-                let expires_in = token.expires_at().saturating_sub(now);
+            // Counted from when it was sent; checked against when it arrived.
+            Ok(token) if token.usable_at(clock.now()) => {
+                let expires_in = token.expires_at().saturating_sub(sent_at);
                 (inner.log)(&log::token_ok(
                     Source::Network,
                     status,
                     Some(latency),
                     expires_in,
                 ));
-                return (Ok(token), spent);
+                return Ok(token);
             }
-            Err(e) => e.scrub(&secrets),
+            Ok(late) => arrived_too_late(&late, clock.now(), spent(reported)),
+            Err(e) => e.redact(&redactor),
         };
         // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
         // same token request, at once and only once. Expected on every cold isolate, so it is
@@ -616,7 +733,7 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
             Error::Unavailable { retry_after, .. } => retry_delay(
                 failures,
                 *retry_after,
-                budget.saturating_sub(spent),
+                budget.saturating_sub(spent(reported)),
                 inner.runtime.random(),
             ),
             _ => None, // refusals and nonsense are not retried
@@ -624,11 +741,11 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         match delay {
             Some(ms) => {
                 inner.runtime.sleep(ms).await;
-                spent += ms;
+                reported += ms;
             }
             None => {
-                forget_discovered_endpoint(inner, &err).await;
-                return (Err(err), spent);
+                forget_discovered_endpoint(inner, &err, writes);
+                return Err(err);
             }
         }
     }
@@ -670,21 +787,12 @@ fn bind(token: Token, key: Option<&Rc<DpopKey>>, status: u16) -> Result<Token> {
     }
 }
 
-/// Every form in which the credential travels, for scrubbing server text: raw, form-encoded
-/// (RFC 6749 §2.3.1), and the Basic header value with its base64 part.
-fn credential_forms(config: &Config) -> Vec<String> {
-    let secret = config.auth.credential();
-    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    let basic = crate::token_request::basic_credentials(&config.client_id, secret);
-    let b64 = basic.trim_start_matches("Basic ").to_owned();
-    vec![secret.to_owned(), encoded, basic, b64]
-}
-
 /// A discovered endpoint that cannot be reached, or is gone (404, 405), is forgotten in memory
 /// and KV, so the next attempt discovers it again instead of trusting it for a day.
-async fn forget_discovered_endpoint<H, S: TokenStore, R: Runtime>(
+fn forget_discovered_endpoint<H, S, R: Runtime>(
     inner: &Inner<H, S, R>,
     err: &Error,
+    writes: &mut Vec<Write>,
 ) {
     let gone = match err {
         Error::Unavailable { reason, .. } => reason.starts_with("network error"),
@@ -692,25 +800,17 @@ async fn forget_discovered_endpoint<H, S: TokenStore, R: Runtime>(
         _ => false,
     };
     if inner.config.token_url.is_none() && gone && inner.endpoint.borrow_mut().take().is_some() {
-        if let Err(e) = inner.store.delete(META_ENTRY).await {
-            (inner.log)(&log::cache_event("delete_error", &e));
-        }
+        writes.push(Write::Delete(META_ENTRY));
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct MetaRecord {
-    v: u8,
-    token_endpoint: String,
-    until: u64,
-}
-
 /// The token endpoint: as configured, or discovered from `OAUTH_ISSUER` (RFC 8414, then OIDC
-/// Discovery), kept in memory and KV for a day.
+/// Discovery), kept in memory and KV for a day. Time spent on the network is added to `spent`.
 async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
     inner: &Inner<H, S, R>,
     now: u64,
     spent: &mut u64,
+    writes: &mut Vec<Write>,
 ) -> Result<String> {
     let config = &inner.config;
     let issuer = match (&config.token_url, &config.issuer) {
@@ -732,14 +832,9 @@ async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
         return Ok(url.clone());
     }
     if let Ok(Some(raw)) = inner.store.get(META_ENTRY).await {
-        if let Ok(meta) = serde_json::from_str::<MetaRecord>(&raw) {
-            if meta.v == 1
-                && now < meta.until
-                && crate::config::parse_endpoint_url(&meta.token_endpoint).is_ok()
-            {
-                *inner.endpoint.borrow_mut() = Some((meta.token_endpoint.clone(), meta.until));
-                return Ok(meta.token_endpoint);
-            }
+        if let Some((endpoint, until)) = decode_meta(&raw, now) {
+            *inner.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+            return Ok(endpoint);
         }
     }
     let mut last = None;
@@ -775,16 +870,11 @@ async fn token_endpoint<H: HttpClient, S: TokenStore, R: Runtime>(
                     &format!("token endpoint {endpoint}"),
                 ));
                 *inner.endpoint.borrow_mut() = Some((endpoint.clone(), until));
-                let record = MetaRecord {
-                    v: 1,
-                    token_endpoint: endpoint.clone(),
-                    until,
-                };
-                let record =
-                    serde_json::to_string(&record).expect("strings and integers serialise");
-                if let Err(e) = inner.store.put(META_ENTRY, record, METADATA_TTL_SECS).await {
-                    (inner.log)(&log::cache_event("write_error", &e));
-                }
+                writes.push(Write::Put(
+                    META_ENTRY,
+                    encode_meta(&endpoint, until),
+                    METADATA_TTL_SECS,
+                ));
                 return Ok(endpoint);
             }
             // Not found, unusable or failing here: try the next location.

@@ -4,9 +4,11 @@
 //! clock skew and the time a signed request spends in flight. It is capped for short-lived tokens,
 //! because a 60 s margin on a 120 s token would throw away half its life:
 //!
-//! `margin = min(OAUTH_EXPIRY_MARGIN_SECS, lifetime / 4)`
+//! `margin = max(min(OAUTH_EXPIRY_MARGIN_SECS, lifetime / 4), 5)`
 //!
-//! so a 120 s token is used for 90 s, a one-hour token for 59 minutes.
+//! so a 120 s token is used for 90 s, a one-hour token for 59 minutes. The floor of
+//! [`MIN_REMAINING_SECS`] holds for every token handed out, whatever the settings: a request
+//! signed with it still has time to reach the API.
 //!
 //! Before that, a token enters its *refresh window* at `refresh_at`: a request that sees it there
 //! goes on with the token and starts one background refresh, so no request waits on the token
@@ -16,7 +18,7 @@
 //! `refresh_at = expires_at - min(margin + min(lifetime / 4, 300), lifetime / 2)`
 //!
 //! so a one-hour token is refreshed after 54 minutes (one token request per 54 minutes), a
-//! 120 s token after 60 s (used until 90 s), an 8 s token after 4 s (used until 6 s).
+//! 120 s token after 60 s (used until 90 s), a 20 s token after 10 s (used until 15 s).
 
 use std::rc::Rc;
 
@@ -53,9 +55,13 @@ impl Scheme {
     }
 }
 
+/// No token is handed out with less than this left before it expires (Unix seconds are whole,
+/// so "now" may be up to a second later than the clock says: the checks keep that second too).
+pub const MIN_REMAINING_SECS: u64 = 5;
+
 /// The effective margin for a token of the given lifetime (see the module docs).
 pub fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
-    configured_margin.min(lifetime / 4)
+    configured_margin.min(lifetime / 4).max(MIN_REMAINING_SECS)
 }
 
 /// Longest refresh window, in seconds (see the module docs).
@@ -74,6 +80,8 @@ pub fn refresh_window(margin: u64, lifetime: u64) -> u64 {
 pub struct Token {
     access_token: AccessToken,
     scheme: Scheme,
+    /// Unix seconds at which its token request was sent.
+    issued_at: u64,
     /// Unix seconds at which the server stops accepting the token.
     expires_at: u64,
     /// Unix seconds after which the token is no longer handed out.
@@ -99,22 +107,12 @@ impl Token {
         let margin = effective_margin(margin, lifetime);
         let fresh_until = expires_at - margin.min(expires_at);
         let refresh_at = expires_at - refresh_window(margin, lifetime).min(expires_at);
-        Self::from_parts(access_token, scheme, expires_at, fresh_until, refresh_at)
-    }
-
-    /// Rebuilds a token whose freshness was computed before (a cached copy).
-    pub fn from_parts(
-        access_token: AccessToken,
-        scheme: Scheme,
-        expires_at: u64,
-        fresh_until: u64,
-        refresh_at: u64,
-    ) -> Self {
         let authorization =
             AuthorizationValue::new(format!("{} {}", scheme.as_str(), access_token.expose()));
         Self {
             access_token,
             scheme,
+            issued_at: issued_at.min(expires_at),
             expires_at,
             fresh_until: fresh_until.min(expires_at),
             refresh_at: refresh_at.min(fresh_until).min(expires_at),
@@ -177,6 +175,19 @@ impl Token {
         now < self.fresh_until
     }
 
+    /// True while the token has at least [`MIN_REMAINING_SECS`] left at `now`: the last line
+    /// every token handed out must pass, fresh or not, whatever its source.
+    pub fn usable_at(&self, now: u64) -> bool {
+        now + MIN_REMAINING_SECS < self.expires_at
+    }
+
+    /// When it was obtained (Unix seconds): the send time of its token request, from which its
+    /// lifetime counts. Lets a reader of a cached copy apply its own rules, and tell an older
+    /// copy from a newer one.
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
     /// The `Authorization` header value (RFC 6750 §2.1).
     pub fn authorization(&self) -> &AuthorizationValue {
         &self.authorization
@@ -204,13 +215,13 @@ mod tests {
             (3600, 60, 3540),
             (120, 60, 90),
             (60, 60, 45),
-            (10, 60, 8),
-            (3600, 0, 3600),
+            (10, 60, 5),
+            (3600, 0, 3595),
             (0, 60, 0),
         ] {
             let t = token(1_000, lifetime, margin);
             assert_eq!(
-                t.fresh_until() - 1_000,
+                t.fresh_until().saturating_sub(1_000),
                 usable,
                 "lifetime {lifetime} margin {margin}"
             );
@@ -225,9 +236,9 @@ mod tests {
             (120, 60, 60),
             (300, 60, 165),
             (86_400, 60, 86_040),
-            (60, 0, 45),
-            (8, 60, 4),
-            (10, 60, 6),
+            (60, 0, 40),
+            (20, 60, 10),
+            (40, 60, 20),
         ] {
             let t = token(1_000, lifetime, margin);
             assert_eq!(
@@ -244,6 +255,25 @@ mod tests {
         assert!(t.refresh_due_skewed(4_240, 0.0));
         assert!(!t.refresh_due_skewed(4_314, 0.5) && t.refresh_due_skewed(4_315, 0.5));
         assert!(t.refresh_due_skewed(4_390, 1.0) && t.is_fresh(4_390));
+    }
+
+    #[test]
+    fn never_handed_out_with_less_than_five_seconds_left() {
+        // Whatever the lifetime and margin (0 included), a fresh token has more than
+        // MIN_REMAINING_SECS left, counting the second `now` may lag the real time.
+        for lifetime in [10, 11, 12, 19, 20, 60, 3600] {
+            for margin in [0, 1, 5, 60] {
+                let t = token(1_000, lifetime, margin);
+                for now in 1_000..1_000 + lifetime {
+                    if t.is_fresh(now) {
+                        assert!(t.usable_at(now) && now + 1 + MIN_REMAINING_SECS <= t.expires_at());
+                    }
+                }
+            }
+        }
+        let t = token(1_000, 3600, 60);
+        assert!(t.usable_at(4_594) && !t.usable_at(4_595));
+        assert_eq!(t.issued_at(), 1_000);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result, MAX_DESCRIPTION_CHARS};
+use crate::redact::Redactor;
 use crate::secret::AccessToken;
 use crate::token::{Scheme, Token};
 use crate::transport::{HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
@@ -17,20 +18,27 @@ use crate::transport::{HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 /// to spare a per-token-billed provider: at most 12 token requests an hour.
 pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 
-/// Shortest usable token lifetime: a token that lives shorter cannot be cached, and every request
-/// would cost a token request.
-pub const MIN_LIFETIME_SECS: u64 = 5;
+/// Shortest usable token lifetime: a token that lives shorter cannot be cached (no token is
+/// handed out with under [`crate::token::MIN_REMAINING_SECS`] left), and every request would
+/// cost a token request.
+pub const MIN_LIFETIME_SECS: u64 = 10;
 
 /// Longest `expires_in` taken at face value (one year); larger values are treated as malformed.
 const MAX_LIFETIME_SECS: u64 = 365 * 86_400;
 
-/// Longest `error_description` kept from a response; [`crate::error::Error::scrub`] shortens
-/// it further once credentials are removed (a secret cut in half would escape the scrubbing).
-const MAX_DESCRIPTION_CHARS: usize = 1_000;
+/// Longest `error` code kept from a response.
+const MAX_CODE_CHARS: usize = 64;
 
 /// Turns the token endpoint's response to a request sent at `sent_at` (Unix seconds) into a
-/// token, or the error that explains why not. `margin` is `OAUTH_EXPIRY_MARGIN_SECS`.
-pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> Result<Token> {
+/// token, or the error that explains why not. `margin` is `OAUTH_EXPIRY_MARGIN_SECS`. Every
+/// text taken from the response passes through `redactor` first: no error this returns carries
+/// anything that was sent.
+pub fn parse_token_response(
+    resp: &HttpResponse,
+    sent_at: u64,
+    margin: u64,
+    redactor: &Redactor,
+) -> Result<Token> {
     let status = resp.status;
     let invalid = |reason: &str| Error::InvalidResponse {
         status,
@@ -72,23 +80,24 @@ pub fn parse_token_response(resp: &HttpResponse, sent_at: u64, margin: u64) -> R
             .ok_or_else(|| invalid("`error` is not a string"))?;
         return Err(Error::Refused {
             status,
-            code: ErrorCode::parse(&sanitize(code, 64)),
+            code: ErrorCode::parse(&redactor.clean(code, MAX_CODE_CHARS)),
             description: json
                 .get("error_description")
                 .and_then(Value::as_str)
-                .map(|d| sanitize(d, MAX_DESCRIPTION_CHARS)),
+                .map(|d| redactor.clean(d, MAX_DESCRIPTION_CHARS)),
         });
     }
     if !(200..300).contains(&status) {
         return Err(invalid("refused without an `error` member"));
     }
-    parse_success(&json, sent_at, margin).map_err(|reason| invalid(&reason))
+    parse_success(&json, sent_at, margin, redactor).map_err(|reason| invalid(&reason))
 }
 
 fn parse_success(
     json: &Map<String, Value>,
     sent_at: u64,
     margin: u64,
+    redactor: &Redactor,
 ) -> std::result::Result<Token, String> {
     let access_token = match json.get("access_token") {
         Some(Value::String(s)) if !s.is_empty() => s,
@@ -104,17 +113,28 @@ fn parse_success(
     let scheme = match json.get("token_type") {
         None => Scheme::Bearer,
         Some(Value::String(t)) => Scheme::parse(t)
-            .ok_or_else(|| format!("unsupported `token_type` {:?}", sanitize(t, 32)))?,
+            .ok_or_else(|| format!("unsupported `token_type` {:?}", redactor.clean(t, 32)))?,
         Some(_) => return Err("`token_type` is not a string".into()),
     };
-    let expires_at = match json.get("expires_in") {
-        Some(v) => sent_at + parse_expires_in(v)?,
-        // An `exp` already past (clock skew) or absurdly far would make every request fetch a
-        // token, or keep one forever: outside (0, one year] the default applies.
-        None => jwt_exp(access_token)
-            .filter(|exp| *exp > sent_at && exp - sent_at <= MAX_LIFETIME_SECS)
-            .unwrap_or(sent_at + DEFAULT_LIFETIME_SECS),
+    // An `exp` already past (clock skew) or absurdly far would make every request fetch a
+    // token, or keep one forever: outside (0, one year] it is ignored.
+    let exp = jwt_exp(access_token).filter(|exp| *exp > sent_at && exp - sent_at <= MAX_LIFETIME_SECS);
+    let expires_at = match (json.get("expires_in"), exp) {
+        // Both: the earlier wins. A server whose `expires_in` outlives the token's own `exp`
+        // would otherwise have it used past the moment the API starts refusing it.
+        (Some(v), exp) => {
+            let by_expires_in = sent_at + parse_expires_in(v)?;
+            exp.map_or(by_expires_in, |exp| exp.min(by_expires_in))
+        }
+        (None, Some(exp)) => exp,
+        (None, None) => sent_at + DEFAULT_LIFETIME_SECS,
     };
+    if expires_at - sent_at < MIN_LIFETIME_SECS {
+        return Err(format!(
+            "the token's `exp` leaves {} s, too short to use (minimum {MIN_LIFETIME_SECS} s)",
+            expires_at - sent_at
+        ));
+    }
     Ok(Token::new(
         AccessToken::new(access_token.clone()),
         scheme,
@@ -165,11 +185,6 @@ pub fn parse_retry_after(v: &str) -> Option<u64> {
     v.trim().parse::<u64>().ok()
 }
 
-/// Keeps server-supplied text printable and short before it reaches logs or callers.
-fn sanitize(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 fn describe_non_json(body: &[u8]) -> &'static str {
     let text = String::from_utf8_lossy(body);
     let start = text.trim_start();
@@ -212,6 +227,8 @@ mod tests {
     fn good_responses() {
         let j = jwt(NOW + 900);
         let body_jwt = format!(r#"{{"access_token":"{j}","token_type":"Bearer"}}"#);
+        let body_jwt_longer = format!(r#"{{"access_token":"{j}","expires_in":3600}}"#);
+        let body_jwt_shorter = format!(r#"{{"access_token":"{j}","expires_in":600}}"#);
         // (body, expected expires_at)
         let cases: Vec<(&str, u64)> = vec![
             (
@@ -231,13 +248,16 @@ mod tests {
                 NOW + DEFAULT_LIFETIME_SECS,
             ),
             (&body_jwt, NOW + 900),
+            // Both: the earlier of `expires_in` and the JWT's own `exp`.
+            (&body_jwt_longer, NOW + 900),
+            (&body_jwt_shorter, NOW + 600),
             (
                 r#"{"access_token":"abc","token_type":null,"expires_in":null,"error":null}"#,
                 NOW + DEFAULT_LIFETIME_SECS,
             ),
         ];
         for (body, expires_at) in cases {
-            let t = parse_token_response(&resp(200, body), NOW, 60)
+            let t = parse_token_response(&resp(200, body), NOW, 60, &Redactor::default())
                 .unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(t.expires_at(), expires_at, "{body}");
             assert_eq!(t.scheme(), Scheme::Bearer);
@@ -251,6 +271,7 @@ mod tests {
             r#"{{"access_token":"{}"}}"#,
             "a".repeat(MAX_TOKEN_RESPONSE_BYTES)
         );
+        let short_exp = format!(r#"{{"access_token":"{}","expires_in":3600}}"#, jwt(NOW + 3));
         // (status, body, error status, text the error must contain)
         let cases: Vec<(u16, &str, u16, &str)> = vec![
             (
@@ -296,6 +317,14 @@ mod tests {
                 502,
                 "`expires_in`",
             ),
+            (200, r#"{"access_token":"abc","expires_in":0}"#, 502, "too short"),
+            (200, r#"{"access_token":"abc","expires_in":9}"#, 502, "too short"),
+            (200, r#"{"access_token":"abc","expires_in":"NaN"}"#, 502, "`expires_in`"),
+            (200, r#"{"access_token":"abc","expires_in":1e308}"#, 502, "`expires_in`"),
+            (200, r#"{"access_token":"abc","expires_in":-1e308}"#, 502, "`expires_in`"),
+            (200, r#"{"access_token":"abc","expires_in":true}"#, 502, "`expires_in`"),
+            (200, r#"{"access_token":"tök"}"#, 502, "not allowed in an HTTP header"),
+            (200, &short_exp, 502, "`exp` leaves 3 s"),
             (
                 200,
                 r#"{"access_token":"abc","expires_in":99999999999}"#,
@@ -342,7 +371,7 @@ mod tests {
             (429, "slow down", 503, "HTTP 429"),
         ];
         for (status, body, http, want) in cases {
-            let err = parse_token_response(&resp(status, body), NOW, 60).unwrap_err();
+            let err = parse_token_response(&resp(status, body), NOW, 60, &Redactor::default()).unwrap_err();
             assert_eq!(err.http_status(), http, "{status} {body}: {err}");
             assert!(err.to_string().contains(want), "{status} {body}: got {err}");
         }
@@ -351,9 +380,9 @@ mod tests {
     #[test]
     fn refusals_keep_code_and_retry_after() {
         let err =
-            parse_token_response(&resp(401, r#"{"error":"invalid_client"}"#), NOW, 60).unwrap_err();
+            parse_token_response(&resp(401, r#"{"error":"invalid_client"}"#), NOW, 60, &Redactor::default()).unwrap_err();
         assert_eq!(err.code(), "invalid_client");
-        let err = parse_token_response(&resp(503, ""), NOW, 60).unwrap_err();
+        let err = parse_token_response(&resp(503, ""), NOW, 60, &Redactor::default()).unwrap_err();
         assert_eq!(err.retry_after(), Some(7));
     }
 
@@ -361,7 +390,7 @@ mod tests {
     fn jwt_exp_outside_sane_bounds_falls_back_to_the_default() {
         for exp in [NOW - 10, NOW, NOW + MAX_LIFETIME_SECS + 1] {
             let body = format!(r#"{{"access_token":"{}"}}"#, jwt(exp));
-            let t = parse_token_response(&resp(200, &body), NOW, 60).unwrap();
+            let t = parse_token_response(&resp(200, &body), NOW, 60, &Redactor::default()).unwrap();
             assert_eq!(t.expires_at(), NOW + DEFAULT_LIFETIME_SECS, "exp {exp}");
         }
     }

@@ -38,9 +38,9 @@ fn one_request_for_many_concurrent_callers_then_memory_only() {
         2,
         "one flight: one read of the token entry, one of the hold entry"
     );
-    // Stored for fresh_until - done = 3539 s (the exchange time is rounded up to a second).
+    // Stored for fresh_until - done = 3540 s (done by the flight's clock, which did not move).
     let (_, ttl) = kv.map.borrow().get(TOKEN_ENTRY).cloned().unwrap();
-    assert_eq!(ttl, 3539);
+    assert_eq!(ttl, 3540);
 
     // Later calls within the token's fresh life touch neither the network nor KV.
     for t in [NOW + 1, NOW + 3539] {
@@ -237,7 +237,7 @@ fn long_retry_after_is_a_hold_down_not_a_wait() {
     let e = block_on(source.token(NOW + 15)).unwrap_err();
     assert_eq!(
         e.retry_after(),
-        Some(6),
+        Some(5),
         "Retry-After counts down from the end of the exchange"
     );
     assert_eq!(ep.calls.get(), 1);
@@ -532,14 +532,43 @@ fn a_flight_older_than_the_bound_is_replaced_not_joined() {
         .poll(&mut Context::from_waker(&waker))
         .is_pending());
     drop(stuck);
-    // 1000 ms budget + 5000 ms slack: from NOW + 6 the dead flight is replaced at once.
-    let _ = Box::pin(source.token(NOW + 5))
+    // 1000 ms budget + 5000 ms slack. In whole seconds, NOW + 6 may be only 5.001 s later:
+    // still joined. Only NOW + 7, or the clock, proves the bound has passed.
+    for later in [NOW + 5, NOW + 6] {
+        let _ = Box::pin(source.token(later))
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker));
+        assert_eq!(ep.calls.get(), 1, "still within the bound at {later}: joined");
+    }
+    advance(5_999);
+    let _ = Box::pin(source.token(NOW + 6))
         .as_mut()
         .poll(&mut Context::from_waker(&waker));
-    assert_eq!(ep.calls.get(), 1, "still within the bound: joined");
+    assert_eq!(ep.calls.get(), 1, "5999 ms by the clock: joined");
+    advance(1);
     gate.open();
     ep.then(ok(GOOD));
     let t = block_on(source.token(NOW + 6)).unwrap();
+    assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 2));
+}
+
+#[test]
+fn a_dead_flight_is_also_replaced_by_whole_seconds() {
+    let gate = Rc::new(Gate::default());
+    let ep = Endpoint {
+        gate: Some(gate.clone()),
+        ..Endpoint::new(200, GOOD)
+    };
+    let source = source(&ep, &Kv::default(), logs().1);
+    let waker = futures_util::task::noop_waker();
+    let mut stuck = Box::pin(source.token(NOW));
+    assert!(stuck
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(stuck);
+    gate.open();
+    let t = block_on(source.token(NOW + 7)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 2));
 }
 

@@ -88,30 +88,34 @@ async fn forward(
     // is always consumed (or its request aborted) and never left behind.
     let token = client.current(Some(ctx)).await?;
     let proof = client.proof_for(&token, &method, &target).await?;
-    // A declared length was checked above (and workerd holds the body to it); a body of unknown
-    // length is counted as it streams and cut off past the limit.
+    // Every body is counted as it streams and cut off past the limit, declared length or not: a
+    // service-binding caller's `Content-Length` is its own claim, not proof.
+    let declared = content_length
+        .as_deref()
+        .and_then(|l| l.trim().parse::<u64>().ok());
     let (body, signal, overflow) = match inner.body() {
-        Some(stream) if content_length.is_none() => {
+        Some(stream) => {
             let abort = web_sys::AbortController::new().map_err(js)?;
             let signal = abort.signal();
             let (limited, overflow) = limit_stream(stream, proxy.max_body_bytes, abort);
             (Some(limited), Some(signal), Some(overflow))
         }
-        other => (other, None, None),
+        None => (None, None, None),
     };
-    let small_body = content_length
-        .as_deref()
-        .and_then(|l| l.trim().parse::<u64>().ok())
-        .is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
+    let small_body = declared.is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
     let has_body = body.is_some();
     let outbound = outbound::build(
         inner,
-        target.as_str(),
-        &connection_tokens,
-        &token,
-        proof.as_deref(),
-        body,
-        signal,
+        outbound::Outbound {
+            target: target.as_str(),
+            connection_tokens: &connection_tokens,
+            allowed: &proxy.forward_headers,
+            token: &token,
+            dpop: proof.as_deref(),
+            body,
+            length: declared,
+            signal,
+        },
     )
     .map_err(js)?;
     // What to send again after a 401: the same request when it has no body (nothing is consumed),

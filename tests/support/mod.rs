@@ -98,6 +98,8 @@ pub struct Endpoint {
     /// Every request received, in order.
     pub requests: Rc<RefCell<Vec<HttpRequest>>>,
     pub gate: Option<Rc<Gate>>,
+    /// How far each request moves the test clock on before it is answered.
+    pub latency_ms: Rc<Cell<u64>>,
 }
 
 impl Endpoint {
@@ -112,6 +114,7 @@ impl Endpoint {
             timeouts: Rc::default(),
             requests: Rc::default(),
             gate: None,
+            latency_ms: Rc::default(),
         }
     }
 
@@ -137,7 +140,9 @@ impl HttpClient for Endpoint {
             }
         };
         let gate = self.gate.clone();
+        let latency = self.latency_ms.get();
         async move {
+            advance(latency);
             match gate {
                 Some(g) => Wait(g).await,
                 None => YieldOnce(false).await,
@@ -158,8 +163,19 @@ impl HttpClient for Endpoint {
     }
 }
 
-/// Flights as shared futures; fixed jitter; sleeps recorded and skipped, except a waiter's
-/// long bound on a flight, which fires only once the test sets `bounds_fire`.
+thread_local! {
+    /// The test's clock in milliseconds (each test runs on its own thread): moved on by sleeps
+    /// that end and by the endpoint's `latency_ms`.
+    pub static CLOCK_MS: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn advance(ms: u64) {
+    CLOCK_MS.with(|c| c.set(c.get() + ms));
+}
+
+/// Flights as shared futures (both phases); fixed jitter; sleeps recorded and skipped (moving
+/// the clock on), except a waiter's long bound on a flight, which fires only once the test sets
+/// `bounds_fire`.
 #[derive(Clone, Default)]
 pub struct TestRuntime {
     pub sleeps: Rc<RefCell<Vec<u64>>>,
@@ -168,8 +184,11 @@ pub struct TestRuntime {
 
 impl Runtime for TestRuntime {
     type Handle = Shared<LocalBoxFuture<'static, ()>>;
-    fn start(&self, work: LocalBoxFuture<'static, ()>) -> Self::Handle {
-        work.shared()
+    fn start(&self, work: LocalBoxFuture<'static, LocalBoxFuture<'static, ()>>) -> Self::Handle {
+        async move { work.await.await }.boxed_local().shared()
+    }
+    fn now_ms(&self) -> u64 {
+        CLOCK_MS.with(Cell::get)
     }
     fn wait(&self, handle: &Self::Handle) -> LocalBoxFuture<'static, ()> {
         handle.clone().boxed_local()
@@ -179,6 +198,7 @@ impl Runtime for TestRuntime {
         if ms >= worker_m2m::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
             futures_util::future::Either::Left(std::future::pending())
         } else {
+            advance(ms);
             futures_util::future::Either::Right(std::future::ready(()))
         }
     }
