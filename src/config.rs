@@ -145,8 +145,7 @@ pub struct Config {
     pub dpop: Dpop,
 }
 
-impl Config {
-}
+impl Config {}
 
 fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
     const NAME: &str = "OAUTH_RETRY_STATUSES";
@@ -451,7 +450,9 @@ pub struct ProxyConfig {
 /// `Proxy-Authorization`) cannot be allowed.
 fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
     const NAME: &str = "PROXY_FORWARD_HEADERS";
-    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
@@ -760,11 +761,17 @@ mod tests {
             ("TOKEN_CACHE_KEY", "too-short"),
         ] {
             let err = with(&[(name, bad)]).unwrap_err().to_string();
-            assert!(err.contains(name) && !err.contains(bad.trim()), "{name}: {err}");
+            assert!(
+                err.contains(name) && !err.contains(bad.trim()),
+                "{name}: {err}"
+            );
         }
         // Whitespace inside a secret is part of it.
         assert_eq!(
-            with(&[("OAUTH_CLIENT_SECRET", "a b")]).unwrap().auth.credential(),
+            with(&[("OAUTH_CLIENT_SECRET", "a b")])
+                .unwrap()
+                .auth
+                .credential(),
             "a b"
         );
         let err = ProxyConfig::from_lookup(lookup(&[
@@ -773,7 +780,10 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("PROXY_SHARED_SECRET") && !err.contains("shh"), "{err}");
+        assert!(
+            err.contains("PROXY_SHARED_SECRET") && !err.contains("shh"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -784,7 +794,14 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(p.forward_headers, ["x-forwarded-user", "cookie"]);
-        for bad in ["authorization", "Host", "transfer-encoding", "dpop", "x a", "x:y"] {
+        for bad in [
+            "authorization",
+            "Host",
+            "transfer-encoding",
+            "dpop",
+            "x a",
+            "x:y",
+        ] {
             let err = ProxyConfig::from_lookup(lookup(&[
                 ("UPSTREAM_ORIGIN", "https://api.example"),
                 ("PROXY_FORWARD_HEADERS", bad),

@@ -66,7 +66,9 @@ impl Redactor {
     }
 
     fn add_base64(&mut self, bytes: &[u8]) {
-        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
             self.add(&engine.encode(bytes));
         }
@@ -167,7 +169,9 @@ mod tests {
 
     #[test]
     fn every_encoding_of_the_secret_is_redacted() {
-        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         let r = Redactor::for_config(&config(ClientAuth::Basic(ClientSecret::new(SECRET))));
         let form: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
         let basic = crate::token_request::basic_credentials("client id", SECRET);
@@ -201,7 +205,9 @@ mod tests {
 
     #[test]
     fn control_characters_cannot_split_an_echo_and_cutting_comes_last() {
-        let r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new("hunter2hunter2"))));
+        let r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(
+            "hunter2hunter2",
+        ))));
         assert_eq!(r.clean("x hunter2\u{0}hunter2\n y", 100), "x [redacted] y");
         // The limit falls inside the secret: it is redacted first, then cut.
         let text = format!("{}hunter2hunter2", "a".repeat(95));
@@ -212,8 +218,9 @@ mod tests {
 
     #[test]
     fn signed_values_are_redacted_whole_and_by_signature() {
-        let mut r =
-            Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new("hunter2hunter2"))));
+        let mut r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(
+            "hunter2hunter2",
+        ))));
         let jws = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiIxIn0.c2lnbmF0dXJlLW9mLXRoZS1hc3NlcnRpb24";
         r.add_signed(jws);
         assert_eq!(r.clean(&format!("got {jws}"), 1000), "got [redacted]");

@@ -195,6 +195,11 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         self.inner.token_nonces.borrow().get(url).map(str::to_owned)
     }
 
+    /// Whether a token request (a flight) is under way.
+    pub fn in_flight(&self) -> bool {
+        self.inner.flight.borrow().is_some()
+    }
+
     /// The configuration this source serves.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -278,6 +283,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         let inner = self.inner.clone();
         let outcome: Outcome = Rc::default();
         let out = outcome.clone();
+        // Two phases on purpose (see `Runtime::start`): the answer, then the writes.
+        #[allow(clippy::async_yields_async)]
         let work = Box::pin(async move {
             let mut writes = Vec::new();
             let result = acquire(&inner, now, refresh, generation, &mut writes).await;
@@ -395,7 +402,9 @@ fn end_flight<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) {
 async fn persist<H, S: TokenStore, R: Runtime>(inner: &Inner<H, S, R>, writes: Vec<Write>) {
     for write in writes {
         let (outcome, result) = match write {
-            Write::Put(name, value, ttl) => ("write_error", inner.store.put(name, value, ttl).await),
+            Write::Put(name, value, ttl) => {
+                ("write_error", inner.store.put(name, value, ttl).await)
+            }
             Write::Delete(name) => ("delete_error", inner.store.delete(name).await),
         };
         if let Err(e) = result {
@@ -597,8 +606,11 @@ fn fail<H, S, R: Runtime>(
     writes: &mut Vec<Write>,
 ) -> Result<Token> {
     let secs = hold_secs(&err, inner.config.holddown_secs);
+    let mut err = err;
     if secs > 0 {
         let until = done + secs;
+        // Callers see the hold as it is (a server's `Retry-After` capped), from the first one.
+        err = held_error(&err, until, done);
         *inner.held.borrow_mut() = Some((until, err.clone()));
         // Only what the server said is shared: this isolate's own network trouble or
         // timeout must not hold down isolates elsewhere that may reach it fine.
@@ -676,7 +688,14 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 .get(&token_url)
                 .map(str::to_owned);
             let proof = proofs
-                .proof(key, "POST", htu(&token_url), sent_at, None, nonce.as_deref())
+                .proof(
+                    key,
+                    "POST",
+                    htu(&token_url),
+                    sent_at,
+                    None,
+                    nonce.as_deref(),
+                )
                 .await?;
             redactor.add_signed(&proof);
             request.headers.push(("dpop".into(), proof));
@@ -687,8 +706,9 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
                 if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
                     got_nonce = inner.token_nonces.borrow_mut().remember(&token_url, nonce);
                 }
-                let parsed = parse_token_response(&resp, sent_at, config.expiry_margin_secs, &redactor)
-                    .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
+                let parsed =
+                    parse_token_response(&resp, sent_at, config.expiry_margin_secs, &redactor)
+                        .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
                 (parsed, Some(resp.status), resp.elapsed_ms)
             }
             Err(e) => (

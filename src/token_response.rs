@@ -118,7 +118,8 @@ fn parse_success(
     };
     // An `exp` already past (clock skew) or absurdly far would make every request fetch a
     // token, or keep one forever: outside (0, one year] it is ignored.
-    let exp = jwt_exp(access_token).filter(|exp| *exp > sent_at && exp - sent_at <= MAX_LIFETIME_SECS);
+    let exp =
+        jwt_exp(access_token).filter(|exp| *exp > sent_at && exp - sent_at <= MAX_LIFETIME_SECS);
     let expires_at = match (json.get("expires_in"), exp) {
         // Both: the earlier wins. A server whose `expires_in` outlives the token's own `exp`
         // would otherwise have it used past the moment the API starts refusing it.
@@ -317,13 +318,48 @@ mod tests {
                 502,
                 "`expires_in`",
             ),
-            (200, r#"{"access_token":"abc","expires_in":0}"#, 502, "too short"),
-            (200, r#"{"access_token":"abc","expires_in":9}"#, 502, "too short"),
-            (200, r#"{"access_token":"abc","expires_in":"NaN"}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"abc","expires_in":1e308}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"abc","expires_in":-1e308}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"abc","expires_in":true}"#, 502, "`expires_in`"),
-            (200, r#"{"access_token":"tök"}"#, 502, "not allowed in an HTTP header"),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":0}"#,
+                502,
+                "too short",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":9}"#,
+                502,
+                "too short",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":"NaN"}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":1e308}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":-1e308}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":true}"#,
+                502,
+                "`expires_in`",
+            ),
+            (
+                200,
+                r#"{"access_token":"tök"}"#,
+                502,
+                "not allowed in an HTTP header",
+            ),
             (200, &short_exp, 502, "`exp` leaves 3 s"),
             (
                 200,
@@ -371,7 +407,8 @@ mod tests {
             (429, "slow down", 503, "HTTP 429"),
         ];
         for (status, body, http, want) in cases {
-            let err = parse_token_response(&resp(status, body), NOW, 60, &Redactor::default()).unwrap_err();
+            let err = parse_token_response(&resp(status, body), NOW, 60, &Redactor::default())
+                .unwrap_err();
             assert_eq!(err.http_status(), http, "{status} {body}: {err}");
             assert!(err.to_string().contains(want), "{status} {body}: got {err}");
         }
@@ -379,8 +416,13 @@ mod tests {
 
     #[test]
     fn refusals_keep_code_and_retry_after() {
-        let err =
-            parse_token_response(&resp(401, r#"{"error":"invalid_client"}"#), NOW, 60, &Redactor::default()).unwrap_err();
+        let err = parse_token_response(
+            &resp(401, r#"{"error":"invalid_client"}"#),
+            NOW,
+            60,
+            &Redactor::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "invalid_client");
         let err = parse_token_response(&resp(503, ""), NOW, 60, &Redactor::default()).unwrap_err();
         assert_eq!(err.retry_after(), Some(7));

@@ -538,7 +538,11 @@ fn a_flight_older_than_the_bound_is_replaced_not_joined() {
         let _ = Box::pin(source.token(later))
             .as_mut()
             .poll(&mut Context::from_waker(&waker));
-        assert_eq!(ep.calls.get(), 1, "still within the bound at {later}: joined");
+        assert_eq!(
+            ep.calls.get(),
+            1,
+            "still within the bound at {later}: joined"
+        );
     }
     advance(5_999);
     let _ = Box::pin(source.token(NOW + 6))

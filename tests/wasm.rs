@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use worker::Env;
-use worker_m2m::edge::crypto::{open, seal, sealing_key, sha256};
+use worker_m2m::edge::crypto::{keyed_name, open, root_key, seal, sealing_key, sha256};
 use worker_m2m::edge::fetch::PlatformHttp;
 use worker_m2m::edge::kv::KvNamespace;
 use worker_m2m::transport::{HttpClient, HttpRequest};
@@ -149,7 +149,7 @@ async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
         .collect();
     assert_eq!(keys.len(), 1);
     assert!(
-        keys[0].starts_with("m2m:v1:")
+        keys[0].starts_with("m2m:v2:")
             && keys[0].ends_with(":token")
             && !keys[0].contains("wasm-client")
     );
@@ -265,7 +265,8 @@ async fn missing_settings_are_named() {
 
 #[wasm_bindgen_test]
 async fn sealed_values_open_only_with_the_same_key_and_aad() {
-    let key = sealing_key(b"client-secret", b"m2m:v1:abc").await.unwrap();
+    let root = root_key(b"client-secret", false).await.unwrap();
+    let key = sealing_key(&root, b"m2m:v1:abc").await.unwrap();
     let sealed = seal(&key, b"{\"access_token\":\"eyJ\"}", b"m2m:v1:abc:token")
         .await
         .unwrap();
@@ -283,7 +284,8 @@ async fn sealed_values_open_only_with_the_same_key_and_aad() {
         seal(&key, b"x", b"a").await.unwrap()
     );
     // Another key, another entry's AAD, a flipped byte, or plain text: all refused.
-    let other = sealing_key(b"rotated-secret", b"m2m:v1:abc").await.unwrap();
+    let rotated = root_key(b"rotated-secret", false).await.unwrap();
+    let other = sealing_key(&rotated, b"m2m:v1:abc").await.unwrap();
     assert!(open(&other, &sealed, b"m2m:v1:abc:token").await.is_err());
     assert!(open(&key, &sealed, b"m2m:v1:abc:hold").await.is_err());
     let mut tampered = sealed.clone().into_bytes();
@@ -297,6 +299,132 @@ async fn sealed_values_open_only_with_the_same_key_and_aad() {
     .await
     .is_err());
     assert!(open(&key, "{\"v\":1}", b"m2m:v1:abc:token").await.is_err());
+}
+
+#[wasm_bindgen_test]
+async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
+    use worker_m2m::cache_key::{cache_key_material, NAME_KEY_INFO, STRETCH_ITERATIONS};
+    let material = b"material with the secret in it";
+    let plain = sha256(material).await.unwrap();
+    // Stretched (a client secret) and not (TOKEN_CACHE_KEY): each a function of its root only.
+    let stretched = root_key(b"weak", true).await.unwrap();
+    let keyed = root_key(b"weak", false).await.unwrap();
+    let a = keyed_name(&stretched, NAME_KEY_INFO, material)
+        .await
+        .unwrap();
+    let b = keyed_name(&keyed, NAME_KEY_INFO, material).await.unwrap();
+    assert_eq!(
+        a,
+        keyed_name(&stretched, NAME_KEY_INFO, material)
+            .await
+            .unwrap()
+    );
+    assert!(a != b && a != plain && b != plain && a.len() == 32);
+    assert_eq!(STRETCH_ITERATIONS, 100_000);
+
+    // Through the client: the name is neither SHA-256 of the material, nor the same with and
+    // without TOKEN_CACHE_KEY (which does not select the token, only keys the cache).
+    let srv = server("token").await;
+    let mut names = Vec::new();
+    for extra in [
+        &[][..],
+        &[("TOKEN_CACHE_KEY", "0123456789abcdef0123456789abcdef-k")][..],
+    ] {
+        let env_js = env(&srv.url(), "keyed-names-secret", extra);
+        let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
+        client.token().await.unwrap();
+        let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
+            .unwrap()
+            .unchecked_into();
+        let name = map.keys().next().unwrap().as_string().unwrap();
+        let config = Config::from_lookup(|k| {
+            js_sys::Reflect::get(&env_js, &k.into())
+                .ok()
+                .and_then(|v| v.as_string())
+        })
+        .unwrap();
+        let hashed =
+            worker_m2m::cache_key::cache_key(&sha256(&cache_key_material(&config)).await.unwrap());
+        assert!(
+            name.starts_with("m2m:v2:") && !name.starts_with(&hashed),
+            "{name}"
+        );
+        names.push(name);
+    }
+    assert_ne!(names[0], names[1]);
+}
+
+#[wasm_bindgen_test]
+fn outbound_headers_follow_the_policy_table() {
+    use worker_m2m::edge::outbound::{build, Outbound};
+    use worker_m2m::route::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
+    use worker_m2m::secret::AccessToken;
+    use worker_m2m::{Scheme, Token};
+    let mut names: Vec<String> = NEVER_FORWARDED
+        .iter()
+        .chain(DROPPED_NAMES)
+        .map(|n| n.to_string())
+        .collect();
+    names.extend(DROPPED_PREFIXES.iter().map(|p| format!("{p}probe")));
+    names.extend(
+        [
+            "accept",
+            "content-type",
+            "x-request-id",
+            "traceparent",
+            "x-forwarded-user",
+            "cf-access-authenticated-user-email",
+            "x-custom",
+            "x-conn-named",
+        ]
+        .map(String::from),
+    );
+    let headers = web_sys::Headers::new().unwrap();
+    for n in &names {
+        // Names workerd would refuse to let a caller set are still set here: Node allows them.
+        let _ = headers.append(n, "v");
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    let incoming =
+        web_sys::Request::new_with_str_and_init("https://proxy.internal/x", &init).unwrap();
+    let token = Token::new(
+        AccessToken::new("tok"),
+        Scheme::Bearer,
+        0,
+        4_000_000_000,
+        60,
+    );
+    let allowed = vec!["x-forwarded-user".to_owned()];
+    let out = build(
+        &incoming,
+        Outbound {
+            target: "https://api.example/x",
+            connection_tokens: &["x-conn-named".to_owned()],
+            allowed: &allowed,
+            token: &token,
+            dpop: None,
+            body: None,
+            length: None,
+            signal: None,
+        },
+    )
+    .unwrap();
+    let sent = out.headers();
+    for n in &names {
+        if !incoming.headers().has(n).unwrap() {
+            continue; // Node's Headers refused it (a forbidden name): nothing to forward.
+        }
+        let want = !header_dropped(n, &allowed) && n != "x-conn-named";
+        let got = sent.has(n).unwrap();
+        if n == "authorization" {
+            assert_eq!(sent.get(n).unwrap().as_deref(), Some("Bearer tok"));
+        } else {
+            assert_eq!(got, want, "{n}: forwarded {got}, policy says {want}");
+        }
+    }
+    assert!(sent.has("x-forwarded-user").unwrap() && !sent.has("x-forwarded-probe").unwrap());
 }
 
 #[wasm_bindgen_test]

@@ -14,7 +14,7 @@ use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::{EdgeStore, KvNamespace};
 use super::runtime::{EdgeRuntime, FlightHandle};
 use super::signing::EdgeAssertions;
-use crate::cache_key::cache_key_material;
+use crate::cache_key::{cache_key_material, CacheRoot};
 use crate::config::{ClientAuth, Config, Dpop};
 use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ pub const KV_BINDING: &str = "TOKEN_CACHE";
 /// without a copy and are not replayed.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
 
-/// Configurations remembered per isolate before the registry starts afresh.
+/// Configurations remembered per isolate; past that the least recently used idle one goes.
 const MAX_SOURCES: usize = 16;
 
 type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
@@ -40,7 +40,9 @@ thread_local! {
     // One token source per configuration per isolate, so that `from_env` on every request still
     // finds the token (and the in-flight request) of earlier ones. Keyed by the whole configuration,
     // so a rotated secret gets a fresh source.
-    static SOURCES: RefCell<HashMap<(Config, bool), EdgeSource>> = RefCell::new(HashMap::new());
+    // Each with the tick of its last lookup, for evicting the least recently used.
+    static SOURCES: RefCell<HashMap<(Config, bool), (EdgeSource, u64)>> = RefCell::new(HashMap::new());
+    static TICK: Cell<u64> = const { Cell::new(0) };
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
     static LAST_ENV: PerEnv<TokenClient> = const { PerEnv::new() };
 }
@@ -75,38 +77,32 @@ impl TokenClient {
         }
         let material = cache_key_material(&config);
         let registry_key = (config.clone(), kv.is_some());
+        let tick = TICK.with(|t| {
+            t.set(t.get() + 1);
+            t.get()
+        });
         let source = SOURCES.with(|sources| {
             let mut sources = sources.borrow_mut();
-            // Rotations add configurations; an isolate never needs more than a few at once.
-            if sources.len() >= MAX_SOURCES && !sources.contains_key(&registry_key) {
-                sources.clear();
+            if let Some((source, used)) = sources.get_mut(&registry_key) {
+                *used = tick;
+                return source.clone();
             }
-            sources
-                .entry(registry_key)
-                .or_insert_with(|| {
-                    let source = TokenSource::new(
-                        config.clone(),
-                        PlatformHttp,
-                        EdgeStore::new(kv, material, config.sealing_ikm().as_bytes().to_vec()),
-                        EdgeRuntime,
-                        Rc::new(super::log_line),
-                    );
-                    if let ClientAuth::PrivateKeyJwt(key) = &config.auth {
-                        source.set_assertions(Rc::new(EdgeAssertions::new(
-                            key.clone(),
-                            config.client_id.clone(),
-                        )));
-                    }
-                    match &config.dpop {
-                        Dpop::Off => {}
-                        Dpop::GeneratedKey => source.set_proofs(Rc::new(EdgeProofs::new(None))),
-                        Dpop::Key(key) => {
-                            source.set_proofs(Rc::new(EdgeProofs::new(Some(key.clone()))))
-                        }
-                    }
-                    source
-                })
-                .clone()
+            // Rotations add configurations; an isolate never needs more than a few at once. A
+            // source with a token request under way stays: dropping it would let the next
+            // lookup start a second, billed request for the same configuration.
+            if sources.len() >= MAX_SOURCES {
+                let idle_lru = sources
+                    .iter()
+                    .filter(|(_, (source, _))| !source.in_flight())
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(key, _)| key.clone());
+                if let Some(key) = idle_lru {
+                    sources.remove(&key);
+                }
+            }
+            let source = build_source(&config, kv, material);
+            sources.insert(registry_key, (source.clone(), tick));
+            source
         });
         Self { source }
     }
@@ -343,6 +339,29 @@ impl TokenClient {
         };
         build_signed(token, req, proof.as_deref())
     }
+}
+
+/// A token source for `config` with its store, and the signers its settings call for.
+fn build_source(config: &Config, kv: Option<KvNamespace>, material: Vec<u8>) -> EdgeSource {
+    let source = TokenSource::new(
+        config.clone(),
+        PlatformHttp,
+        EdgeStore::new(kv, material, CacheRoot::of(config)),
+        EdgeRuntime,
+        Rc::new(super::log_line),
+    );
+    if let ClientAuth::PrivateKeyJwt(key) = &config.auth {
+        source.set_assertions(Rc::new(EdgeAssertions::new(
+            key.clone(),
+            config.client_id.clone(),
+        )));
+    }
+    match &config.dpop {
+        Dpop::Off => {}
+        Dpop::GeneratedKey => source.set_proofs(Rc::new(EdgeProofs::new(None))),
+        Dpop::Key(key) => source.set_proofs(Rc::new(EdgeProofs::new(Some(key.clone())))),
+    }
+    source
 }
 
 /// A request can be replayed when its body is absent or small enough to keep a copy of.

@@ -1,8 +1,10 @@
 //! WebCrypto, native in workerd and Node: smaller and faster than a Rust crypto crate in wasm.
 //!
-//! KV values are sealed with AES-256-GCM (NIST SP 800-38D) under a key derived with HKDF-SHA-256
-//! (RFC 5869) from the client credential, so reading the KV namespace reveals no token. The KV
-//! key is the GCM additional data: a value moved to another key fails to open.
+//! KV entries are named with HMAC-SHA-256 (RFC 2104) and their values sealed with AES-256-GCM
+//! (NIST SP 800-38D), under keys derived with HKDF-SHA-256 (RFC 5869) from the cache's root key
+//! (see [`crate::cache_key`]), so reading or listing the namespace reveals no token and tests
+//! no guess of the secret. The KV key is the GCM additional data: a value moved to another key
+//! fails to open.
 
 use base64::Engine as _;
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
@@ -21,8 +23,7 @@ extern "C" {
 /// Prefix of sealed values: the format version, so a future format can coexist.
 const SEALED_PREFIX: &str = "m2m-gcm1.";
 const IV_LEN: usize = 12;
-/// HKDF salt: a fixed, public label that separates this use of the credential from any other.
-const HKDF_SALT: &[u8] = b"worker-m2m/token-cache/v1";
+use crate::cache_key::{ROOT_SALT, STRETCH_ITERATIONS};
 
 pub(crate) fn text(e: JsValue) -> String {
     super::js_error_text(&e)
@@ -46,27 +47,85 @@ pub async fn sha256(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buf.unchecked_into::<ArrayBuffer>()).to_vec())
 }
 
-/// The AES-256-GCM key for sealing cache values, derived from `ikm` with HKDF-SHA-256.
-/// `info` binds the key to one cache namespace. Not extractable.
-pub async fn sealing_key(ikm: &[u8], info: &[u8]) -> Result<CryptoKey, String> {
+/// The cache's root key as an HKDF base key: `secret` itself, or with `stretch`, 256 bits of
+/// PBKDF2-HMAC-SHA-256 (RFC 8018 §5.2) over it, so that a guess of a weak client secret costs
+/// [`STRETCH_ITERATIONS`] hashes. Not extractable.
+pub async fn root_key(secret: &[u8], stretch: bool) -> Result<CryptoKey, String> {
     let usages_derive = Array::of1(&"deriveKey".into());
-    let base = call(SUBTLE.with(|s| {
-        s.import_key_with_str("raw", &Uint8Array::from(ikm), "HKDF", false, &usages_derive)
-    }))
-    .await?;
-    let params = object(&[
-        ("name", &"HKDF".into()),
-        ("hash", &"SHA-256".into()),
-        ("salt", &Uint8Array::from(HKDF_SALT).into()),
-        ("info", &Uint8Array::from(info).into()),
-    ]);
-    let target = object(&[("name", &"AES-GCM".into()), ("length", &256.into())]);
-    let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
+    let material = if stretch {
+        let usages_bits = Array::of1(&"deriveBits".into());
+        let password = call(SUBTLE.with(|s| {
+            s.import_key_with_str(
+                "raw",
+                &Uint8Array::from(secret),
+                "PBKDF2",
+                false,
+                &usages_bits,
+            )
+        }))
+        .await?;
+        let params = object(&[
+            ("name", &"PBKDF2".into()),
+            ("hash", &"SHA-256".into()),
+            ("salt", &Uint8Array::from(ROOT_SALT).into()),
+            ("iterations", &STRETCH_ITERATIONS.into()),
+        ]);
+        let bits = call(
+            SUBTLE.with(|s| s.derive_bits_with_object(&params, password.unchecked_ref(), 256)),
+        )
+        .await?;
+        Uint8Array::new(&bits.unchecked_into::<ArrayBuffer>()).to_vec()
+    } else {
+        secret.to_vec()
+    };
     let key = call(SUBTLE.with(|s| {
-        s.derive_key_with_object_and_object(&params, base.unchecked_ref(), &target, false, &usages)
+        s.import_key_with_str(
+            "raw",
+            &Uint8Array::from(&material[..]),
+            "HKDF",
+            false,
+            &usages_derive,
+        )
     }))
     .await?;
     Ok(key.unchecked_into())
+}
+
+fn hkdf(info: &[u8]) -> Object {
+    object(&[
+        ("name", &"HKDF".into()),
+        ("hash", &"SHA-256".into()),
+        ("salt", &Uint8Array::from(ROOT_SALT).into()),
+        ("info", &Uint8Array::from(info).into()),
+    ])
+}
+
+/// The AES-256-GCM key for sealing the values of one cache namespace (`info`: its KV key
+/// prefix), derived from `root` with HKDF-SHA-256. Not extractable.
+pub async fn sealing_key(root: &CryptoKey, info: &[u8]) -> Result<CryptoKey, String> {
+    let target = object(&[("name", &"AES-GCM".into()), ("length", &256.into())]);
+    let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
+    let key =
+        call(SUBTLE.with(|s| {
+            s.derive_key_with_object_and_object(&hkdf(info), root, &target, false, &usages)
+        }))
+        .await?;
+    Ok(key.unchecked_into())
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `data` under a key derived from `root` with HKDF-SHA-256 and
+/// `info`: names that only the holder of the root can compute.
+pub async fn keyed_name(root: &CryptoKey, info: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+    let target = object(&[("name", &"HMAC".into()), ("hash", &"SHA-256".into())]);
+    let usages = Array::of1(&"sign".into());
+    let key: CryptoKey =
+        call(SUBTLE.with(|s| {
+            s.derive_key_with_object_and_object(&hkdf(info), root, &target, false, &usages)
+        }))
+        .await?
+        .unchecked_into();
+    let mac = call(SUBTLE.with(|s| s.sign_with_str_and_u8_array("HMAC", &key, data))).await?;
+    Ok(Uint8Array::new(&mac.unchecked_into::<ArrayBuffer>()).to_vec())
 }
 
 fn gcm_params(iv: &[u8], aad: &[u8]) -> Object {

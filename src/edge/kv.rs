@@ -1,5 +1,6 @@
-//! Workers KV as the core's [`TokenStore`]: namespaced by a hash of the configuration, sealed
-//! with AES-256-GCM, and bounded in time so a slow or failing KV never fails a request.
+//! Workers KV as the core's [`TokenStore`]: namespaced by a keyed MAC of the configuration,
+//! sealed with AES-256-GCM (both keyed from the cache's root, see [`crate::cache_key`]), and
+//! bounded in time so a slow or failing KV never fails a request.
 
 use std::cell::OnceCell;
 
@@ -9,10 +10,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::CryptoKey;
 
-use super::crypto::{open, seal, sealing_key, sha256};
+use super::crypto::{keyed_name, open, root_key, seal, sealing_key};
 use super::runtime::sleep;
-use crate::cache_key::cache_key;
-use crate::store::{TokenStore, KV_MIN_TTL_SECS};
+use crate::cache_key::{cache_key, CacheRoot, NAME_KEY_INFO};
+use crate::store::{TokenStore, KV_MIN_TTL_SECS, STORE_TIMEOUT_MS};
 
 #[wasm_bindgen]
 extern "C" {
@@ -50,37 +51,41 @@ async fn settle(op: &str, promise: Result<Promise, JsValue>) -> Result<JsValue, 
         .map_err(failed)
 }
 
-/// Longest wait for one KV operation; past it the read is a miss and the write is skipped.
-pub const KV_TIMEOUT_MS: u64 = 1_500;
+/// Longest wait for one KV operation, key derivation included; past it the read is a miss and
+/// the write is skipped.
+pub const KV_TIMEOUT_MS: u64 = STORE_TIMEOUT_MS;
 
 /// The `TOKEN_CACHE` namespace, or nothing (memory-only), for one configuration.
 pub struct EdgeStore {
     kv: Option<KvNamespace>,
-    /// The cache-key material; holds the client secret, so it is only ever hashed.
+    /// The cache-key material; holds the client secret, so it is only ever MACed.
     material: Vec<u8>,
-    /// Input keying material for the sealing key (client secret or `TOKEN_CACHE_KEY`).
-    ikm: Vec<u8>,
-    /// `m2m:v1:<sha256>` and the sealing key, made on first use (once per isolate): WebCrypto is
+    /// The root secret (`TOKEN_CACHE_KEY`, else the credential) and whether to stretch it.
+    root: Vec<u8>,
+    stretch: bool,
+    /// `m2m:v2:<hmac>` and the sealing key, made on first use (once per isolate): WebCrypto is
     /// async, `TokenClient::from_env` is not.
     prepared: OnceCell<(String, CryptoKey)>,
 }
 
 impl EdgeStore {
     /// A store over `kv` (memory-only when `None`) for the configuration `material` describes,
-    /// sealing values with a key derived from `ikm`.
-    pub fn new(kv: Option<KvNamespace>, material: Vec<u8>, ikm: Vec<u8>) -> Self {
+    /// naming and sealing entries with keys derived from `root`.
+    pub fn new(kv: Option<KvNamespace>, material: Vec<u8>, root: CacheRoot<'_>) -> Self {
         Self {
             kv,
             material,
-            ikm,
+            root: root.secret.as_bytes().to_vec(),
+            stretch: root.stretch,
             prepared: OnceCell::new(),
         }
     }
 
     async fn prepared(&self) -> Result<&(String, CryptoKey), String> {
         if self.prepared.get().is_none() {
-            let prefix = cache_key(&sha256(&self.material).await?);
-            let key = sealing_key(&self.ikm, prefix.as_bytes()).await?;
+            let root = root_key(&self.root, self.stretch).await?;
+            let prefix = cache_key(&keyed_name(&root, NAME_KEY_INFO, &self.material).await?);
+            let key = sealing_key(&root, prefix.as_bytes()).await?;
             let _ = self.prepared.set((prefix, key));
         }
         Ok(self.prepared.get().expect("set above"))

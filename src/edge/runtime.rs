@@ -29,7 +29,7 @@ pub fn sleep(ms: u64) -> JsFuture {
 /// the callers waiting for it.
 #[derive(Clone)]
 pub struct FlightHandle {
-    /// Settles when the flight is over.
+    /// Settles when the flight is over, its writes included.
     pub promise: Promise,
     waiters: Rc<Waiters>,
 }
@@ -61,12 +61,15 @@ pub struct EdgeRuntime;
 impl Runtime for EdgeRuntime {
     type Handle = FlightHandle;
 
-    fn start(&self, work: LocalBoxFuture<'static, ()>) -> FlightHandle {
+    fn start(&self, work: LocalBoxFuture<'static, LocalBoxFuture<'static, ()>>) -> FlightHandle {
         let waiters = Rc::new(Waiters::default());
         let w = waiters.clone();
+        // Waiters go on as soon as the answer is there; the promise (what `waitUntil` keeps
+        // alive) settles only once the answer is written to KV too.
         let promise = wasm_bindgen_futures::future_to_promise(async move {
-            work.await;
+            let persist = work.await;
             w.finish();
+            persist.await;
             Ok(JsValue::UNDEFINED)
         });
         FlightHandle { promise, waiters }
@@ -94,5 +97,10 @@ impl Runtime for EdgeRuntime {
 
     fn random(&self) -> f64 {
         js_sys::Math::random()
+    }
+
+    fn now_ms(&self) -> u64 {
+        // workerd moves `Date.now()` on at I/O, which is what a flight's steps are.
+        js_sys::Date::now() as u64
     }
 }
