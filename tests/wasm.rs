@@ -106,6 +106,11 @@ fn env_with_kv(token_url: &str, secret: &str, extra: &[(&str, &str)], kv_mode: &
     make_env(&vars, kv_mode)
 }
 
+/// Lets a flight's second phase (its KV writes, after callers have their answer) finish.
+async fn written() {
+    let _ = worker_m2m::edge::runtime::sleep(50).await;
+}
+
 fn kv_of(env: &JsValue) -> JsValue {
     js_sys::Reflect::get(env, &"TOKEN_CACHE".into()).unwrap()
 }
@@ -137,7 +142,9 @@ async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
     );
     assert_eq!(srv.last_body(), "grant_type=client_credentials&scope=read");
 
-    // Stored under a hashed key, for fresh_until - now = 3540 s.
+    // Stored under a keyed name, for fresh_until - now = 3540 s, once the flight's writes are
+    // done (callers have their token before that).
+    written().await;
     let kv = kv_of(&env_js);
     let map: js_sys::Map = js_sys::Reflect::get(&kv, &"map".into())
         .unwrap()
@@ -197,6 +204,7 @@ async fn a_new_isolate_reads_the_token_from_kv() {
             .unwrap();
     let first = TokenClient::new(config.clone(), Some(kv.clone()));
     first.token().await.unwrap();
+    written().await;
     // Same configuration but a different timeout: same cache key, a separate in-memory source,
     // as a second isolate would have.
     let mut other = config;
@@ -333,10 +341,18 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
         let env_js = env(&srv.url(), "keyed-names-secret", extra);
         let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
         client.token().await.unwrap();
+        written().await;
         let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
             .unwrap()
             .unchecked_into();
-        let name = map.keys().next().unwrap().as_string().unwrap();
+        let name = map
+            .keys()
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap()
+            .as_string()
+            .unwrap();
         let config = Config::from_lookup(|k| {
             js_sys::Reflect::get(&env_js, &k.into())
                 .ok()
@@ -433,6 +449,7 @@ async fn kv_holds_no_readable_token() {
     let env_js = env(&srv.url(), "sealed-kv-secret", &[]);
     let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
     client.token().await.unwrap();
+    written().await;
     let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
         .unwrap()
         .unchecked_into();
