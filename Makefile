@@ -15,7 +15,7 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	worker-build --release
+	bash scripts/build.sh
 
 test: setup lint test-native test-wasm build size test-e2e
 

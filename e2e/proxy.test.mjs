@@ -83,7 +83,7 @@ test('100 concurrent requests on a cold isolate make exactly 1 token request; a 
     const kv = await first.mf.getKVNamespace('TOKEN_CACHE');
     const { keys } = await kv.list();
     assert.equal(keys.length, 1);
-    assert.match(keys[0].name, /^m2m:v1:[A-Za-z0-9_-]{43}:token$/);
+    assert.match(keys[0].name, /^m2m:v2:[A-Za-z0-9_-]{43}:token$/);
     assert.ok(!keys[0].name.includes(CLIENTS.basic.id));
 
     const second = await worker({ bindings: settings(), kvPersist: dir });

@@ -268,8 +268,9 @@ function rawRequest(port, text) {
 }
 
 test('across a token expiry under concurrent load, with and without refresh ahead, every request succeeds', async () => {
-  // 8 s tokens: fresh for 6 s (margin min(60, 8/4) = 2 s), refresh window from 6 s as well.
-  const shortIdp = await startIdp({ tokenTtl: 8 });
+  // 12 s tokens: fresh for 7 s (margin max(min(60, 12/4), 5) = 5 s: never handed out with 5 s
+  // or less left), refresh window from 6 s.
+  const shortIdp = await startIdp({ tokenTtl: 12 });
   const shortApi = await startApi({ issuer: shortIdp.issuer, jwksUrl: shortIdp.jwksUrl, audience: API_AUDIENCE });
   try {
     for (const ahead of ['false', 'true']) {
@@ -280,7 +281,7 @@ test('across a token expiry under concurrent load, with and without refresh ahea
       });
       const statuses = [];
       let undrained = 0;
-      const until = Date.now() + 9000;
+      const until = Date.now() + 10000;
       while (Date.now() < until) {
         const batch = await Promise.all(Array.from({ length: 16 }, () => w.fetch('/things')));
         for (const r of batch) {

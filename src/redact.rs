@@ -57,9 +57,10 @@ impl Redactor {
     }
 
     /// Adds a signed value that was sent (a client assertion or a DPoP proof): the whole JWS and
-    /// its signature, which is what makes it usable.
+    /// its signature, which is what makes it usable, raw and in base64.
     pub fn add_signed(&mut self, jws: &str) {
         self.add(jws);
+        self.add_base64(jws.as_bytes());
         if let Some(signature) = jws.rsplit('.').next().filter(|s| s.len() >= 16) {
             self.add(signature);
         }
@@ -83,7 +84,9 @@ impl Redactor {
     }
 
     /// Server text made safe to pass on: control characters removed, every form replaced with
-    /// `[redacted]`, then at most `max_chars` characters kept.
+    /// `[redacted]`, every base64 run that decodes to text holding a form replaced too (an echo
+    /// of a whole request body in base64 holds the secret at an offset no fixed form matches),
+    /// then at most `max_chars` characters kept.
     pub fn clean(&self, text: &str, max_chars: usize) -> String {
         let mut s: String = text.chars().filter(|c| !c.is_control()).collect();
         for form in &self.forms {
@@ -91,10 +94,64 @@ impl Redactor {
                 s = s.replace(form.as_str(), REDACTED);
             }
         }
+        if !self.forms.is_empty() {
+            s = self.redact_base64_runs(&s);
+        }
         match s.char_indices().nth(max_chars) {
             Some((cut, _)) => s[..cut].to_owned(),
             None => s,
         }
+    }
+}
+
+impl Redactor {
+    fn redact_base64_runs(&self, s: &str) -> String {
+        let is_b64 = |c: char| c.is_ascii_alphanumeric() || "+/=-_".contains(c);
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(start) = rest.find(is_b64) {
+            out.push_str(&rest[..start]);
+            let run = &rest[start..];
+            let len = run.find(|c: char| !is_b64(c)).unwrap_or(run.len());
+            let (run, after) = run.split_at(len);
+            if run.len() >= 16 && self.decodes_to_a_form(run) {
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(run);
+            }
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn decodes_to_a_form(&self, run: &str) -> bool {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
+        let normal: String = run
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        // A run may start or end mid-group (text before or after it): try the likely cuts.
+        (0..4).any(|skip| {
+            let Some(body) = normal.get(skip..) else {
+                return false;
+            };
+            // Unpadded base64 never leaves one character over: drop it.
+            let body = if body.len() % 4 == 1 {
+                &body[..body.len() - 1]
+            } else {
+                body
+            };
+            STANDARD_NO_PAD.decode(body).is_ok_and(|bytes| {
+                let text = String::from_utf8_lossy(&bytes);
+                self.forms.iter().any(|f| text.contains(f.as_str()))
+            })
+        })
     }
 }
 
@@ -230,6 +287,21 @@ mod tests {
         );
         // The header alone is not secret and stays readable.
         assert!(r.clean("eyJhbGciOiJFUzI1NiJ9", 1000).contains("eyJhbGci"));
+    }
+
+    #[test]
+    fn base64_of_a_whole_request_body_is_redacted() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(SECRET))));
+        let form: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+        let body = format!("grant_type=client_credentials&client_id=c&client_secret={form}");
+        for encoded in [STANDARD.encode(&body), URL_SAFE_NO_PAD.encode(&body)] {
+            let clean = r.clean(&format!("you sent {encoded} | ok"), 10_000);
+            assert_eq!(clean, "you sent [redacted] | ok");
+        }
+        // Ordinary base64-looking words that hold nothing of ours stay.
+        let text = "request id Zm9vYmFyYmF6cXV4cXV1eA and more";
+        assert_eq!(r.clean(text, 1000), text);
     }
 
     #[test]

@@ -130,10 +130,11 @@ pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Err
 pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Checks an incoming request before anything is forwarded: its method, that no header value
-/// could split a header (CR, LF, NUL), and that its `Content-Length` is a single number within
-/// `max_body_bytes` (RFC 9112 §6.3: conflicting lengths are a smuggling attempt).
+/// could split a header (CR, LF, NUL), that its `Content-Length` is a single number within
+/// `max_body_bytes` (RFC 9112 §6.3: conflicting lengths are a smuggling attempt), and that it
+/// does not declare both a length and a transfer coding.
 ///
-/// The proxy passes only `Content-Length` here: workerd's HTTP parser and the `Headers` API
+/// The proxy passes only `Content-Length` and `Transfer-Encoding` here: workerd's HTTP parser and the `Headers` API
 /// already refuse control characters in every header, so scanning them all on each request
 /// would buy nothing.
 pub fn check_request<'a>(
@@ -148,7 +149,22 @@ pub fn check_request<'a>(
             format!("method {} is not forwarded", method.escape_debug()),
         ));
     }
+    let mut framing = 0;
     for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            framing += 1;
+        }
+        if framing > 1 {
+            // RFC 9112 §6.1: both framings in one request is how requests are smuggled; a
+            // server may refuse it, and the proxy does rather than pick one.
+            return Err(Error::rejected(
+                400,
+                "invalid_request",
+                "Content-Length and Transfer-Encoding together",
+            ));
+        }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
             || name.bytes().any(|b| b.is_ascii_control())
         {
@@ -384,6 +400,14 @@ mod tests {
         assert_eq!(status(ok("TRACE", &[])), 405);
         assert_eq!(status(ok("POST", &[("content-length", "1001")])), 413);
         assert_eq!(status(ok("POST", &[("content-length", "5, 5")])), 400);
+        assert_eq!(
+            status(ok(
+                "POST",
+                &[("content-length", "4"), ("transfer-encoding", "chunked")]
+            )),
+            400
+        );
+        assert!(ok("POST", &[("transfer-encoding", "chunked")]).is_ok());
         assert_eq!(status(ok("POST", &[("content-length", "-1")])), 400);
         assert_eq!(status(ok("GET", &[("x-a", "b\r\nx-evil: 1")])), 400);
     }

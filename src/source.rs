@@ -119,9 +119,10 @@ struct Inner<H, S, R: Runtime> {
     generation: std::cell::Cell<u64>,
     /// When (Unix seconds) an upstream rejection last evicted a token.
     last_eviction: std::cell::Cell<Option<u64>>,
-    /// The latest issue time of any token this source has held: a KV record older than that is
-    /// a replay (someone with write access put back an old value) or a stale read, never news.
-    newest_issued: std::cell::Cell<u64>,
+    /// The newest token this source has held, by issue time: a KV record older than that (or as
+    /// old and another token: times are whole seconds) is a replay (someone with write access
+    /// put back an old value) or a stale read, never news.
+    newest: RefCell<Option<(u64, AccessToken)>>,
 }
 
 /// A cached, single-flight source of access tokens for one configuration.
@@ -160,7 +161,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 endpoint: RefCell::new(None),
                 generation: std::cell::Cell::new(0),
                 last_eviction: std::cell::Cell::new(None),
-                newest_issued: std::cell::Cell::new(0),
+                newest: RefCell::new(None),
             }),
         }
     }
@@ -415,9 +416,14 @@ async fn persist<H, S: TokenStore, R: Runtime>(inner: &Inner<H, S, R>, writes: V
 
 /// Takes `token` into memory, and remembers how new it is.
 fn adopt<H, S, R: Runtime>(inner: &Inner<H, S, R>, token: Token) {
-    inner
-        .newest_issued
-        .set(inner.newest_issued.get().max(token.issued_at()));
+    let mut newest = inner.newest.borrow_mut();
+    if newest
+        .as_ref()
+        .is_none_or(|(at, _)| token.issued_at() >= *at)
+    {
+        *newest = Some((token.issued_at(), token.access_token().clone()));
+    }
+    drop(newest);
     *inner.memory.borrow_mut() = Some(token);
 }
 
@@ -447,6 +453,13 @@ fn fits(config: &Config, t: &Token) -> bool {
         (Dpop::Key(want), Some(have)) => want == have,
         _ => false,
     }
+}
+
+/// Whether `t` is older than the newest token this source has held (see `Inner::newest`).
+fn is_older<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
+    inner.newest.borrow().as_ref().is_some_and(|(at, token)| {
+        t.issued_at() < *at || (t.issued_at() == *at && t.access_token() != token)
+    })
 }
 
 fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
@@ -510,7 +523,7 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     match token_entry {
         Ok(Some(raw)) => match decode_record(&raw, inner.config.expiry_margin_secs) {
             Some(t) if is_revoked(inner, &t) || !fits(&inner.config, &t) => {}
-            Some(t) if t.issued_at() < inner.newest_issued.get() => {
+            Some(t) if is_older(inner, &t) => {
                 (inner.log)(&log::cache_event(
                     "older_record",
                     "KV holds an older token than this isolate has seen; ignoring it",

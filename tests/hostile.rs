@@ -112,10 +112,11 @@ fn an_older_record_put_back_in_kv_is_not_taken() {
     assert_eq!(newer.access_token().expose(), "tok-2");
     // Someone with write access puts back an older record (a token still within its life),
     // and the upstream then rejects tok-2: the old record must not come back from KV.
+    // Issued in the same second as tok-2 (times are whole seconds): still not taken.
     let old = Token::new(
         AccessToken::new("old-tok"),
         Scheme::Bearer,
-        NOW,
+        NOW + 100,
         NOW + 3600,
         60,
     );

@@ -9,10 +9,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
  * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
  * TOKEN_CACHE, `kv: 'broken'` one whose every call throws, `kv: 'hanging'` one that never
  * answers; `kvPersist`
- * shares KV between instances through a directory; `port` listens.
+ * shares KV between instances through a directory; `port` listens; `caller` is the source of
+ * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`).
  * Every line the Worker logs is kept in `logs`.
  */
-export async function startWorker({ bindings, kv = true, kvPersist, port } = {}) {
+export async function startWorker({ bindings, kv = true, kvPersist, port, caller } = {}) {
   const logs = [];
   const collect = (stream) => {
     let buf = '';
@@ -55,6 +56,12 @@ export async function startWorker({ bindings, kv = true, kvPersist, port } = {})
   const workers = kv === 'broken' || kv === 'hanging'
     ? [{ ...proxy, wrappedBindings: { TOKEN_CACHE: { scriptName: 'broken-kv' } } }, brokenKv]
     : [proxy];
+  if (caller) {
+    workers.push({
+      name: 'caller', modules: true, script: caller, compatibilityDate: '2026-04-01',
+      serviceBindings: { PROXY: 'proxy' },
+    });
+  }
   const mf = new Miniflare({
     workers,
     cf: false,
@@ -80,6 +87,10 @@ export async function startWorker({ bindings, kv = true, kvPersist, port } = {})
       });
     },
     fetch(p, init) { return mf.dispatchFetch(new URL(p, 'http://proxy.internal').toString(), init); },
+    async callerFetch(p, init) {
+      const fetcher = await mf.getWorker('caller');
+      return fetcher.fetch(new URL(p, 'http://caller.internal').toString(), init);
+    },
     dispose() { return mf.dispose(); },
   };
 }

@@ -67,9 +67,18 @@ async fn forward(
     }
     let method = inner.method();
     let content_length = header("content-length");
+    let transfer_encoding = header("transfer-encoding");
     check_request(
         &method,
-        content_length.as_deref().map(|v| ("content-length", v)),
+        content_length
+            .as_deref()
+            .map(|v| ("content-length", v))
+            .into_iter()
+            .chain(
+                transfer_encoding
+                    .as_deref()
+                    .map(|v| ("transfer-encoding", v)),
+            ),
         proxy.max_body_bytes,
     )?;
 
