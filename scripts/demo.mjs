@@ -72,6 +72,14 @@ if (serve) {
   const echo = await call('POST /echo', worker, '/echo', { method: 'POST', body: payload });
   rows[rows.length - 1][3] = echo.text === payload ? 'body echoed back byte-identical' : 'BODY CHANGED';
   await call('GET with caller Authorization', worker, '/things', { headers: { authorization: 'Bearer not-for-upstream' } });
+  await call('GET with X-Forwarded-User, Cf-Access-*', worker, '/things', {
+    headers: { 'x-forwarded-user': 'admin', 'cf-access-authenticated-user-email': 'admin@example.com', 'x-auth-request-user': 'admin' },
+  });
+  {
+    const got = api.seen.at(-1).headers;
+    const leaked = ['x-forwarded-user', 'cf-access-authenticated-user-email', 'x-auth-request-user'].filter((h) => got[h] !== undefined);
+    rows[rows.length - 1][3] = leaked.length ? `LEAKED ${leaked.join(', ')}` : 'identity headers dropped before the API';
+  }
   await call('GET //evil.example/steal', worker, 'http://proxy.internal//evil.example/steal');
   rows[rows.length - 1][3] = `stayed on UPSTREAM_ORIGIN: the API got ${api.seen.at(-1).url}`;
   const firstIsolateCalls = rows.length + 50;

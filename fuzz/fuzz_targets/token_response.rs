@@ -1,9 +1,10 @@
 //! Any status and body from a token endpoint: never a panic; a token that comes out is always
-//! safe in a header and never expires before it was issued.
+//! safe in a header and lives at least the minimum lifetime; no error text carries the secret.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use worker_m2m::token_response::parse_token_response;
+use worker_m2m::redact::Redactor;
+use worker_m2m::token_response::{parse_token_response, MIN_LIFETIME_SECS};
 use worker_m2m::transport::HttpResponse;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,14 +20,18 @@ fuzz_target!(|data: &[u8]| {
         elapsed_ms: 0,
     };
     let now = 1_700_000_000;
-    match parse_token_response(&resp, now, margin) {
+    let mut redactor = Redactor::default();
+    redactor.add_signed("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjIn0.fuzz-signature-0123456789");
+    match parse_token_response(&resp, now, margin, &redactor) {
         Ok(token) => {
             assert!((200..300).contains(&status));
             assert!(token.access_token().expose().bytes().all(|b| b.is_ascii_graphic()));
-            assert!(token.expires_at() >= now && token.fresh_until() <= token.expires_at());
+            assert!(token.expires_at() >= now + MIN_LIFETIME_SECS);
+            assert!(token.fresh_until() <= token.expires_at());
         }
         Err(e) => {
-            let _ = (e.http_status(), e.code(), e.to_string());
+            let shown = format!("{} {} {}", e.http_status(), e.code(), e);
+            assert!(!shown.contains("fuzz-signature-0123456789"), "{shown}");
         }
     }
 });
