@@ -5,7 +5,6 @@
 // with too little life left, and that token requests stay bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { generateKeyPair, exportJWK } from 'jose';
 import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
 import { startApi } from './support/api.mjs';
@@ -13,6 +12,7 @@ import { startWorker } from './support/worker.mjs';
 import { assertNoSecretsInLogs } from './support/secrets.mjs';
 import { proxySettings } from './support/settings.mjs';
 import { startChattyIdp, startRecorder, encodings } from './support/chatty-idp.mjs';
+import { rawRequest } from './support/raw.mjs';
 
 let idp;
 let api;
@@ -67,6 +67,19 @@ function noteReceived() {
   }
 }
 
+/** One call to a proxy in front of the echoing endpoint: a 502 whose body and logs hold
+ *  `[redacted]` and nothing that was sent. Returns the body. */
+async function echoedAndRedacted(w) {
+  const r = await w.fetch('/x');
+  const text = await r.text();
+  noteReceived();
+  assert.equal(r.status, 502, text);
+  assert.match(text, /\[redacted\]/);
+  assertNothingSent(text, 'the error body');
+  for (const line of w.logs) assertNothingSent(line, 'a log line');
+  return text;
+}
+
 function assertNothingSent(text, what) {
   // Base64 runs are decoded too: an echo of a whole body holds a value at any offset.
   const decoded = (text.match(/[A-Za-z0-9+/=_-]{16,}/g) ?? [])
@@ -77,17 +90,6 @@ function assertNothingSent(text, what) {
       assert.ok(!decoded.some((d) => d.includes(form)), `${what} carries something that was sent, in base64`);
     }
   }
-}
-
-function rawRequest(port, text) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1', () => sock.write(text));
-    let data = '';
-    sock.on('data', (d) => { data += d.toString('latin1'); });
-    sock.on('end', () => resolve(data));
-    sock.on('error', (e) => resolve(data || `ERROR ${e.code}`));
-    sock.setTimeout(15000, () => { sock.destroy(); reject(new Error('socket timeout')); });
-  });
 }
 
 // --- hostile callers -------------------------------------------------------------------------
@@ -246,13 +248,7 @@ test('an endpoint that echoes the secret in every encoding gets none of it out',
   const settings = chattySettings();
   sent.add(settings.OAUTH_CLIENT_SECRET);
   const w = await worker({ bindings: settings, kv: false });
-  const r = await w.fetch('/x');
-  const text = await r.text();
-  noteReceived();
-  assert.equal(r.status, 502, text);
-  assert.match(text, /\[redacted\]/);
-  assertNothingSent(text, 'the error body');
-  for (const line of w.logs) assertNothingSent(line, 'a log line');
+  const text = await echoedAndRedacted(w);
   assert.equal(chatty.requests, 1);
   assert.equal(recorder.seen.length, 0);
   counts.echo_secret = chatty.requests;
@@ -268,13 +264,7 @@ test('an endpoint that echoes a private_key_jwt client assertion gets none of it
     }),
     kv: false,
   });
-  const r = await w.fetch('/x');
-  const text = await r.text();
-  noteReceived();
-  assert.equal(r.status, 502, text);
-  assert.match(text, /\[redacted\]/);
-  assertNothingSent(text, 'the error body');
-  for (const line of w.logs) assertNothingSent(line, 'a log line');
+  const text = await echoedAndRedacted(w);
   assert.ok(!/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]{20,}/.test(text), 'a signed JWT in the error body');
   for (const line of w.logs) {
     assert.ok(!/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]{20,}/.test(line), `a signed JWT in a log line: ${line.slice(0, 160)}`);
@@ -331,7 +321,7 @@ test('unusable lifetimes and tokens are refused, and a token that arrives nearly
   w = await worker({ bindings: chattySettings({ OAUTH_TIMEOUT_MS: '10000' }), kv: false });
   r = await w.fetch('/x');
   const late = await r.json();
-  assert.equal(r.status, 502, JSON.stringify(late));
+  assert.equal(r.status, 503, JSON.stringify(late));
   assert.match(late.error_description, /left when it arrived/);
   assert.equal(recorder.seen.length, used, 'the nearly dead token was not used');
   // The same token after 1 s: used, with more than 5 s left when it reached the upstream.

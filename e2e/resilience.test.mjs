@@ -13,6 +13,7 @@ import { startApi } from './support/api.mjs';
 import { startWorker } from './support/worker.mjs';
 import { assertNoSecretsInLogs } from './support/secrets.mjs';
 import { proxySettings } from './support/settings.mjs';
+import { rawRequest } from './support/raw.mjs';
 
 let idp;
 let api;
@@ -254,17 +255,6 @@ async function listeningWorker(bindings) {
     return Number(new URL(w.url).port);
   }
   return Number(new URL(listening.url).port);
-}
-
-function rawRequest(port, text) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1', () => sock.write(text));
-    let data = '';
-    sock.on('data', (d) => { data += d.toString('latin1'); });
-    sock.on('end', () => resolve(data));
-    sock.on('error', reject);
-    sock.setTimeout(15000, () => { sock.destroy(); reject(new Error('socket timeout')); });
-  });
 }
 
 test('across a token expiry under concurrent load, with and without refresh ahead, every request succeeds', async () => {

@@ -114,7 +114,15 @@ impl Redactor {
             let run = &rest[start..];
             let len = run.find(|c: char| !is_b64(c)).unwrap_or(run.len());
             let (run, after) = run.split_at(len);
-            if run.len() >= 16 && self.decodes_to_a_form(run) {
+            // `=` is padding at the end, but text may run into base64 with one (`body=<b64>`):
+            // each piece between them is tried too.
+            let holds_a_form = run.len() >= 16
+                && (self.decodes_to_a_form(run)
+                    || run
+                        .split('=')
+                        .filter(|piece| piece.len() >= 16 && piece.len() < run.len())
+                        .any(|piece| self.decodes_to_a_form(piece)));
+            if holds_a_form {
                 out.push_str(REDACTED);
             } else {
                 out.push_str(run);
@@ -298,6 +306,9 @@ mod tests {
         for encoded in [STANDARD.encode(&body), URL_SAFE_NO_PAD.encode(&body)] {
             let clean = r.clean(&format!("you sent {encoded} | ok"), 10_000);
             assert_eq!(clean, "you sent [redacted] | ok");
+            // Run into by a `key=` with no space between.
+            let clean = r.clean(&format!("bad request body={encoded}"), 10_000);
+            assert_eq!(clean, "bad request [redacted]");
         }
         // Ordinary base64-looking words that hold nothing of ours stay.
         let text = "request id Zm9vYmFyYmF6cXV4cXV1eA and more";

@@ -89,6 +89,8 @@ pub const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
 
 /// A store write a flight leaves until its waiters have their answer.
 enum Write {
+    /// The token, for this long (seconds).
+    Token(Token, u64),
     Put(&'static str, String, u64),
     Delete(&'static str),
 }
@@ -403,6 +405,21 @@ fn end_flight<H, S, R: Runtime>(inner: &Inner<H, S, R>, generation: u64) {
 async fn persist<H, S: TokenStore, R: Runtime>(inner: &Inner<H, S, R>, writes: Vec<Write>) {
     for write in writes {
         let (outcome, result) = match write {
+            // The answer went out before this write: an upstream may have rejected the token
+            // meanwhile, and `invalidate` found nothing in KV to delete. So a token rejected
+            // before or while it was written is not left behind for other isolates.
+            Write::Token(token, _) if is_revoked(inner, &token) => continue,
+            Write::Token(token, ttl) => {
+                let written = inner
+                    .store
+                    .put(TOKEN_ENTRY, encode_record(&token), ttl)
+                    .await;
+                if written.is_ok() && is_revoked(inner, &token) {
+                    ("delete_error", inner.store.delete(TOKEN_ENTRY).await)
+                } else {
+                    ("write_error", written)
+                }
+            }
             Write::Put(name, value, ttl) => {
                 ("write_error", inner.store.put(name, value, ttl).await)
             }
@@ -570,13 +587,15 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
     let result = fetch_with_retries(inner, &clock, writes).await;
     let done = clock.now();
     if !is_current(inner, generation) {
-        return result.and_then(|t| {
-            if t.usable_at(done) {
-                Ok(t)
-            } else {
-                Err(arrived_too_late(&t, done, clock.elapsed_ms()))
-            }
-        });
+        // Replaced: answer its own waiters, as any flight would (a capped `Retry-After`).
+        return match result {
+            Ok(t) if t.usable_at(done) => Ok(t),
+            Ok(late) => Err(arrived_too_late(&late, done, clock.elapsed_ms())),
+            Err(e) => match hold_secs(&e, inner.config.holddown_secs) {
+                0 => Err(e),
+                secs => Err(held_error(&e, done + secs, done)),
+            },
+        };
     }
     match result {
         Ok(token) if token.usable_at(done) => {
@@ -584,7 +603,7 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
             adopt(inner, token.clone());
             let ttl = token.fresh_until().saturating_sub(done);
             if ttl >= KV_MIN_TTL_SECS {
-                writes.push(Write::Put(TOKEN_ENTRY, encode_record(&token), ttl));
+                writes.push(Write::Token(token.clone(), ttl));
             }
             Ok(token)
         }
@@ -598,15 +617,18 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
 }
 
 /// The error for a token that came back with too little life left to hand out.
+///
+/// It says the endpoint was too slow for the token's lifetime, as seen from this isolate: an
+/// unavailability, held down here only (another isolate may reach the endpoint faster).
 fn arrived_too_late(token: &Token, now: u64, elapsed_ms: u64) -> Error {
-    Error::InvalidResponse {
-        status: 200,
+    Error::Unavailable {
         reason: format!(
             "the token had {} s left when it arrived, after {elapsed_ms} ms (tokens are used \
              only with more than {} s left)",
             token.expires_at().saturating_sub(now),
             crate::token::MIN_REMAINING_SECS
         ),
+        retry_after: None,
     }
 }
 
@@ -619,12 +641,9 @@ fn fail<H, S, R: Runtime>(
     writes: &mut Vec<Write>,
 ) -> Result<Token> {
     let secs = hold_secs(&err, inner.config.holddown_secs);
-    let mut err = err;
+    let mut shown = err.clone();
     if secs > 0 {
         let until = done + secs;
-        // Callers see the hold as it is (a server's `Retry-After` capped), from the first one.
-        err = held_error(&err, until, done);
-        *inner.held.borrow_mut() = Some((until, err.clone()));
         // Only what the server said is shared: this isolate's own network trouble or
         // timeout must not hold down isolates elsewhere that may reach it fine.
         // Nor is a nonce refusal: nonces are per isolate, and another isolate's may be
@@ -639,13 +658,16 @@ fn fail<H, S, R: Runtime>(
         if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
             writes.push(Write::Put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS)));
         }
+        // Callers see the hold as it is (a server's `Retry-After` capped), from the first one.
+        shown = held_error(&err, until, done);
+        *inner.held.borrow_mut() = Some((until, err));
     }
     match usable(inner, done) {
         Some(stale) => {
             (inner.log)(&log::token_stale(stale.expires_at().saturating_sub(done)));
             Ok(stale)
         }
-        None => Err(err),
+        None => Err(shown),
     }
 }
 

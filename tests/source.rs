@@ -517,8 +517,8 @@ fn refresh_ahead_can_be_turned_off() {
     assert_eq!(ep.calls.get(), 1);
 }
 
-#[test]
-fn a_flight_older_than_the_bound_is_replaced_not_joined() {
+/// A source whose flight started at NOW and was abandoned by its caller, held at a gate.
+fn stuck_flight() -> (Rc<Gate>, Endpoint, Source) {
     let gate = Rc::new(Gate::default());
     let ep = Endpoint {
         gate: Some(gate.clone()),
@@ -532,6 +532,13 @@ fn a_flight_older_than_the_bound_is_replaced_not_joined() {
         .poll(&mut Context::from_waker(&waker))
         .is_pending());
     drop(stuck);
+    (gate, ep, source)
+}
+
+#[test]
+fn a_flight_older_than_the_bound_is_replaced_not_joined() {
+    let (gate, ep, source) = stuck_flight();
+    let waker = futures_util::task::noop_waker();
     // 1000 ms budget + 5000 ms slack. In whole seconds, NOW + 6 may be only 5.001 s later:
     // still joined. Only NOW + 7, or the clock, proves the bound has passed.
     for later in [NOW + 5, NOW + 6] {
@@ -558,19 +565,7 @@ fn a_flight_older_than_the_bound_is_replaced_not_joined() {
 
 #[test]
 fn a_dead_flight_is_also_replaced_by_whole_seconds() {
-    let gate = Rc::new(Gate::default());
-    let ep = Endpoint {
-        gate: Some(gate.clone()),
-        ..Endpoint::new(200, GOOD)
-    };
-    let source = source(&ep, &Kv::default(), logs().1);
-    let waker = futures_util::task::noop_waker();
-    let mut stuck = Box::pin(source.token(NOW));
-    assert!(stuck
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
-    drop(stuck);
+    let (gate, ep, source) = stuck_flight();
     gate.open();
     let t = block_on(source.token(NOW + 7)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 2));

@@ -2,9 +2,9 @@
 //! sealed with AES-256-GCM (both keyed from the cache's root, see [`crate::cache_key`]), and
 //! bounded in time so a slow or failing KV never fails a request.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 
-use futures_util::future::{select, Either};
+use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -63,10 +63,13 @@ pub struct EdgeStore {
     /// The root secret (`TOKEN_CACHE_KEY`, else the credential) and whether to stretch it.
     root: Vec<u8>,
     stretch: bool,
-    /// `m2m:v2:<hmac>` and the sealing key, made on first use (once per isolate): WebCrypto is
-    /// async, `TokenClient::from_env` is not.
-    prepared: OnceCell<(String, CryptoKey)>,
+    /// `m2m:v2:<hmac>` and the sealing key, made on first use (once per isolate: WebCrypto is
+    /// async, `TokenClient::from_env` is not) and shared by the reads that start together, so
+    /// the stretch runs once.
+    prepared: RefCell<Option<Shared<LocalBoxFuture<'static, Prepared>>>>,
 }
+
+type Prepared = Result<(String, CryptoKey), String>;
 
 impl EdgeStore {
     /// A store over `kv` (memory-only when `None`) for the configuration `material` describes,
@@ -77,18 +80,33 @@ impl EdgeStore {
             material,
             root: root.secret.as_bytes().to_vec(),
             stretch: root.stretch,
-            prepared: OnceCell::new(),
+            prepared: RefCell::new(None),
         }
     }
 
-    async fn prepared(&self) -> Result<&(String, CryptoKey), String> {
-        if self.prepared.get().is_none() {
-            let root = root_key(&self.root, self.stretch).await?;
-            let prefix = cache_key(&keyed_name(&root, NAME_KEY_INFO, &self.material).await?);
-            let key = sealing_key(&root, prefix.as_bytes()).await?;
-            let _ = self.prepared.set((prefix, key));
+    async fn prepared(&self) -> Prepared {
+        let derivation = self
+            .prepared
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let (root, material, stretch) =
+                    (self.root.clone(), self.material.clone(), self.stretch);
+                async move {
+                    let root = root_key(&root, stretch).await?;
+                    let prefix = cache_key(&keyed_name(&root, NAME_KEY_INFO, &material).await?);
+                    let key = sealing_key(&root, prefix.as_bytes()).await?;
+                    Ok((prefix, key))
+                }
+                .boxed_local()
+                .shared()
+            })
+            .clone();
+        let prepared = derivation.await;
+        if prepared.is_err() {
+            // A failed derivation is tried again by the next operation.
+            self.prepared.borrow_mut().take();
         }
-        Ok(self.prepared.get().expect("set above"))
+        prepared
     }
 }
 
@@ -107,35 +125,35 @@ async fn bounded<T>(
 impl TokenStore for EdgeStore {
     async fn get(&self, name: &str) -> Result<Option<String>, String> {
         let Some(kv) = &self.kv else { return Ok(None) };
-        let (prefix, key) = self.prepared().await?;
-        let kv_key = format!("{prefix}:{name}");
-        let sealed = bounded("get", async {
-            settle("get", kv.get_text(&kv_key, "text"))
-                .await
-                .map(|v| v.as_string())
+        bounded("get", async {
+            let (prefix, key) = self.prepared().await?;
+            let kv_key = format!("{prefix}:{name}");
+            let sealed = settle("get", kv.get_text(&kv_key, "text"))
+                .await?
+                .as_string();
+            let Some(sealed) = sealed else {
+                return Ok(None);
+            };
+            let plain = open(&key, &sealed, kv_key.as_bytes()).await?;
+            String::from_utf8(plain)
+                .map(Some)
+                .map_err(|_| "cached value is not UTF-8".into())
         })
-        .await?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let plain = open(key, &sealed, kv_key.as_bytes()).await?;
-        String::from_utf8(plain)
-            .map(Some)
-            .map_err(|_| "cached value is not UTF-8".into())
+        .await
     }
 
     async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
         let Some(kv) = &self.kv else { return Ok(()) };
-        let (prefix, key) = self.prepared().await?;
-        let kv_key = format!("{prefix}:{name}");
-        let sealed = seal(key, value.as_bytes(), kv_key.as_bytes()).await?;
-        let options = Object::new();
-        let _ = Reflect::set(
-            &options,
-            &"expirationTtl".into(),
-            &(ttl_secs.max(KV_MIN_TTL_SECS) as f64).into(),
-        );
         bounded("put", async {
+            let (prefix, key) = self.prepared().await?;
+            let kv_key = format!("{prefix}:{name}");
+            let sealed = seal(&key, value.as_bytes(), kv_key.as_bytes()).await?;
+            let options = Object::new();
+            let _ = Reflect::set(
+                &options,
+                &"expirationTtl".into(),
+                &(ttl_secs.max(KV_MIN_TTL_SECS) as f64).into(),
+            );
             settle("put", kv.put_text(&kv_key, &sealed, &options))
                 .await
                 .map(drop)
@@ -145,9 +163,9 @@ impl TokenStore for EdgeStore {
 
     async fn delete(&self, name: &str) -> Result<(), String> {
         let Some(kv) = &self.kv else { return Ok(()) };
-        let (prefix, _) = self.prepared().await?;
-        let kv_key = format!("{prefix}:{name}");
         bounded("delete", async {
+            let (prefix, _) = self.prepared().await?;
+            let kv_key = format!("{prefix}:{name}");
             settle("delete", kv.delete_key(&kv_key)).await.map(drop)
         })
         .await
