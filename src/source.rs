@@ -785,6 +785,9 @@ async fn fetch_with_retries<H: HttpClient, S: TokenStore, R: Runtime>(
         (inner.log)(&log::token_error(status, Some(latency), &err));
         failures += 1;
         let delay = match &err {
+            // A token was issued, only too slowly: another request would cost another token
+            // and, from here, likely be as slow.
+            _ if status.is_some_and(|s| (200..300).contains(&s)) => None,
             Error::Unavailable { retry_after, .. } => retry_delay(
                 failures,
                 *retry_after,

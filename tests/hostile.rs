@@ -29,7 +29,13 @@ fn a_token_that_arrives_with_five_seconds_or_less_left_is_never_handed_out() {
     ep.latency_ms.set(8_000);
     let (lines, log) = logs();
     let kv = Kv::default();
-    let e = block_on(source(&ep, &kv, log).token(NOW)).unwrap_err();
+    // Budget left for a retry: still none (it would cost another token, as slowly).
+    let roomy = Config {
+        timeout_ms: 20_000,
+        ..config()
+    };
+    let late_source = TokenSource::new(roomy, ep.clone(), kv.clone(), TestRuntime::default(), log);
+    let e = block_on(late_source.token(NOW)).unwrap_err();
     // This isolate found the endpoint too slow: a 503, held down here only (not in KV: another
     // isolate may reach the endpoint faster), and not retried at the cost of another token.
     assert_eq!(e.http_status(), 503, "{e}");
