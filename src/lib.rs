@@ -25,6 +25,7 @@
 pub mod backoff;
 pub mod cache_key;
 pub mod config;
+pub mod coordinator;
 pub mod discovery;
 pub mod dpop;
 pub mod error;

@@ -16,6 +16,8 @@ pub enum Source {
     Kv,
     /// A request to the token endpoint.
     Network,
+    /// The fleet's coordinator (a Durable Object).
+    Coordinator,
 }
 
 impl Source {
@@ -25,6 +27,7 @@ impl Source {
             Self::Memory => "memory",
             Self::Kv => "kv",
             Self::Network => "network",
+            Self::Coordinator => "coordinator",
         }
     }
 }

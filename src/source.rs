@@ -13,6 +13,7 @@ use futures_util::future::{join, select, Either, LocalBoxFuture};
 
 use crate::backoff::retry_delay;
 use crate::config::{ClientAuth, Config, Dpop};
+use crate::coordinator::{Answer, Ask, Coordinator};
 use crate::discovery::{
     decode_meta, encode_meta, metadata_urls, parse_metadata, METADATA_TTL_SECS, META_ENTRY,
 };
@@ -107,9 +108,11 @@ struct Inner<H, S, R: Runtime> {
     /// Until when (Unix seconds) the endpoint is left alone, and what callers get meanwhile.
     held: RefCell<Option<(u64, Error)>>,
     /// The last token an upstream rejected: never taken from KV again, whatever KV says.
-    revoked: RefCell<Option<AccessToken>>,
+    revoked: RefCell<Option<Token>>,
     flight: RefCell<Option<Flight<R::Handle>>>,
     assertions: RefCell<Option<Rc<dyn Assertions>>>,
+    /// The fleet's coordinator, asked before the token endpoint (see [`crate::coordinator`]).
+    coordinator: RefCell<Option<Rc<dyn Coordinator>>>,
     proofs: RefCell<Option<Rc<dyn Proofs>>>,
     /// The latest DPoP nonce of the token endpoint's origin (RFC 9449 §8.2).
     token_nonces: RefCell<Nonces>,
@@ -157,6 +160,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 revoked: RefCell::new(None),
                 flight: RefCell::new(None),
                 assertions: RefCell::new(None),
+                coordinator: RefCell::new(None),
                 proofs: RefCell::new(None),
                 token_nonces: RefCell::default(),
                 resource_nonces: RefCell::default(),
@@ -171,6 +175,36 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// Gives the source the signer of client assertions (`private_key_jwt`).
     pub fn set_assertions(&self, assertions: Rc<dyn Assertions>) {
         *self.inner.assertions.borrow_mut() = Some(assertions);
+    }
+
+    /// Gives the source the fleet's coordinator: asked after a KV miss, before the token
+    /// endpoint; the source then writes no token to KV itself (the coordinator does).
+    pub fn set_coordinator(&self, coordinator: Rc<dyn Coordinator>) {
+        *self.inner.coordinator.borrow_mut() = Some(coordinator);
+    }
+
+    /// Until when (Unix seconds) the token endpoint is held down at `now`, if it is.
+    pub fn held_until(&self, now: u64) -> Option<u64> {
+        self.inner
+            .held
+            .borrow()
+            .as_ref()
+            .map(|(until, _)| *until)
+            .filter(|until| now < *until)
+    }
+
+    /// The token in memory, fresh or not (for a coordinator comparing what it holds).
+    pub fn peek(&self) -> Option<Token> {
+        self.inner.memory.borrow().clone()
+    }
+
+    /// A token newer than the one held: joins or starts a refresh and waits for it (what a
+    /// coordinator does when an isolate's token is due).
+    pub async fn refresh(&self, now: u64) -> Result<Token> {
+        if let Some(held) = held_answer(&self.inner, now) {
+            return held;
+        }
+        self.wait_for(now, true, None).await
     }
 
     /// Gives the source its maker of DPoP keys and proofs (`OAUTH_DPOP`, RFC 9449).
@@ -254,7 +288,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         if let Some(held) = held_answer(&self.inner, now) {
             return held;
         }
-        self.wait_for_flight(now, on_start).await
+        self.wait_for(now, false, on_start).await
     }
 
     /// The running flight, or a new one started at `now` (`refresh`: a background refresh). A
@@ -312,12 +346,13 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         (generation, handle, outcome)
     }
 
-    async fn wait_for_flight(
+    async fn wait_for(
         &self,
         now: u64,
+        refresh: bool,
         on_start: Option<OnStart<'_, R::Handle>>,
     ) -> Result<Token> {
-        let (generation, handle, outcome) = self.flight(now, false, on_start);
+        let (generation, handle, outcome) = self.flight(now, refresh, on_start);
         // Bounded on the waiter's side: if the request that started the flight is cancelled,
         // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
         let bound = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
@@ -358,7 +393,12 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             // Another caller already evicted it, or a refresh replaced it: a newer token is
             // there or on its way.
             let newer = memory.is_some_and(|t| t.is_fresh(now));
-            return newer || inner.revoked.borrow().as_ref() == Some(used.access_token());
+            return newer
+                || inner
+                    .revoked
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|r| r.access_token() == used.access_token());
         }
         let recent = inner
             .last_eviction
@@ -372,13 +412,17 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             return false;
         }
         inner.last_eviction.set(Some(now));
-        *inner.revoked.borrow_mut() = Some(used.access_token().clone());
+        *inner.revoked.borrow_mut() = Some(used.clone());
         inner.memory.borrow_mut().take();
         (inner.log)(&log::cache_event(
             "evicted",
             "upstream rejected the token; fetching a new one",
         ));
-        // Delete the KV copy only if it is still the rejected token, not a newer one.
+        // With a coordinator, it is the only writer of KV: it hears of the rejection in the next
+        // ask. Without one, delete the KV copy only if it is still the rejected token.
+        if inner.coordinator.borrow().is_some() {
+            return true;
+        }
         if let Ok(Some(raw)) = inner.store.get(TOKEN_ENTRY).await {
             let margin = inner.config.expiry_margin_secs;
             if decode_record(&raw, margin).is_some_and(|t| t.access_token() == used.access_token())
@@ -480,7 +524,11 @@ fn is_older<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
 }
 
 fn is_revoked<H, S, R: Runtime>(inner: &Inner<H, S, R>, t: &Token) -> bool {
-    inner.revoked.borrow().as_ref() == Some(t.access_token())
+    inner
+        .revoked
+        .borrow()
+        .as_ref()
+        .is_some_and(|r| r.access_token() == t.access_token())
 }
 
 /// True unless a newer flight has replaced flight `generation` (presumed dead, it may yet
@@ -584,6 +632,10 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
         Err(e) => (inner.log)(&log::cache_event("read_error", &e)),
     }
 
+    if let Some(answer) = ask_coordinator(inner, &clock, refresh, generation).await {
+        return answer;
+    }
+
     let result = fetch_with_retries(inner, &clock, writes).await;
     let done = clock.now();
     if !is_current(inner, generation) {
@@ -613,6 +665,62 @@ async fn acquire<H: HttpClient, S: TokenStore, R: Runtime>(
             fail(inner, err, done, writes)
         }
         Err(err) => fail(inner, err, done, writes),
+    }
+}
+
+/// The coordinator tier: its answer, or `None` to go on to the token endpoint (no coordinator,
+/// or one that failed: logged, never fatal).
+async fn ask_coordinator<H, S, R: Runtime>(
+    inner: &Inner<H, S, R>,
+    clock: &Clock<'_, R>,
+    refresh: bool,
+    generation: u64,
+) -> Option<Result<Token>> {
+    let coordinator = inner.coordinator.borrow().clone()?;
+    let ask = Ask {
+        refresh,
+        have: inner.memory.borrow().as_ref().map(Token::issued_at),
+        rejected: inner
+            .revoked
+            .borrow()
+            .as_ref()
+            .map(|t| (t.issued_at(), t.expires_at())),
+    };
+    let answer = coordinator.ask(ask).await;
+    let at = clock.now();
+    match answer {
+        Ok(Answer::Token(t))
+            if t.usable_at(at) && fits(&inner.config, &t) && !is_revoked(inner, &t) =>
+        {
+            (inner.log)(&log::token_ok(
+                Source::Coordinator,
+                None,
+                None,
+                t.expires_at().saturating_sub(at),
+            ));
+            if is_current(inner, generation) {
+                inner.held.borrow_mut().take();
+                adopt(inner, t.clone());
+            }
+            Some(Ok(t))
+        }
+        Ok(Answer::Token(_)) => {
+            (inner.log)(&log::cache_event(
+                "coordinator_fallback",
+                "the coordinator's token is expired, rejected or for another key",
+            ));
+            None
+        }
+        Ok(Answer::Held(err, until)) if at < until => {
+            // The coordinator shared the hold in KV already; this isolate keeps it in memory.
+            *inner.held.borrow_mut() = Some((until, err));
+            held_answer(inner, at)
+        }
+        Ok(Answer::Held(..)) => None,
+        Err(reason) => {
+            (inner.log)(&log::cache_event("coordinator_fallback", &reason));
+            None
+        }
     }
 }
 

@@ -1,0 +1,226 @@
+//! The coordinator tier, natively: isolates (token sources with their own KV view) asking one
+//! coordinator (a token source over its own storage) through the real `serve`.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use futures_executor::block_on;
+use futures_util::future::{join_all, LocalBoxFuture};
+use worker_m2m::coordinator::{serve, Answer, Ask, Coordinator};
+use worker_m2m::holddown::HOLD_ENTRY;
+use worker_m2m::store::TOKEN_ENTRY;
+use worker_m2m::TokenSource;
+
+use support::*;
+
+/// The coordinator as isolates reach it: `serve` on the coordinator's source, at the shared
+/// test time; or failing, when `down` is set.
+struct Local {
+    source: Source,
+    now: Rc<Cell<u64>>,
+    down: Rc<Cell<bool>>,
+    asks: Rc<RefCell<Vec<Ask>>>,
+}
+
+impl Coordinator for Local {
+    fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
+        self.asks.borrow_mut().push(ask.clone());
+        let (source, now, down) = (self.source.clone(), self.now.get(), self.down.get());
+        Box::pin(async move {
+            if down {
+                return Err("coordinator unreachable".into());
+            }
+            serve(&source, ask, now).await
+        })
+    }
+}
+
+struct Fleet {
+    ep: Endpoint,
+    /// The coordinator's storage, which it also mirrors nowhere here: each isolate's KV is its
+    /// own (a location that has not seen the coordinator's KV write yet).
+    storage: Kv,
+    coordinator: Source,
+    isolates: Vec<(Source, Kv, Lines)>,
+    now: Rc<Cell<u64>>,
+    down: Rc<Cell<bool>>,
+    asks: Rc<RefCell<Vec<Ask>>>,
+}
+
+fn fleet(n: usize, ep: Endpoint) -> Fleet {
+    let storage = Kv::default();
+    let coordinator = source(&ep, &storage, logs().1);
+    let now = Rc::new(Cell::new(NOW));
+    let down = Rc::new(Cell::new(false));
+    let asks = Rc::default();
+    let isolates = (0..n)
+        .map(|_| {
+            let kv = Kv::default();
+            let (lines, log) = logs();
+            let isolate = source(&ep, &kv, log);
+            isolate.set_coordinator(Rc::new(Local {
+                source: coordinator.clone(),
+                now: now.clone(),
+                down: down.clone(),
+                asks: Rc::clone(&asks),
+            }));
+            (isolate, kv, lines)
+        })
+        .collect();
+    Fleet {
+        ep,
+        storage,
+        coordinator,
+        isolates,
+        now,
+        down,
+        asks,
+    }
+}
+
+#[test]
+fn cold_isolates_together_make_one_token_request_and_write_no_kv() {
+    let f = fleet(8, Endpoint::new(200, GOOD));
+    let all = f
+        .isolates
+        .iter()
+        .flat_map(|(s, _, _)| (0..5).map(move |_| s.token(NOW)));
+    let tokens = block_on(join_all(all));
+    assert!(tokens
+        .iter()
+        .all(|t| t.as_ref().unwrap().access_token().expose() == "tok-1"));
+    assert_eq!(f.ep.calls.get(), 1, "one token request for 8 cold isolates");
+    assert_eq!(
+        f.asks.borrow().len(),
+        8,
+        "one ask per isolate (single flight inside each)"
+    );
+    assert!(
+        f.storage.map.borrow().contains_key(TOKEN_ENTRY),
+        "the coordinator keeps it"
+    );
+    for (_, kv, lines) in &f.isolates {
+        assert!(
+            kv.map.borrow().is_empty(),
+            "isolates never write KV themselves"
+        );
+        assert_eq!(count(lines, r#""source":"coordinator""#), 1);
+    }
+}
+
+#[test]
+fn isolates_in_their_refresh_window_refresh_once_for_the_fleet() {
+    let f = fleet(6, Endpoint::script(vec![ok(GOOD), ok(GOOD2)]));
+    for (s, _, _) in &f.isolates {
+        block_on(s.token(NOW)).unwrap();
+    }
+    f.asks.borrow_mut().clear();
+    // Past the refresh point (NOW + 3240) and past every isolate's skew (0.5 here): each starts
+    // one background refresh, which asks the coordinator.
+    let later = NOW + 3400;
+    f.now.set(later);
+    let mut flights = Vec::new();
+    for (s, _, _) in &f.isolates {
+        let (t, started) = ahead(s, later);
+        assert_eq!(
+            t.unwrap().access_token().expose(),
+            "tok-1",
+            "no caller waits"
+        );
+        flights.push(started.expect("a refresh started"));
+    }
+    block_on(join_all(flights));
+    assert_eq!(f.ep.calls.get(), 2, "one refresh for the whole fleet");
+    assert_eq!(
+        f.asks.borrow().len(),
+        6,
+        "one coordinator request per isolate"
+    );
+    for (s, _, _) in &f.isolates {
+        let t = block_on(s.token(later)).unwrap();
+        assert_eq!(t.access_token().expose(), "tok-2");
+    }
+    assert_eq!(f.asks.borrow().len(), 6, "then memory again");
+}
+
+#[test]
+fn a_token_rejected_in_every_isolate_costs_one_new_token() {
+    let f = fleet(5, Endpoint::script(vec![ok(GOOD), ok(GOOD2)]));
+    let first: Vec<_> = f
+        .isolates
+        .iter()
+        .map(|(s, _, _)| block_on(s.token(NOW)).unwrap())
+        .collect();
+    for ((s, _, _), t) in f.isolates.iter().zip(&first) {
+        assert!(block_on(s.invalidate(t, NOW + 10)));
+        let fresh = block_on(s.token(NOW + 10)).unwrap();
+        assert_eq!(fresh.access_token().expose(), "tok-2");
+    }
+    assert_eq!(
+        f.ep.calls.get(),
+        2,
+        "one eviction and one new token for five reports"
+    );
+}
+
+#[test]
+fn a_failing_coordinator_means_each_isolate_fends_for_itself() {
+    let f = fleet(3, Endpoint::new(200, GOOD));
+    f.down.set(true);
+    for (s, kv, lines) in &f.isolates {
+        assert_eq!(
+            block_on(s.token(NOW)).unwrap().access_token().expose(),
+            "tok-1"
+        );
+        assert_eq!(count(lines, "coordinator_fallback"), 1);
+        assert!(
+            kv.map.borrow().contains_key(TOKEN_ENTRY),
+            "the fallback writes KV itself"
+        );
+    }
+    assert_eq!(
+        f.ep.calls.get(),
+        3,
+        "what the fallback costs: one token per isolate"
+    );
+}
+
+#[test]
+fn a_restarted_coordinator_answers_from_its_storage() {
+    let f = fleet(1, Endpoint::new(200, GOOD));
+    block_on(f.isolates[0].0.token(NOW)).unwrap();
+    // A new coordinator instance (redeployed or evicted) over the same storage, and a new
+    // isolate: no token request.
+    let restarted = TokenSource::new(
+        config(),
+        f.ep.clone(),
+        f.storage.clone(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    let answer = block_on(serve(&restarted, Ask::default(), NOW + 60)).unwrap();
+    match answer {
+        Answer::Token(t) => assert_eq!(t.access_token().expose(), "tok-1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.ep.calls.get(), 1);
+    drop(f.coordinator);
+}
+
+#[test]
+fn a_refusal_is_held_for_the_fleet_by_the_coordinator() {
+    let f = fleet(4, Endpoint::new(401, REFUSED));
+    for (s, _, _) in &f.isolates {
+        let e = block_on(s.token(NOW)).unwrap_err();
+        assert_eq!((e.http_status(), e.code()), (502, "invalid_client"));
+        assert!(!e.to_string().contains("s3cr%t"), "{e}");
+    }
+    assert_eq!(f.ep.calls.get(), 1, "one refusal, then the hold answers");
+    assert!(f.storage.map.borrow().contains_key(HOLD_ENTRY));
+    f.now.set(NOW + 31);
+    let _ = block_on(f.isolates[0].0.token(NOW + 31));
+    assert_eq!(f.ep.calls.get(), 2, "after the hold, one more try");
+}
