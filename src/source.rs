@@ -88,6 +88,11 @@ struct Flight<H> {
 /// (sealing keys, assertions, proofs). Writes come after the answer and cost waiters nothing.
 pub const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
 
+/// Bound on one coordinator ask beyond `OAUTH_TIMEOUT_MS` (the coordinator may make one token
+/// request): its storage, and the trip to it. Waiters of a source with a coordinator wait this
+/// much longer, so a coordinator that never answers still leaves time for the fallback.
+pub const COORDINATOR_SLACK_MS: u64 = 1_000;
+
 /// A store write a flight leaves until its waiters have their answer.
 enum Write {
     /// The token, for this long (seconds).
@@ -232,6 +237,17 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         self.inner.token_nonces.borrow().get(url).map(str::to_owned)
     }
 
+    /// How long waiters wait for a flight: the token budget, the slack for store reads and
+    /// WebCrypto, and with a coordinator, a bounded ask before the fallback.
+    fn bound_ms(&self) -> u64 {
+        let coordinator = if self.inner.coordinator.borrow().is_some() {
+            self.inner.config.timeout_ms + COORDINATOR_SLACK_MS
+        } else {
+            0
+        };
+        self.inner.config.timeout_ms + FLIGHT_SLACK_MS + coordinator
+    }
+
     /// Whether a token request (a flight) is under way.
     pub fn in_flight(&self) -> bool {
         self.inner.flight.borrow().is_some()
@@ -300,7 +316,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         refresh: bool,
         on_start: Option<OnStart<'_, R::Handle>>,
     ) -> (u64, R::Handle, Outcome) {
-        let bound_ms = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
+        let bound_ms = self.bound_ms();
         let now_ms = self.inner.runtime.now_ms();
         let mut slot = self.inner.flight.borrow_mut();
         // Presumed dead only once its waiters' bound has surely passed: by the clock, or by
@@ -355,7 +371,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         let (generation, handle, outcome) = self.flight(now, refresh, on_start);
         // Bounded on the waiter's side: if the request that started the flight is cancelled,
         // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
-        let bound = self.inner.config.timeout_ms + FLIGHT_SLACK_MS;
+        let bound = self.bound_ms();
         let waited = select(
             self.inner.runtime.wait(&handle),
             Box::pin(self.inner.runtime.sleep(bound)),

@@ -94,3 +94,85 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
     dispose() { return mf.dispose(); },
   };
 }
+
+/**
+ * Starts `isolates` copies of the proxy Worker (separate isolates) in one workerd, sharing one
+ * KV namespace and, with `coordinator: true`, one TokenCoordinator Durable Object class (defined
+ * by the first copy, reached by the others through `scriptName`). `coordinator: 'broken'` binds
+ * an object whose every call throws, `'hanging'` one that never answers, `false` none.
+ * `persist` keeps KV and Durable Object storage in a directory across restarts.
+ */
+export async function startFleet({ bindings, isolates = 3, coordinator = true, persist } = {}) {
+  const logs = [];
+  const collect = (stream) => {
+    let buf = '';
+    stream.on('data', (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        logs.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+  };
+  const object = (i) => {
+    if (coordinator === true) {
+      return { TOKEN_COORDINATOR: i === 0 ? { className: 'TokenCoordinator', useSQLite: true } : { className: 'TokenCoordinator', scriptName: 'proxy-0', useSQLite: true } };
+    }
+    if (coordinator) return { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: 'fake-coordinator' } };
+    return {};
+  };
+  const workers = Array.from({ length: isolates }, (_, i) => ({
+    name: `proxy-${i}`,
+    modules: true,
+    scriptPath: path.join(root, 'build/index.js'),
+    modulesRoot: path.join(root, 'build'),
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+    kvNamespaces: { TOKEN_CACHE: 'fleet-token-cache' },
+    durableObjects: object(i),
+    bindings,
+  }));
+  if (coordinator === 'broken' || coordinator === 'hanging') {
+    const body = coordinator === 'broken'
+      ? "throw new Error('coordinator is being redeployed');"
+      : 'return new Promise(() => {});';
+    workers.push({
+      name: 'fake-coordinator',
+      modules: true,
+      compatibilityDate: '2026-04-01',
+      script: `export class TokenCoordinator { async fetch() { ${body} } }
+               export default { fetch() { return new Response('no'); } };`,
+      durableObjects: { TOKEN_COORDINATOR: 'TokenCoordinator' },
+    });
+  }
+  const mf = new Miniflare({
+    workers,
+    cf: false,
+    kvPersist: persist && path.join(persist, 'kv'),
+    durableObjectsPersist: persist && path.join(persist, 'do'),
+    handleRuntimeStdio(stdout, stderr) {
+      collect(stdout);
+      collect(stderr);
+    },
+  });
+  await mf.ready;
+  const fetchers = await Promise.all(workers.slice(0, isolates).map((w) => mf.getWorker(w.name)));
+  return {
+    mf,
+    logs,
+    events() {
+      return logs.flatMap((l) => {
+        const i = l.indexOf('{');
+        if (i < 0) return [];
+        try { return [JSON.parse(l.slice(i))]; } catch { return []; }
+      });
+    },
+    /** Fetches `p` from isolate `i`. */
+    fetch(i, p, init) { return fetchers[i].fetch(new URL(p, 'http://proxy.internal').toString(), init); },
+    dispose() { return mf.dispose(); },
+  };
+}

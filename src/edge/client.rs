@@ -8,11 +8,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Request, Response};
 
+use super::coordinator::{EdgeCoordinator, COORDINATOR_BINDING};
 use super::dpop::EdgeProofs;
 use super::env::{env_string, PerEnv};
 use super::fetch::{global_fetch, PlatformHttp};
 use super::kv::{EdgeStore, KvNamespace};
 use super::runtime::{EdgeRuntime, FlightHandle};
+use super::seal::Sealer;
 use super::signing::EdgeAssertions;
 use crate::cache_key::{cache_key_material, CacheRoot};
 use crate::config::{ClientAuth, Config, Dpop};
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::log;
 use crate::route::{may_replay, token_rejected};
 use crate::source::TokenSource;
+use crate::store::TokenStore;
 use crate::token::Token;
 
 /// Name of the KV binding used as the shared token cache.
@@ -36,12 +39,15 @@ const MAX_SOURCES: usize = 16;
 
 type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
 
+/// A configuration, and whether it has KV and a coordinator.
+type SourceKey = (Config, bool, bool);
+
 thread_local! {
     // One token source per configuration per isolate, so that `from_env` on every request still
     // finds the token (and the in-flight request) of earlier ones. Keyed by the whole configuration,
     // so a rotated secret gets a fresh source.
     // Each with the tick of its last lookup, for evicting the least recently used.
-    static SOURCES: RefCell<HashMap<(Config, bool), (EdgeSource, u64)>> = RefCell::new(HashMap::new());
+    static SOURCES: RefCell<HashMap<SourceKey, (EdgeSource, u64)>> = RefCell::new(HashMap::new());
     static TICK: Cell<u64> = const { Cell::new(0) };
     static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
     static LAST_ENV: PerEnv<TokenClient> = const { PerEnv::new() };
@@ -62,13 +68,24 @@ impl TokenClient {
         LAST_ENV.with(|last| {
             last.get_or_try(env, || {
                 let config = Config::from_lookup(|name| env_string(env, name))?;
-                Ok(Self::new(config, KvNamespace::from_env(env, KV_BINDING)))
+                Ok(Self::with_env(
+                    config,
+                    KvNamespace::from_env(env, KV_BINDING),
+                    Some(env),
+                ))
             })
         })
     }
 
-    /// A client for an explicit configuration and optional KV namespace.
+    /// A client for an explicit configuration and optional KV namespace. It asks no
+    /// coordinator: the coordinator reads its configuration from the Worker's own settings, so
+    /// only [`Self::from_env`] can share it.
     pub fn new(config: Config, kv: Option<KvNamespace>) -> Self {
+        Self::with_env(config, kv, None)
+    }
+
+    /// A client whose source asks the `TOKEN_COORDINATOR` bound on `env`, when there is one.
+    fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
         if kv.is_none() && !WARNED_NO_KV.replace(true) {
             super::log_line(&log::cache_event(
                 "memory_only",
@@ -76,7 +93,10 @@ impl TokenClient {
             ));
         }
         let material = cache_key_material(&config);
-        let registry_key = (config.clone(), kv.is_some());
+        let coordinated = env.is_some_and(|env| {
+            js_sys::Reflect::get(env, &COORDINATOR_BINDING.into()).is_ok_and(|b| b.is_object())
+        });
+        let registry_key = (config.clone(), kv.is_some(), coordinated);
         let tick = TICK.with(|t| {
             t.set(t.get() + 1);
             t.get()
@@ -100,7 +120,7 @@ impl TokenClient {
                     sources.remove(&key);
                 }
             }
-            let source = build_source(&config, kv, material);
+            let source = build_source(&config, kv, material, env.filter(|_| coordinated));
             sources.insert(registry_key, (source.clone(), tick));
             source
         });
@@ -342,14 +362,35 @@ impl TokenClient {
 }
 
 /// A token source for `config` with its store, and the signers its settings call for.
-fn build_source(config: &Config, kv: Option<KvNamespace>, material: Vec<u8>) -> EdgeSource {
+fn build_source(
+    config: &Config,
+    kv: Option<KvNamespace>,
+    material: Vec<u8>,
+    coordinator_env: Option<&Env>,
+) -> EdgeSource {
+    let sealer = Rc::new(Sealer::new(material, CacheRoot::of(config)));
     let source = TokenSource::new(
         config.clone(),
         PlatformHttp,
-        EdgeStore::new(kv, material, CacheRoot::of(config)),
+        EdgeStore::new(kv, sealer.clone()),
         EdgeRuntime,
         Rc::new(super::log_line),
     );
+    with_signers(&source, config);
+    if let Some(coordinator) =
+        coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))
+    {
+        source.set_coordinator(Rc::new(coordinator));
+    }
+    source
+}
+
+/// Gives `source` the signers `config` calls for: client assertions for `private_key_jwt`,
+/// DPoP keys and proofs for `OAUTH_DPOP`.
+pub(crate) fn with_signers<S: TokenStore + 'static>(
+    source: &TokenSource<PlatformHttp, S, EdgeRuntime>,
+    config: &Config,
+) {
     if let ClientAuth::PrivateKeyJwt(key) = &config.auth {
         source.set_assertions(Rc::new(EdgeAssertions::new(
             key.clone(),
@@ -361,7 +402,6 @@ fn build_source(config: &Config, kv: Option<KvNamespace>, material: Vec<u8>) -> 
         Dpop::GeneratedKey => source.set_proofs(Rc::new(EdgeProofs::new(None))),
         Dpop::Key(key) => source.set_proofs(Rc::new(EdgeProofs::new(Some(key.clone())))),
     }
-    source
 }
 
 /// A request can be replayed when its body is absent or small enough to keep a copy of.

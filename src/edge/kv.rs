@@ -1,18 +1,15 @@
-//! Workers KV as the core's [`TokenStore`]: namespaced by a keyed MAC of the configuration,
-//! sealed with AES-256-GCM (both keyed from the cache's root, see [`crate::cache_key`]), and
-//! bounded in time so a slow or failing KV never fails a request.
+//! Workers KV as the core's [`TokenStore`]: entries named and sealed by a [`Sealer`], each
+//! operation bounded in time so a slow or failing KV never fails a request.
 
-use std::cell::RefCell;
+use std::rc::Rc;
 
-use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
+use futures_util::future::{select, Either};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::CryptoKey;
 
-use super::crypto::{keyed_name, open, root_key, seal, sealing_key};
 use super::runtime::sleep;
-use crate::cache_key::{cache_key, CacheRoot, NAME_KEY_INFO};
+use super::seal::Sealer;
 use crate::store::{TokenStore, KV_MIN_TTL_SECS, STORE_TIMEOUT_MS};
 
 #[wasm_bindgen]
@@ -58,103 +55,53 @@ pub const KV_TIMEOUT_MS: u64 = STORE_TIMEOUT_MS;
 /// The `TOKEN_CACHE` namespace, or nothing (memory-only), for one configuration.
 pub struct EdgeStore {
     kv: Option<KvNamespace>,
-    /// The cache-key material; holds the client secret, so it is only ever MACed.
-    material: Vec<u8>,
-    /// The root secret (`TOKEN_CACHE_KEY`, else the credential) and whether to stretch it.
-    root: Vec<u8>,
-    stretch: bool,
-    /// `m2m:v2:<hmac>` and the sealing key, made on first use (once per isolate: WebCrypto is
-    /// async, `TokenClient::from_env` is not) and shared by the reads that start together, so
-    /// the stretch runs once.
-    prepared: RefCell<Option<Shared<LocalBoxFuture<'static, Prepared>>>>,
+    sealer: Rc<Sealer>,
 }
-
-type Prepared = Result<(String, CryptoKey), String>;
 
 impl EdgeStore {
-    /// A store over `kv` (memory-only when `None`) for the configuration `material` describes,
-    /// naming and sealing entries with keys derived from `root`.
-    pub fn new(kv: Option<KvNamespace>, material: Vec<u8>, root: CacheRoot<'_>) -> Self {
-        Self {
-            kv,
-            material,
-            root: root.secret.as_bytes().to_vec(),
-            stretch: root.stretch,
-            prepared: RefCell::new(None),
-        }
-    }
-
-    async fn prepared(&self) -> Prepared {
-        let derivation = self
-            .prepared
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                let (root, material, stretch) =
-                    (self.root.clone(), self.material.clone(), self.stretch);
-                async move {
-                    let root = root_key(&root, stretch).await?;
-                    let prefix = cache_key(&keyed_name(&root, NAME_KEY_INFO, &material).await?);
-                    let key = sealing_key(&root, prefix.as_bytes()).await?;
-                    Ok((prefix, key))
-                }
-                .boxed_local()
-                .shared()
-            })
-            .clone();
-        let prepared = derivation.await;
-        if prepared.is_err() {
-            // A failed derivation is tried again by the next operation.
-            self.prepared.borrow_mut().take();
-        }
-        prepared
+    /// A store over `kv` (memory-only when `None`) naming and sealing entries with `sealer`.
+    pub fn new(kv: Option<KvNamespace>, sealer: Rc<Sealer>) -> Self {
+        Self { kv, sealer }
     }
 }
 
-/// Runs a KV operation with a time bound.
-async fn bounded<T>(
+/// Runs a store operation with a time bound.
+pub(crate) async fn bounded<T>(
     op: &str,
     fut: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
     let fut = std::pin::pin!(fut);
     match select(fut, sleep(KV_TIMEOUT_MS)).await {
         Either::Left((result, _)) => result,
-        Either::Right(_) => Err(format!("KV {op} timed out after {KV_TIMEOUT_MS} ms")),
+        Either::Right(_) => Err(format!("{op} timed out after {KV_TIMEOUT_MS} ms")),
     }
 }
 
 impl TokenStore for EdgeStore {
     async fn get(&self, name: &str) -> Result<Option<String>, String> {
         let Some(kv) = &self.kv else { return Ok(None) };
-        bounded("get", async {
-            let (prefix, key) = self.prepared().await?;
-            let kv_key = format!("{prefix}:{name}");
-            let sealed = settle("get", kv.get_text(&kv_key, "text"))
-                .await?
-                .as_string();
-            let Some(sealed) = sealed else {
-                return Ok(None);
-            };
-            let plain = open(&key, &sealed, kv_key.as_bytes()).await?;
-            String::from_utf8(plain)
-                .map(Some)
-                .map_err(|_| "cached value is not UTF-8".into())
+        bounded("KV get", async {
+            let full = self.sealer.name(name).await?;
+            let sealed = settle("get", kv.get_text(&full, "text")).await?.as_string();
+            match sealed {
+                Some(sealed) => self.sealer.open(&full, &sealed).await.map(Some),
+                None => Ok(None),
+            }
         })
         .await
     }
 
     async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
         let Some(kv) = &self.kv else { return Ok(()) };
-        bounded("put", async {
-            let (prefix, key) = self.prepared().await?;
-            let kv_key = format!("{prefix}:{name}");
-            let sealed = seal(&key, value.as_bytes(), kv_key.as_bytes()).await?;
+        bounded("KV put", async {
+            let (full, sealed) = self.sealer.seal(name, &value).await?;
             let options = Object::new();
             let _ = Reflect::set(
                 &options,
                 &"expirationTtl".into(),
                 &(ttl_secs.max(KV_MIN_TTL_SECS) as f64).into(),
             );
-            settle("put", kv.put_text(&kv_key, &sealed, &options))
+            settle("put", kv.put_text(&full, &sealed, &options))
                 .await
                 .map(drop)
         })
@@ -163,10 +110,9 @@ impl TokenStore for EdgeStore {
 
     async fn delete(&self, name: &str) -> Result<(), String> {
         let Some(kv) = &self.kv else { return Ok(()) };
-        bounded("delete", async {
-            let (prefix, _) = self.prepared().await?;
-            let kv_key = format!("{prefix}:{name}");
-            settle("delete", kv.delete_key(&kv_key)).await.map(drop)
+        bounded("KV delete", async {
+            let full = self.sealer.name(name).await?;
+            settle("delete", kv.delete_key(&full)).await.map(drop)
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! Each piece is a thin adapter from a platform API to a core trait or type.
 
 pub mod client;
+pub mod coordinator;
 pub mod crypto;
 pub mod dpop;
 pub mod env;
@@ -10,6 +11,7 @@ pub mod kv;
 pub mod outbound;
 pub mod proxy;
 pub mod runtime;
+pub mod seal;
 pub mod signing;
 
 /// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).

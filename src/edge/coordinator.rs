@@ -1,0 +1,279 @@
+//! The fleet's coordinator on Workers: a Durable Object (`TokenCoordinator`, bound as
+//! `TOKEN_COORDINATOR`), one per configuration, named by the configuration's cache identity.
+//!
+//! Isolates ask it with `stub.fetch` (a Rust object cannot be an RPC server yet, workers-rs
+//! #726) after a KV miss and when their token enters its refresh window. The object runs the
+//! same token source as an isolate, over its own storage (sealed like KV, and mirrored to KV:
+//! the one writer of the configuration's KV entries), and answers with [`serve`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::future::{select, Either, LocalBoxFuture};
+use js_sys::{Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
+
+use super::client::with_signers;
+use super::env::env_string;
+use super::fetch::PlatformHttp;
+use super::kv::{bounded, EdgeStore, KvNamespace};
+use super::runtime::{sleep, EdgeRuntime};
+use super::seal::Sealer;
+use crate::cache_key::{cache_key_material, CacheRoot};
+use crate::config::Config;
+use crate::coordinator::{decode_answer, decode_ask, encode_answer, encode_ask, serve};
+use crate::coordinator::{Answer, Ask, Coordinator};
+use crate::holddown::HOLD_ENTRY;
+use crate::log;
+use crate::source::{TokenSource, COORDINATOR_SLACK_MS};
+use crate::store::{TokenStore, TOKEN_ENTRY};
+
+/// Name of the Durable Object binding.
+pub const COORDINATOR_BINDING: &str = "TOKEN_COORDINATOR";
+
+#[wasm_bindgen(inline_js = r#"
+export function coordinator_ask(env, binding, name, body) {
+  const ns = env[binding];
+  const stub = ns.get(ns.idFromName(name));
+  return stub.fetch('https://coordinator/token', { method: 'POST', body })
+    .then(async (r) => [r.status, await r.text()]);
+}
+export function respond(status, body) {
+  return new Response(body, { status, headers: { 'content-type': 'application/json' } });
+}
+"#)]
+extern "C" {
+    /// Asks the coordinator named `name` (`idFromName`, then `stub.fetch`): `[status, text]`.
+    /// Called directly, as KV is: the general wrappers cost more wasm than the whole call.
+    #[wasm_bindgen(catch)]
+    fn coordinator_ask(
+        env: &JsValue,
+        binding: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<Promise, JsValue>;
+    fn respond(status: u16, body: &str) -> web_sys::Response;
+
+    /// A Durable Object's storage (`state.storage`), called directly.
+    #[derive(Clone)]
+    type ObjectStorage;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &ObjectStorage, key: &str) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn put(this: &ObjectStorage, key: &str, value: &str) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn remove(this: &ObjectStorage, key: &str) -> Result<Promise, JsValue>;
+}
+
+async fn settle(promise: Result<Promise, JsValue>) -> Result<JsValue, String> {
+    let text = |e: JsValue| super::js_error_text(&e);
+    JsFuture::from(promise.map_err(text)?).await.map_err(text)
+}
+
+/// The coordinator as an isolate reaches it.
+pub struct EdgeCoordinator {
+    env: Env,
+    sealer: Rc<Sealer>,
+    /// Bound on one ask: the coordinator may make one token request (`OAUTH_TIMEOUT_MS`).
+    bound_ms: u64,
+    /// This isolate's `OAUTH_EXPIRY_MARGIN_SECS`, applied to the tokens it is given.
+    margin: u64,
+}
+
+impl EdgeCoordinator {
+    /// The coordinator bound on `env`, if there is a binding, for the configuration `sealer`
+    /// names.
+    pub fn from_env(env: &Env, sealer: Rc<Sealer>, config: &Config) -> Option<Self> {
+        let bound = js_sys::Reflect::get(env, &COORDINATOR_BINDING.into())
+            .ok()
+            .is_some_and(|b| b.is_object());
+        bound.then(|| Self {
+            env: env.clone(),
+            sealer,
+            bound_ms: config.timeout_ms + COORDINATOR_SLACK_MS,
+            margin: config.expiry_margin_secs,
+        })
+    }
+}
+
+impl Coordinator for EdgeCoordinator {
+    fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
+        let (env, sealer, bound_ms, margin) = (
+            self.env.clone(),
+            self.sealer.clone(),
+            self.bound_ms,
+            self.margin,
+        );
+        Box::pin(async move {
+            let name = sealer.identity().await?;
+            let call = async {
+                let reply = settle(coordinator_ask(
+                    &env,
+                    COORDINATOR_BINDING,
+                    &name,
+                    &encode_ask(&name, &ask),
+                ))
+                .await
+                .map_err(|e| format!("coordinator: {e}"))?;
+                let reply: Array = reply.unchecked_into();
+                let status = reply.get(0).as_f64().unwrap_or_default();
+                let text = reply.get(1).as_string().unwrap_or_default();
+                if status != 200.0 {
+                    return Err(format!(
+                        "coordinator answered {status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
+                }
+                decode_answer(&text, margin)
+            };
+            let call = std::pin::pin!(call);
+            match select(call, sleep(bound_ms)).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
+            }
+        })
+    }
+}
+
+/// The coordinator's storage as the core's store: sealed like KV, and the token and hold-down
+/// entries mirrored to KV, where isolates read them.
+pub struct ObjectStore {
+    storage: ObjectStorage,
+    sealer: Rc<Sealer>,
+    kv: EdgeStore,
+}
+
+impl TokenStore for ObjectStore {
+    async fn get(&self, name: &str) -> Result<Option<String>, String> {
+        bounded("storage get", async {
+            let full = self.sealer.name(name).await?;
+            let sealed = settle(self.storage.get(&full)).await?.as_string();
+            match sealed {
+                Some(sealed) => self.sealer.open(&full, &sealed).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
+        bounded("storage put", async {
+            let (full, sealed) = self.sealer.seal(name, &value).await?;
+            settle(self.storage.put(&full, &sealed)).await.map(drop)
+        })
+        .await?;
+        if name == TOKEN_ENTRY || name == HOLD_ENTRY {
+            self.kv.put(name, value, ttl_secs).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), String> {
+        bounded("storage delete", async {
+            let full = self.sealer.name(name).await?;
+            settle(self.storage.remove(&full)).await.map(drop)
+        })
+        .await?;
+        if name == TOKEN_ENTRY || name == HOLD_ENTRY {
+            self.kv.delete(name).await?;
+        }
+        Ok(())
+    }
+}
+
+type ObjectSource = TokenSource<PlatformHttp, ObjectStore, EdgeRuntime>;
+
+/// The Durable Object: one per configuration, the only caller of its token endpoint while
+/// isolates can reach it.
+#[durable_object(fetch)]
+pub struct TokenCoordinator {
+    storage: ObjectStorage,
+    env: Env,
+    /// The configuration's sealer (its identity) and token source, from the object's own vars
+    /// and secrets; made on the first ask, synchronously, so asks that arrive together share
+    /// one source and its single flight.
+    source: RefCell<Option<(Rc<Sealer>, ObjectSource)>>,
+}
+
+impl TokenCoordinator {
+    fn source(&self) -> Result<(Rc<Sealer>, ObjectSource), String> {
+        if let Some(ready) = self.source.borrow().as_ref() {
+            return Ok(ready.clone());
+        }
+        let config =
+            Config::from_lookup(|name| env_string(&self.env, name)).map_err(|e| e.to_string())?;
+        let sealer = Rc::new(Sealer::new(
+            cache_key_material(&config),
+            CacheRoot::of(&config),
+        ));
+        let kv = EdgeStore::new(
+            KvNamespace::from_env(&self.env, super::client::KV_BINDING),
+            sealer.clone(),
+        );
+        let store = ObjectStore {
+            storage: self.storage.clone(),
+            sealer: sealer.clone(),
+            kv,
+        };
+        let source = TokenSource::new(
+            config.clone(),
+            PlatformHttp,
+            store,
+            EdgeRuntime,
+            Rc::new(super::log_line),
+        );
+        with_signers(&source, &config);
+        *self.source.borrow_mut() = Some((sealer.clone(), source.clone()));
+        Ok((sealer, source))
+    }
+}
+
+fn answer(status: u16, body: &str) -> worker::Result<Response> {
+    Ok(Response::from(respond(status, body)))
+}
+
+impl DurableObject for TokenCoordinator {
+    fn new(state: State, env: Env) -> Self {
+        let state: JsValue = state._inner().into();
+        let storage = js_sys::Reflect::get(&state, &"storage".into())
+            .unwrap_or(JsValue::UNDEFINED)
+            .unchecked_into();
+        Self {
+            storage,
+            env,
+            source: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let body = settle(req.inner().text())
+            .await
+            .ok()
+            .and_then(|b| b.as_string());
+        let Some(Ok((name, ask))) = body.as_deref().map(decode_ask) else {
+            return answer(400, "not an ask");
+        };
+        let ready = match self.source() {
+            Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
+            Err(e) => Err(e),
+        };
+        let (identity, source) = match ready {
+            Ok(ready) => ready,
+            Err(e) => {
+                super::log_line(&log::cache_event("coordinator_unavailable", &e));
+                return answer(503, "coordinator configuration unusable");
+            }
+        };
+        // Another configuration (a deploy changed a secret, a stale isolate): let it fend for
+        // itself rather than hand it this configuration's token.
+        if name != identity {
+            return answer(409, "another configuration");
+        }
+        match serve(&source, ask, super::now_secs()).await {
+            Ok(a) => answer(200, &encode_answer(&a)),
+            Err(e) => answer(503, &e),
+        }
+    }
+}
