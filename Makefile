@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz bench clean
+.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz bench simulate clean
 
 setup:
 	@bash scripts/setup.sh
@@ -52,3 +52,7 @@ dev: build
 
 clean:
 	rm -rf build target node_modules .wrangler
+
+# Not part of `make test`: the fleet simulation (SIMULATION.md), in under a minute.
+simulate:
+	cargo run --release --example simulate

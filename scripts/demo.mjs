@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startIdp, CLIENTS, API_AUDIENCE } from '../e2e/support/idp.mjs';
 import { startApi } from '../e2e/support/api.mjs';
-import { startWorker } from '../e2e/support/worker.mjs';
+import { startWorker, startFleet } from '../e2e/support/worker.mjs';
 
 const serve = process.argv.includes('--serve');
 const port = Number(process.env.PORT ?? 8787);
@@ -112,6 +112,25 @@ if (serve) {
   }
   idp.requireNonce(false);
 
+  // The fleet: 4 cold isolates, 10 concurrent requests each, with and without the coordinator
+  // (a Durable Object that makes the one token request for every isolate).
+  const fleets = [];
+  for (const coordinator of [true, false]) {
+    const fleet = await startFleet({ bindings, isolates: 4, coordinator });
+    fleets.push(fleet);
+    const before = idp.tokenRequests;
+    const calls = [];
+    for (let i = 0; i < 4; i += 1) for (let j = 0; j < 10; j += 1) calls.push(fleet.fetch(i, '/things'));
+    const statuses = await Promise.all(calls.map(async (c) => { const r = await c; await r.arrayBuffer(); return r.status; }));
+    const fromCoordinator = fleet.events().filter((e) => e.source === 'coordinator').length;
+    rows.push([
+      `4 cold isolates x 10 (${coordinator ? 'coordinator' : 'no coordinator'})`,
+      [...new Set(statuses)].join(','),
+      idp.tokenRequests - before,
+      coordinator ? `one token for the fleet; ${fromCoordinator} isolates got it from the coordinator` : 'each isolate asked the token endpoint itself',
+    ]);
+  }
+
   const w = [46, 8, 7];
   say(`${'request'.padEnd(w[0])}${'status'.padEnd(w[1])}${'token'.padEnd(w[2])}result`);
   for (const [label, status, tokens, note] of rows) {
@@ -127,6 +146,6 @@ if (serve) {
   say();
   say('Worker log lines (JSON), first isolate:');
   for (const l of worker.events()) say(`  ${JSON.stringify(l)}`);
-  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose()]);
+  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), ...fleets.map((f) => f.dispose())]);
   await cleanup();
 }
