@@ -29,7 +29,7 @@ mod sim {
     use worker_m2m::config::{ClientAuth, Config};
     use worker_m2m::coordinator::{serve, Answer, Ask, Coordinator};
     use worker_m2m::secret::ClientSecret;
-    use worker_m2m::source::{LogSink, Runtime};
+    use worker_m2m::source::{LogSink, Runtime, Signers};
     use worker_m2m::store::{TokenStore, TOKEN_ENTRY};
     use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
     use worker_m2m::TokenSource;
@@ -418,6 +418,15 @@ mod sim {
         }
     }
 
+    /// The simulated client uses a client secret: no signer is ever made.
+    fn signers() -> Signers {
+        Signers::for_config(
+            &config(),
+            |_| unreachable!("client secret"),
+            |_| unreachable!("no DPoP"),
+        )
+    }
+
     #[derive(Clone, Copy, PartialEq)]
     enum Pattern {
         Steady,
@@ -483,7 +492,14 @@ mod sim {
                         location: 0,
                     },
                 };
-                TokenSource::new(config(), http.clone(), store, SimRuntime, log.clone())
+                TokenSource::new(
+                    config(),
+                    http.clone(),
+                    signers(),
+                    store,
+                    SimRuntime,
+                    log.clone(),
+                )
             }
         };
         let object = Rc::new(RefCell::new(new_object()));
@@ -501,7 +517,14 @@ mod sim {
                     kv: kv.clone(),
                     location: i % locations,
                 };
-                let s = TokenSource::new(config(), http.clone(), store, SimRuntime, log.clone());
+                let s = TokenSource::new(
+                    config(),
+                    http.clone(),
+                    signers(),
+                    store,
+                    SimRuntime,
+                    log.clone(),
+                );
                 if coordinated {
                     s.set_coordinator(Rc::new(Local {
                         object: object.clone(),

@@ -4,9 +4,14 @@
 use serde_json::Value;
 use url::Url;
 
-use crate::config::parse_endpoint_url;
+use std::cell::RefCell;
+
+use crate::config::{parse_endpoint_url, Config};
 use crate::error::{Error, Result};
-use crate::transport::HttpResponse;
+use crate::log;
+use crate::runtime::LogSink;
+use crate::store::{TokenStore, Write};
+use crate::transport::{HttpClient, HttpRequest, HttpResponse};
 
 /// How long discovered metadata is kept, in memory and KV.
 pub const METADATA_TTL_SECS: u64 = 24 * 3600;
@@ -94,6 +99,112 @@ pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
         return Err(invalid("`token_endpoint` is not an https URL".into()));
     }
     Ok(endpoint)
+}
+
+/// The discovered token endpoint of one source, kept in memory and in the store for a day.
+#[derive(Default)]
+pub(crate) struct Discovery {
+    /// The endpoint and until when (Unix seconds) it is trusted.
+    endpoint: RefCell<Option<(String, u64)>>,
+}
+
+impl Discovery {
+    /// A discovered endpoint that cannot be reached, or is gone (404, 405), is forgotten in memory
+    /// and KV, so the next attempt discovers it again instead of trusting it for a day.
+    pub(crate) fn forget(&self, config: &Config, err: &Error, writes: &mut Vec<Write>) {
+        let gone = match err {
+            Error::Unavailable { reason, .. } => reason.starts_with("network error"),
+            Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
+            _ => false,
+        };
+        if config.token_url.is_none() && gone && self.endpoint.borrow_mut().take().is_some() {
+            writes.push(Write::Delete(META_ENTRY));
+        }
+    }
+
+    /// The token endpoint: as configured, or discovered from `OAUTH_ISSUER` (RFC 8414, then OIDC
+    /// Discovery), kept in memory and KV for a day. Time spent on the network is added to `spent`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn endpoint<H: HttpClient, S: TokenStore>(
+        &self,
+        config: &Config,
+        http: &H,
+        store: &S,
+        now: u64,
+        spent: &mut u64,
+        writes: &mut Vec<Write>,
+        log: &LogSink,
+    ) -> Result<String> {
+        let issuer = match (&config.token_url, &config.issuer) {
+            (Some(url), _) => return Ok(url.to_string()),
+            (None, Some(issuer)) => issuer,
+            (None, None) => {
+                return Err(Error::config(
+                    "OAUTH_TOKEN_URL",
+                    "is not set (nor OAUTH_ISSUER)",
+                ))
+            }
+        };
+        if let Some((url, _)) = self
+            .endpoint
+            .borrow()
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+        {
+            return Ok(url.clone());
+        }
+        if let Ok(Some(raw)) = store.get(META_ENTRY).await {
+            if let Some((endpoint, until)) = decode_meta(&raw, now) {
+                *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+                return Ok(endpoint);
+            }
+        }
+        let mut last = None;
+        for url in metadata_urls(issuer) {
+            let request = HttpRequest {
+                method: "GET",
+                url,
+                headers: vec![("accept".into(), "application/json".into())],
+                body: Vec::new(),
+                // Discovery spends the same budget as the token request it serves.
+                timeout_ms: config.timeout_ms.saturating_sub(*spent).max(1),
+            };
+            let resp = match http.execute(request).await {
+                Ok(resp) => {
+                    *spent += resp.elapsed_ms;
+                    resp
+                }
+                Err(e) => {
+                    *spent += e.elapsed_ms;
+                    last = Some(Error::Unavailable {
+                        reason: format!("discovery: network error: {}", e.reason),
+                        retry_after: None,
+                    });
+                    continue;
+                }
+            };
+            match parse_metadata(&resp, issuer) {
+                Ok(endpoint) => {
+                    let endpoint = endpoint.to_string();
+                    let until = now + METADATA_TTL_SECS;
+                    (log)(&log::cache_event(
+                        "discovered",
+                        &format!("token endpoint {endpoint}"),
+                    ));
+                    *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+                    writes.push(Write::Put(
+                        META_ENTRY,
+                        encode_meta(&endpoint, until),
+                        METADATA_TTL_SECS,
+                    ));
+                    return Ok(endpoint);
+                }
+                // Not found, unusable or failing here: try the next location.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Other("discovery found nothing".into())))
+    }
 }
 
 #[cfg(test)]

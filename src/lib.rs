@@ -22,6 +22,7 @@
 //! let response = api.fetch(request).await?;
 //! ```
 
+pub mod acquire;
 pub mod backoff;
 pub mod cache_key;
 pub mod config;
@@ -35,9 +36,11 @@ pub mod log;
 pub mod private_key;
 pub mod redact;
 pub mod route;
+pub mod runtime;
 pub mod secret;
 pub mod source;
 pub mod store;
+mod tiers;
 pub mod token;
 pub mod token_request;
 pub mod token_response;

@@ -19,6 +19,14 @@ pub const KV_MIN_TTL_SECS: u64 = 60;
 /// Name of the cached token entry.
 pub const TOKEN_ENTRY: &str = "token";
 
+/// A store write a flight leaves until its waiters have their answer.
+pub(crate) enum Write {
+    /// The token, for this long (seconds).
+    Token(Token, u64),
+    Put(&'static str, String, u64),
+    Delete(&'static str),
+}
+
 /// Longest any one store operation may take; an implementation must give up by then (a read is
 /// then a miss, a write skipped). Flights budget for it (see [`crate::source::FLIGHT_SLACK_MS`]).
 pub const STORE_TIMEOUT_MS: u64 = 1_500;

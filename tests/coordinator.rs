@@ -12,7 +12,6 @@ use futures_util::future::{join_all, LocalBoxFuture};
 use worker_m2m::coordinator::{serve, Answer, Ask, Coordinator};
 use worker_m2m::holddown::HOLD_ENTRY;
 use worker_m2m::store::TOKEN_ENTRY;
-use worker_m2m::TokenSource;
 
 use support::*;
 
@@ -194,7 +193,7 @@ fn a_restarted_coordinator_answers_from_its_storage() {
     block_on(f.isolates[0].0.token(NOW)).unwrap();
     // A new coordinator instance (redeployed or evicted) over the same storage, and a new
     // isolate: no token request.
-    let restarted = TokenSource::new(
+    let restarted = new_source(
         config(),
         f.ep.clone(),
         f.storage.clone(),

@@ -98,9 +98,19 @@ fn logged_source(
 ) -> Source {
     let mut config = config();
     config.dpop = dpop;
-    let source = TokenSource::new(config, ep.clone(), kv.clone(), TestRuntime::default(), log);
-    source.set_proofs(Rc::new(proofs.clone()));
-    source
+    let signers = Signers::for_config(
+        &config,
+        |_| unreachable!("no private_key_jwt here"),
+        |_| Rc::new(proofs.clone()),
+    );
+    TokenSource::new(
+        config,
+        ep.clone(),
+        signers,
+        kv.clone(),
+        TestRuntime::default(),
+        log,
+    )
 }
 
 fn nonce_reply(status: u16, body: &'static str, nonce: &str) -> Reply {
@@ -242,7 +252,7 @@ fn the_token_type_must_match_what_was_asked() {
     );
     // DPoP off, DPoP given: unusable without proofs.
     let ep = Endpoint::new(200, DPOP_TOKEN);
-    let source = TokenSource::new(
+    let source = new_source(
         config(),
         ep.clone(),
         Kv::default(),

@@ -34,7 +34,7 @@ fn a_token_that_arrives_with_five_seconds_or_less_left_is_never_handed_out() {
         timeout_ms: 20_000,
         ..config()
     };
-    let late_source = TokenSource::new(roomy, ep.clone(), kv.clone(), TestRuntime::default(), log);
+    let late_source = new_source(roomy, ep.clone(), kv.clone(), TestRuntime::default(), log);
     let e = block_on(late_source.token(NOW)).unwrap_err();
     // This isolate found the endpoint too slow: a 503, held down here only (not in KV: another
     // isolate may reach the endpoint faster), and not retried at the cost of another token.
@@ -81,7 +81,7 @@ fn a_kv_reader_applies_its_own_margin_not_the_writers() {
         expiry_margin_secs: 600,
         ..config()
     };
-    let reader = TokenSource::new(
+    let reader = new_source(
         strict,
         ep.clone(),
         kv.clone(),
@@ -96,7 +96,7 @@ fn a_kv_reader_applies_its_own_margin_not_the_writers() {
     );
     assert_eq!(ep.calls.get(), 1);
     // Earlier, the same record is fresh to it.
-    let reader = TokenSource::new(
+    let reader = new_source(
         Config {
             expiry_margin_secs: 600,
             ..config()
@@ -214,8 +214,19 @@ fn an_echoed_client_assertion_is_redacted_in_every_form() {
         ..config()
     };
     let (lines, log) = logs();
-    let source = TokenSource::new(config, http, Kv::default(), TestRuntime::default(), log);
-    source.set_assertions(Rc::new(EchoedSigner));
+    let signers = Signers::for_config(
+        &config,
+        |_| Rc::new(EchoedSigner),
+        |_| unreachable!("no DPoP here"),
+    );
+    let source = TokenSource::new(
+        config,
+        http,
+        signers,
+        Kv::default(),
+        TestRuntime::default(),
+        log,
+    );
     let e = block_on(source.token(NOW)).unwrap_err();
     let shown = format!("{e} {}", e.code());
     assert!(shown.contains("[redacted]"), "{shown}");

@@ -190,7 +190,7 @@ fn unavailable_endpoints_are_retried_with_backoff_within_the_budget() {
         timeout_ms: 10_000,
         ..config()
     };
-    let source = TokenSource::new(config, ep.clone(), kv.clone(), rt.clone(), logs().1);
+    let source = new_source(config, ep.clone(), kv.clone(), rt.clone(), logs().1);
     let t = block_on(source.token(NOW)).unwrap();
     assert_eq!((t.access_token().expose(), ep.calls.get()), ("tok-1", 4));
     // Equal jitter at 0.5: 150 ms, 300 ms; then the server's Retry-After: 1 s.
@@ -227,7 +227,7 @@ fn long_retry_after_is_a_hold_down_not_a_wait() {
     let ep = Endpoint::script(vec![with_retry_after(429, "20")]);
     let rt = TestRuntime::default();
     let kv = Kv::default();
-    let source = TokenSource::new(config(), ep.clone(), kv.clone(), rt.clone(), logs().1);
+    let source = new_source(config(), ep.clone(), kv.clone(), rt.clone(), logs().1);
     let e = block_on(source.token(NOW)).unwrap_err();
     assert_eq!((e.http_status(), e.retry_after()), (503, Some(20)));
     assert!(
@@ -336,7 +336,7 @@ fn network_errors_are_unavailable() {
             elapsed_ms: 400,
         })
     };
-    let source = TokenSource::new(
+    let source = new_source(
         config(),
         http,
         worker_m2m::store::NoStore,
@@ -362,7 +362,7 @@ fn a_waiter_gives_up_on_a_flight_that_never_ends() {
     };
     let kv = Kv::default();
     let rt = TestRuntime::default();
-    let source = TokenSource::new(config(), ep.clone(), kv, rt.clone(), logs().1);
+    let source = new_source(config(), ep.clone(), kv, rt.clone(), logs().1);
     let mut stuck = Box::pin(source.token(NOW));
     // Poll the first caller once so its flight starts, then forget it.
     let waker = futures_util::task::noop_waker();
@@ -504,7 +504,7 @@ fn refresh_ahead_can_be_turned_off() {
         dpop: Default::default(),
         ..config()
     };
-    let source = TokenSource::new(
+    let source = new_source(
         config,
         ep.clone(),
         Kv::default(),
@@ -612,7 +612,7 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let kv = Kv::default();
     let http = discovering_server(calls.clone(), "https://idp.example/oauth2/default");
-    let source = TokenSource::new(
+    let source = new_source(
         issuer_config(),
         http,
         kv.clone(),
@@ -638,7 +638,7 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
         .contains_key(worker_m2m::discovery::META_ENTRY));
     kv.map.borrow_mut().remove(TOKEN_ENTRY);
     let calls2 = Rc::new(RefCell::new(Vec::new()));
-    let other = TokenSource::new(
+    let other = new_source(
         issuer_config(),
         discovering_server(calls2.clone(), "x"),
         kv,
@@ -656,7 +656,7 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
 fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let http = discovering_server(calls.clone(), "https://evil.example/oauth2/default");
-    let source = TokenSource::new(
+    let source = new_source(
         issuer_config(),
         http,
         Kv::default(),
@@ -731,14 +731,19 @@ fn private_key_jwt_signs_a_fresh_assertion_for_the_discovered_endpoint_on_every_
         ..issuer_config()
     };
     let signed = Rc::new(RefCell::new(Vec::new()));
+    let signers = Signers::for_config(
+        &config,
+        |_| Rc::new(RecordingSigner(signed.clone())),
+        |_| unreachable!("no DPoP here"),
+    );
     let source = TokenSource::new(
         config,
         http,
+        signers,
         Kv::default(),
         TestRuntime::default(),
         logs().1,
     );
-    source.set_assertions(Rc::new(RecordingSigner(signed.clone())));
     block_on(source.token(NOW)).unwrap();
     let signed = signed.borrow();
     assert_eq!(signed.len(), 2, "one assertion per attempt");

@@ -17,13 +17,12 @@ use super::runtime::{EdgeRuntime, FlightHandle};
 use super::seal::Sealer;
 use super::signing::EdgeAssertions;
 use crate::cache_key::{cache_key_material, CacheRoot};
-use crate::config::{ClientAuth, Config, Dpop};
+use crate::config::Config;
 use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::route::{may_replay, token_rejected};
-use crate::source::TokenSource;
-use crate::store::TokenStore;
+use crate::source::{Signers, TokenSource};
 use crate::token::Token;
 
 /// Name of the KV binding used as the shared token cache.
@@ -372,11 +371,11 @@ fn build_source(
     let source = TokenSource::new(
         config.clone(),
         PlatformHttp,
+        signers(config),
         EdgeStore::new(kv, sealer.clone()),
         EdgeRuntime,
         Rc::new(super::log_line),
     );
-    with_signers(&source, config);
     if let Some(coordinator) =
         coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))
     {
@@ -385,23 +384,14 @@ fn build_source(
     source
 }
 
-/// Gives `source` the signers `config` calls for: client assertions for `private_key_jwt`,
-/// DPoP keys and proofs for `OAUTH_DPOP`.
-pub(crate) fn with_signers<S: TokenStore + 'static>(
-    source: &TokenSource<PlatformHttp, S, EdgeRuntime>,
-    config: &Config,
-) {
-    if let ClientAuth::PrivateKeyJwt(key) = &config.auth {
-        source.set_assertions(Rc::new(EdgeAssertions::new(
-            key.clone(),
-            config.client_id.clone(),
-        )));
-    }
-    match &config.dpop {
-        Dpop::Off => {}
-        Dpop::GeneratedKey => source.set_proofs(Rc::new(EdgeProofs::new(None))),
-        Dpop::Key(key) => source.set_proofs(Rc::new(EdgeProofs::new(Some(key.clone())))),
-    }
+/// The signers `config` calls for, with WebCrypto: client assertions for `private_key_jwt`, DPoP
+/// keys and proofs for `OAUTH_DPOP`.
+pub(crate) fn signers(config: &Config) -> Signers {
+    Signers::for_config(
+        config,
+        |key| Rc::new(EdgeAssertions::new(key.clone(), config.client_id.clone())),
+        |key| Rc::new(EdgeProofs::new(key.cloned())),
+    )
 }
 
 /// A request can be replayed when its body is absent or small enough to keep a copy of.

@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::client::with_signers;
+use super::client::signers;
 use super::env::env_string;
 use super::fetch::PlatformHttp;
 use super::kv::{bounded, EdgeStore, KvNamespace};
@@ -220,11 +220,11 @@ impl TokenCoordinator {
         let source = TokenSource::new(
             config.clone(),
             PlatformHttp,
+            signers(&config),
             store,
             EdgeRuntime,
             Rc::new(super::log_line),
         );
-        with_signers(&source, &config);
         *self.source.borrow_mut() = Some((sealer.clone(), source.clone()));
         Ok((sealer, source))
     }

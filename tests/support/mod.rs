@@ -14,6 +14,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use worker_m2m::config::{ClientAuth, Config};
 use worker_m2m::secret::ClientSecret;
 use worker_m2m::source::Runtime;
+pub use worker_m2m::source::Signers;
 use worker_m2m::store::TokenStore;
 use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 use worker_m2m::{Token, TokenSource};
@@ -218,8 +219,30 @@ pub fn ahead(source: &Source, now: u64) -> (worker_m2m::Result<Token>, Option<Ha
     (t, started.into_inner())
 }
 
+/// Signers for a configuration that needs none (client secrets, no DPoP): the factories are
+/// never called.
+pub fn no_signers(config: &Config) -> Signers {
+    Signers::for_config(
+        config,
+        |_| unreachable!("this configuration does not use private_key_jwt"),
+        |_| unreachable!("this configuration does not use DPoP"),
+    )
+}
+
+/// A source for a configuration that needs no signers.
+pub fn new_source<H: worker_m2m::transport::HttpClient + 'static, S: TokenStore + 'static>(
+    config: Config,
+    http: H,
+    store: S,
+    runtime: TestRuntime,
+    log: worker_m2m::source::LogSink,
+) -> TokenSource<H, S, TestRuntime> {
+    let signers = no_signers(&config);
+    TokenSource::new(config, http, signers, store, runtime, log)
+}
+
 pub fn source(ep: &Endpoint, kv: &Kv, log: worker_m2m::source::LogSink) -> Source {
-    TokenSource::new(
+    new_source(
         config(),
         ep.clone(),
         kv.clone(),
