@@ -46,6 +46,7 @@ mod sim {
     const KV_CACHE_TTL_MS: u64 = 60_000;
     const KV_WRITE_INTERVAL_MS: u64 = 1_000;
     const COORDINATOR_RTT_MS: u64 = 40;
+    const COORDINATOR_RESTART_MS: u64 = 20 * 60_000;
     const REQUESTS_PER_RUN: u64 = 1_200_000;
 
     // --- simulated time and a tiny executor ------------------------------------------------
@@ -535,6 +536,17 @@ mod sim {
             }
         };
         let new_isolate = Rc::new(new_isolate);
+        // Cloudflare evicts an idle Durable Object from memory; it comes back over its storage.
+        // Modelled as a restart every 20 minutes (not aligned with refreshes).
+        if coordinated {
+            let (object, new_object) = (object.clone(), new_object.clone());
+            spawn(async move {
+                loop {
+                    sleep(COORDINATOR_RESTART_MS).await;
+                    *object.borrow_mut() = new_object();
+                }
+            });
+        }
         let stats = Rc::new(Cell::new(Stats::default()));
         // Steady traffic spreads a fixed number of requests over the day; bursts send every
         // isolate 5 requests within a second, every 2 hours.

@@ -15,7 +15,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::holddown::{decode_hold, encode_hold};
+use crate::holddown::{decode_hold, encode_hold, shared};
 use crate::source::{Runtime, TokenSource};
 use crate::store::{decode_record, encode_record, TokenStore};
 use crate::token::Token;
@@ -56,7 +56,8 @@ pub trait Coordinator {
 /// yourself": this coordinator cannot serve (its configuration is broken).
 ///
 /// - A reported rejection of the coordinator's current token evicts it, once for the fleet
-///   (later reports of the same token find a newer one and get it).
+///   (later reports of the same token find a newer one and get it), whether the coordinator
+///   held it in memory or loads it from its storage.
 /// - A refresh ask gets a token newer than the isolate's, if the coordinator holds one that is
 ///   not itself due; otherwise the coordinator refreshes (one token request, joined by every
 ///   concurrent ask) and answers with the result.
@@ -71,24 +72,48 @@ where
     S: TokenStore + 'static,
     R: Runtime + 'static,
 {
-    if let (Some((issued, expires)), Some(current)) = (ask.rejected, source.peek()) {
-        if current.issued_at() == issued && current.expires_at() == expires {
-            source.invalidate(&current, now).await;
-        }
+    let rejected = |t: &Token| {
+        ask.rejected
+            .is_some_and(|(issued, expires)| t.issued_at() == issued && t.expires_at() == expires)
+    };
+    if let Some(current) = source.peek().filter(|t| rejected(t)) {
+        source.invalidate(&current, now).await;
     }
     let newer = source.peek().filter(|t| {
         t.is_fresh(now) && !t.refresh_due(now) && ask.have.is_none_or(|h| t.issued_at() > h)
     });
-    let result = match newer {
+    let mut result = match newer {
         Some(t) if ask.refresh => Ok(t),
         _ if ask.refresh => source.refresh(now).await,
         _ => source.token(now).await,
     };
+    // A coordinator that was not in memory loads the rejected token from its storage: evict it
+    // now, once, and answer with a new one. If its eviction hold-down keeps the token (an
+    // upstream that rejects every token), that token is the answer, as it would be in an
+    // isolate without a coordinator.
+    if let Some(t) = result.as_ref().ok().filter(|t| rejected(t)).cloned() {
+        if source.invalidate(&t, now).await {
+            result = source.token(now).await;
+        }
+    }
     match result {
         Ok(t) => Ok(Answer::Token(t)),
-        Err(e @ (Error::Config { .. } | Error::Other(_))) => Err(e.to_string()),
-        Err(e) => Ok(Answer::Held(e, source.held_until(now).unwrap_or(now + 1))),
+        // What the endpoint answered (a refusal, nonsense, a 5xx or 429) is the fleet's answer:
+        // the fleet backs off as one. The coordinator's own trouble (its network, a timeout, a
+        // token that reached it too late) is not: the isolate then asks the endpoint itself.
+        Err(e) => match source.hold(now) {
+            Some((until, cause)) if shared(&cause) || answered_unavailable(&cause) => {
+                Ok(Answer::Held(e, until))
+            }
+            _ => Err(format!("coordinator could not get a token: {e}")),
+        },
     }
+}
+
+/// The endpoint answered with an unavailable status (5xx or 429): its state, not the
+/// coordinator's network (see [`crate::token_response::parse_token_response`]).
+fn answered_unavailable(err: &Error) -> bool {
+    matches!(err, Error::Unavailable { reason, .. } if reason.starts_with("HTTP "))
 }
 
 #[derive(Serialize, Deserialize)]

@@ -27,6 +27,20 @@ pub fn hold_secs(err: &Error, refusal_holddown_secs: u64) -> u64 {
     }
 }
 
+/// Whether a hold-down after `err` is the server's word, shared with other isolates (in KV, or
+/// by the coordinator): a refusal, nonsense, or a `Retry-After`. This isolate's own network
+/// trouble or timeout is not (others may reach the endpoint fine), nor is a DPoP nonce refusal
+/// (nonces are per isolate, and another isolate's may be current).
+pub fn shared(err: &Error) -> bool {
+    !matches!(
+        err,
+        Error::Unavailable {
+            retry_after: None,
+            ..
+        }
+    ) && !crate::dpop::token_endpoint_wants_nonce(err)
+}
+
 /// The error callers get while a hold-down lasts; an unavailable endpoint's `Retry-After`
 /// counts down to the hold's end.
 pub fn held_error(err: &Error, until: u64, now: u64) -> Error {

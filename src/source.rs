@@ -46,10 +46,11 @@ pub(crate) struct Flight<H> {
 /// (sealing keys, assertions, proofs). Writes come after the answer and cost waiters nothing.
 pub const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
 
-/// Bound on one coordinator ask beyond `OAUTH_TIMEOUT_MS` (the coordinator may make one token
-/// request): its storage, and the trip to it. Waiters of a source with a coordinator wait this
-/// much longer, so a coordinator that never answers still leaves time for the fallback.
-pub const COORDINATOR_SLACK_MS: u64 = 1_000;
+/// Bound on one coordinator ask beyond `OAUTH_TIMEOUT_MS`: the coordinator's whole flight (its
+/// token budget plus [`FLIGHT_SLACK_MS`] for its storage and WebCrypto) and the trip to it.
+/// Waiters of a source with a coordinator wait this much longer, so a coordinator that never
+/// answers still leaves time for the fallback.
+pub const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
 
 pub(crate) struct Inner<H, S, R: Runtime> {
     pub(crate) config: Config,
@@ -127,19 +128,21 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     }
 
     /// Gives the source the fleet's coordinator: asked after a KV miss, before the token
-    /// endpoint; the source then writes no token to KV itself (the coordinator does).
+    /// endpoint. A token the coordinator answers is not written to KV by this source (the
+    /// coordinator writes it); one this source fetched itself after a failed ask is.
     pub fn set_coordinator(&self, coordinator: Rc<dyn Coordinator>) {
         *self.inner.coordinator.borrow_mut() = Some(coordinator);
     }
 
-    /// Until when (Unix seconds) the token endpoint is held down at `now`, if it is.
-    pub fn held_until(&self, now: u64) -> Option<u64> {
+    /// The hold-down in force at `now`, if any: until when (Unix seconds), and the error that
+    /// caused it, as the endpoint gave it.
+    pub fn hold(&self, now: u64) -> Option<(u64, Error)> {
         self.inner
             .held
             .borrow()
             .as_ref()
-            .map(|(until, _)| *until)
-            .filter(|until| now < *until)
+            .filter(|(until, _)| now < *until)
+            .cloned()
     }
 
     /// The token in memory, fresh or not (for a coordinator comparing what it holds).

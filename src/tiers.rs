@@ -7,9 +7,8 @@ use futures_util::future::join;
 use crate::acquire::arrived_too_late;
 use crate::config::{Config, Dpop};
 use crate::coordinator::{Answer, Ask};
-use crate::dpop::token_endpoint_wants_nonce;
 use crate::error::{Error, Result};
-use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, HOLD_ENTRY};
+use crate::holddown::{decode_hold, encode_hold, held_error, hold_secs, shared, HOLD_ENTRY};
 use crate::log::{self, Source};
 use crate::runtime::{Clock, Runtime};
 use crate::source::Inner;
@@ -43,7 +42,18 @@ pub(crate) async fn persist<H, S: TokenStore, R: Runtime>(
                     .put(TOKEN_ENTRY, encode_record(&token), ttl)
                     .await;
                 if written.is_ok() && is_revoked(inner, &token) {
-                    ("delete_error", inner.store.delete(TOKEN_ENTRY).await)
+                    // Only while the entry still holds it: a newer token may be there by now.
+                    let margin = inner.config.expiry_margin_secs;
+                    let still = match inner.store.get(TOKEN_ENTRY).await {
+                        Ok(Some(raw)) => decode_record(&raw, margin)
+                            .is_some_and(|t| t.access_token() == token.access_token()),
+                        _ => false,
+                    };
+                    if still {
+                        ("delete_error", inner.store.delete(TOKEN_ENTRY).await)
+                    } else {
+                        continue;
+                    }
                 } else {
                     ("write_error", written)
                 }
@@ -265,9 +275,9 @@ async fn ask_coordinator<H, S, R: Runtime>(
     let answer = coordinator.ask(ask).await;
     let at = clock.now();
     match answer {
-        Ok(Answer::Token(t))
-            if t.usable_at(at) && fits(&inner.config, &t) && !is_revoked(inner, &t) =>
-        {
+        // A token this isolate saw rejected comes back only when the coordinator's eviction
+        // hold-down keeps it (an upstream that rejects every token): used, as without one.
+        Ok(Answer::Token(t)) if t.usable_at(at) && fits(&inner.config, &t) => {
             (inner.log)(&log::token_ok(
                 Source::Coordinator,
                 None,
@@ -312,17 +322,7 @@ fn fail<H, S, R: Runtime>(
     let mut shown = err.clone();
     if secs > 0 {
         let until = done + secs;
-        // Only what the server said is shared: this isolate's own network trouble or
-        // timeout must not hold down isolates elsewhere that may reach it fine.
-        // Nor is a nonce refusal: nonces are per isolate, and another isolate's may be
-        // current.
-        let server_said = !matches!(
-            err,
-            Error::Unavailable {
-                retry_after: None,
-                ..
-            }
-        ) && !token_endpoint_wants_nonce(&err);
+        let server_said = shared(&err);
         if let Some(record) = encode_hold(until, &err).filter(|_| server_said) {
             writes.push(Write::Put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS)));
         }

@@ -18,7 +18,7 @@ use support::*;
 /// The coordinator as isolates reach it: `serve` on the coordinator's source, at the shared
 /// test time; or failing, when `down` is set.
 struct Local {
-    source: Source,
+    source: Rc<RefCell<Source>>,
     now: Rc<Cell<u64>>,
     down: Rc<Cell<bool>>,
     asks: Rc<RefCell<Vec<Ask>>>,
@@ -27,7 +27,11 @@ struct Local {
 impl Coordinator for Local {
     fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
         self.asks.borrow_mut().push(ask.clone());
-        let (source, now, down) = (self.source.clone(), self.now.get(), self.down.get());
+        let (source, now, down) = (
+            self.source.borrow().clone(),
+            self.now.get(),
+            self.down.get(),
+        );
         Box::pin(async move {
             if down {
                 return Err("coordinator unreachable".into());
@@ -42,7 +46,7 @@ struct Fleet {
     /// The coordinator's storage, which it also mirrors nowhere here: each isolate's KV is its
     /// own (a location that has not seen the coordinator's KV write yet).
     storage: Kv,
-    coordinator: Source,
+    coordinator: Rc<RefCell<Source>>,
     isolates: Vec<(Source, Kv, Lines)>,
     now: Rc<Cell<u64>>,
     down: Rc<Cell<bool>>,
@@ -51,7 +55,7 @@ struct Fleet {
 
 fn fleet(n: usize, ep: Endpoint) -> Fleet {
     let storage = Kv::default();
-    let coordinator = source(&ep, &storage, logs().1);
+    let coordinator = Rc::new(RefCell::new(source(&ep, &storage, logs().1)));
     let now = Rc::new(Cell::new(NOW));
     let down = Rc::new(Cell::new(false));
     let asks = Rc::default();
@@ -201,12 +205,57 @@ fn a_restarted_coordinator_answers_from_its_storage() {
         logs().1,
     );
     let answer = block_on(serve(&restarted, Ask::default(), NOW + 60)).unwrap();
+    drop(f.coordinator);
     match answer {
         Answer::Token(t) => assert_eq!(t.access_token().expose(), "tok-1"),
         other => panic!("{other:?}"),
     }
     assert_eq!(f.ep.calls.get(), 1);
-    drop(f.coordinator);
+}
+
+#[test]
+fn a_rejection_reported_to_a_restarted_coordinator_evicts_once() {
+    let f = fleet(4, Endpoint::script(vec![ok(GOOD), ok(GOOD2)]));
+    let first: Vec<_> = f
+        .isolates
+        .iter()
+        .map(|(s, _, _)| block_on(s.token(NOW)).unwrap())
+        .collect();
+    // The coordinator is evicted from memory (idle between refreshes): the next one starts
+    // empty over the same storage, which still holds tok-1.
+    *f.coordinator.borrow_mut() = source(&f.ep, &f.storage, logs().1);
+    for ((s, _, lines), t) in f.isolates.iter().zip(&first) {
+        assert!(block_on(s.invalidate(t, NOW + 10)));
+        let fresh = block_on(s.token(NOW + 10)).unwrap();
+        assert_eq!(fresh.access_token().expose(), "tok-2");
+        assert_eq!(count(lines, "coordinator_fallback"), 0);
+    }
+    assert_eq!(
+        f.ep.calls.get(),
+        2,
+        "one new token for four reports to a cold coordinator"
+    );
+}
+
+#[test]
+fn the_coordinators_own_trouble_is_not_the_fleets() {
+    // The coordinator's location cannot reach the endpoint; the isolate's can.
+    let unreachable = Endpoint::script(vec![Reply::Fail("connection refused", 5)]);
+    let object = Rc::new(RefCell::new(source(&unreachable, &Kv::default(), logs().1)));
+    let ep = Endpoint::new(200, GOOD);
+    let (lines, log) = logs();
+    let isolate = source(&ep, &Kv::default(), log);
+    isolate.set_coordinator(Rc::new(Local {
+        source: object,
+        now: Rc::new(Cell::new(NOW)),
+        down: Rc::new(Cell::new(false)),
+        asks: Rc::default(),
+    }));
+    let t = block_on(isolate.token(NOW)).unwrap();
+    assert_eq!(t.access_token().expose(), "tok-1");
+    assert_eq!(count(&lines, "coordinator_fallback"), 1);
+    assert!(unreachable.calls.get() >= 1);
+    assert_eq!(ep.calls.get(), 1, "the isolate asked the endpoint itself");
 }
 
 #[test]
