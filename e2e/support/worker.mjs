@@ -5,15 +5,8 @@ import { Miniflare } from 'miniflare';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/**
- * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
- * TOKEN_CACHE, `kv: 'broken'` one whose every call throws, `kv: 'hanging'` one that never
- * answers; `kvPersist`
- * shares KV between instances through a directory; `port` listens; `caller` is the source of
- * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`).
- * Every line the Worker logs is kept in `logs`.
- */
-export async function startWorker({ bindings, kv = true, kvPersist, port, caller } = {}) {
+/** Every line the Workers print, kept in `logs` as `collect` reads their stdout and stderr. */
+function collector() {
   const logs = [];
   const collect = (stream) => {
     let buf = '';
@@ -26,6 +19,28 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
       }
     });
   };
+  return { logs, collect };
+}
+
+/** The JSON objects in log lines (a line may carry a prefix before its `{`). */
+function jsonLines(logs) {
+  return logs.flatMap((l) => {
+    const i = l.indexOf('{');
+    if (i < 0) return [];
+    try { return [JSON.parse(l.slice(i))]; } catch { return []; }
+  });
+}
+
+/**
+ * Starts the Worker with `bindings` (vars and secrets). Options: `kv` (default true) binds
+ * TOKEN_CACHE, `kv: 'broken'` one whose every call throws, `kv: 'hanging'` one that never
+ * answers; `kvPersist`
+ * shares KV between instances through a directory; `port` listens; `caller` is the source of
+ * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`).
+ * Every line the Worker logs is kept in `logs`.
+ */
+export async function startWorker({ bindings, kv = true, kvPersist, port, caller } = {}) {
+  const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
     modules: true,
@@ -78,14 +93,8 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
     mf,
     url,
     logs,
-    /** Parsed JSON log lines of the Worker. */
-    events() {
-      return logs.flatMap((l) => {
-        const i = l.indexOf('{');
-        if (i < 0) return [];
-        try { return [JSON.parse(l.slice(i))]; } catch { return []; }
-      });
-    },
+    /** Parsed JSON log lines of the Worker(s). */
+    events() { return jsonLines(logs); },
     fetch(p, init) { return mf.dispatchFetch(new URL(p, 'http://proxy.internal').toString(), init); },
     async callerFetch(p, init) {
       const fetcher = await mf.getWorker('caller');
@@ -103,18 +112,7 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
  * `persist` keeps KV and Durable Object storage in a directory across restarts.
  */
 export async function startFleet({ bindings, isolates = 3, coordinator = true, persist } = {}) {
-  const logs = [];
-  const collect = (stream) => {
-    let buf = '';
-    stream.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        logs.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
-  };
+  const { logs, collect } = collector();
   const object = (i) => {
     if (coordinator === true) {
       return { TOKEN_COORDINATOR: i === 0 ? { className: 'TokenCoordinator', useSQLite: true } : { className: 'TokenCoordinator', scriptName: 'proxy-0', useSQLite: true } };
@@ -164,13 +162,8 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
   return {
     mf,
     logs,
-    events() {
-      return logs.flatMap((l) => {
-        const i = l.indexOf('{');
-        if (i < 0) return [];
-        try { return [JSON.parse(l.slice(i))]; } catch { return []; }
-      });
-    },
+    /** Parsed JSON log lines of the Worker(s). */
+    events() { return jsonLines(logs); },
     /** Fetches `p` from isolate `i`. */
     fetch(i, p, init) { return fetchers[i].fetch(new URL(p, 'http://proxy.internal').toString(), init); },
     dispose() { return mf.dispose(); },
