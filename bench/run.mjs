@@ -133,6 +133,17 @@ const variants = [
   { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
   { key: 'e', name: '(e) worker-m2m with DPoP', wasm: true, kv: true, extra: { OAUTH_DPOP: 'true' } },
 ];
+// A/B on one machine: BENCH_BASELINE=<dir> adds (b0), the proxy as built in <dir> (for example
+// another commit's build/), measured side by side with (b). BENCH_ONLY=a,b0,b keeps the listed
+// variants; BENCH_EXPIRY_SECONDS=0 skips the expiry runs.
+if (process.env.BENCH_BASELINE) {
+  const dir = path.resolve(process.env.BENCH_BASELINE);
+  variants.splice(2, 0, { key: 'b0', name: `(b0) worker-m2m, baseline ${path.basename(path.dirname(dir))}`, wasm: true, kv: true, wasmDir: dir });
+}
+if (process.env.BENCH_ONLY) {
+  const keep = new Set(process.env.BENCH_ONLY.split(','));
+  for (let i = variants.length - 1; i >= 0; i -= 1) if (!keep.has(variants[i].key)) variants.splice(i, 1);
+}
 for (const v of variants) {
   const dir = v.wasmDir ?? path.join(root, 'build');
   v.size = v.wasm
@@ -178,7 +189,7 @@ try {
 const expiry = {};
 const shortServers = await startServers({ TOKEN_TTL: '20', TOKEN_DELAY_MS: '300' });
 try {
-  for (const ahead of ['true', 'false']) {
+  for (const ahead of expirySeconds > 0 ? ['true', 'false'] : []) {
     const inst = await startVariant(variants.find((v) => v.key === 'b'), shortServers, { extra: { OAUTH_EXPIRY_MARGIN_SECS: '2', OAUTH_REFRESH_AHEAD: ahead } });
     await sequential(inst.url, 5);
     await shortServers.ask('reset');
@@ -221,7 +232,7 @@ instances, time to the first response (the token fetch included).
 |---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-## Across token expiry
+${expiry.true ? `## Across token expiry
 
 20-second tokens, a token endpoint that takes 300 ms, \`OAUTH_EXPIRY_MARGIN_SECS=2\`, ${expirySeconds} s of load
 (about ${Math.floor(expirySeconds / 15)} refreshes), worker-m2m with and without refresh ahead.
@@ -230,6 +241,6 @@ ${rows.join('\n')}
 |---|---|---|---|---|---|---|
 | on | ${Math.round(expiry.true.rps)} | ${expiry.true.p50} ms | ${expiry.true.p99} ms | ${expiry.true.max} ms | ${expiry.true.tokens} | ${expiry.true.non2xx + expiry.true.errors}${expiry.true.statuses ? ` (${expiry.true.statuses})` : ''} |
 | off | ${Math.round(expiry.false.rps)} | ${expiry.false.p50} ms | ${expiry.false.p99} ms | ${expiry.false.max} ms | ${expiry.false.tokens} | ${expiry.false.non2xx + expiry.false.errors}${expiry.false.statuses ? ` (${expiry.false.statuses})` : ''} |
-`;
+` : ''}`;
 process.stdout.write(report);
 fs.writeFileSync(path.join(root, 'BENCHMARKS.raw.md'), report);
