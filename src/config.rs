@@ -127,7 +127,7 @@ pub struct Config {
     pub resource: Option<String>,
     /// Extra form parameters, in order (e.g. Okta's `redirect_uri` from the seed guide).
     pub extra_params: Vec<(String, String)>,
-    /// Seconds before expiry at which a token is no longer used (see [`crate::expiry`]).
+    /// Seconds before expiry at which a token is no longer used (see [`crate::token`]).
     pub expiry_margin_secs: u64,
     /// Bound on obtaining one token, retries included, in milliseconds.
     pub timeout_ms: u64,

@@ -8,7 +8,9 @@
 //! (RFC 7523, signed with WebCrypto); the token endpoint is configured or discovered from the
 //! issuer (RFC 8414, OpenID Connect Discovery). Tokens can be bound to a key with DPoP (RFC 9449),
 //! with a signed proof on every request. Tokens are refreshed ahead of expiry, retried with
-//! backoff, held down after refusals, and sealed with AES-GCM in KV.
+//! backoff, held down after refusals, and sealed with AES-GCM in KV. With a `TOKEN_COORDINATOR`
+//! Durable Object bound, one object per configuration makes the token request for every isolate
+//! in every location (see [`coordinator`]).
 //!
 //! The crate is an I/O-free core (configuration, request building, response parsing, expiry,
 //! caching and single flight over two small traits) plus a thin Workers edge (`fetch`, KV,
