@@ -30,6 +30,9 @@ use crate::log;
 use crate::source::{TokenSource, COORDINATOR_SLACK_MS};
 use crate::store::{TokenStore, TOKEN_ENTRY};
 
+/// Workers KV takes at most one write per second to one key.
+const KV_WRITE_INTERVAL_MS: u64 = 1_100;
+
 /// Name of the Durable Object binding.
 pub const COORDINATOR_BINDING: &str = "TOKEN_COORDINATOR";
 
@@ -164,7 +167,11 @@ impl TokenStore for ObjectStore {
             settle(self.storage.put(&full, &sealed)).await.map(drop)
         })
         .await?;
-        if name == TOKEN_ENTRY || name == HOLD_ENTRY {
+        // KV takes one write per second per key, and an eviction's delete and the new token's
+        // write fall in the same second: a refused mirror write is tried once more after it.
+        let mirrored = name == TOKEN_ENTRY || name == HOLD_ENTRY;
+        if mirrored && self.kv.put(name, value.clone(), ttl_secs).await.is_err() {
+            let _ = sleep(KV_WRITE_INTERVAL_MS).await;
             self.kv.put(name, value, ttl_secs).await?;
         }
         Ok(())
