@@ -119,21 +119,8 @@ mod tests {
 
     fn base() -> Config {
         Config {
-            token_url: Some("https://idp.example/token".parse().unwrap()),
-            issuer: None,
-            client_id: "client-a".into(),
-            auth: ClientAuth::Basic(ClientSecret::new("secret-1")),
             scope: Some("read".into()),
-            audience: None,
-            resource: None,
-            extra_params: vec![],
-            expiry_margin_secs: 60,
-            timeout_ms: 1000,
-            holddown_secs: 30,
-            retry_statuses: vec![401],
-            cache_key_secret: None,
-            refresh_ahead: true,
-            dpop: Default::default(),
+            ..Config::for_tests("client-a", ClientAuth::Basic(ClientSecret::new("secret-1")))
         }
     }
 

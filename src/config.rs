@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use crate::private_key::{parse_private_key, PrivateKey};
 use crate::secret::{ClientSecret, SharedSecret};
 
+pub use crate::proxy_config::{parse_upstream_origin, ProxyConfig, DEFAULT_MAX_BODY_BYTES};
+
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
 pub const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
 /// Default `OAUTH_TIMEOUT_MS`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Default `OAUTH_HOLDDOWN_SECS`.
 pub const DEFAULT_HOLDDOWN_SECS: u64 = 30;
-/// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Parameters the crate sets itself; `OAUTH_EXTRA_PARAMS` may not override them.
 const RESERVED_PARAMS: &[&str] = &[
@@ -145,8 +145,6 @@ pub struct Config {
     pub dpop: Dpop,
 }
 
-impl Config {}
-
 fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
     const NAME: &str = "OAUTH_RETRY_STATUSES";
     let Some(raw) = raw else { return Ok(vec![401]) };
@@ -173,7 +171,7 @@ pub const MIN_CACHE_KEY_CHARS: usize = 32;
 /// control character is refused, naming the setting: `echo ... | wrangler secret put` stores a
 /// trailing newline that would make every token request fail (or every caller be refused),
 /// and silently trimming it would send something other than what the operator stored.
-fn exact_secret(name: &'static str, raw: &str) -> Result<()> {
+pub(crate) fn exact_secret(name: &'static str, raw: &str) -> Result<()> {
     if raw.chars().any(char::is_control) || raw.trim() != raw {
         return Err(Error::config(
             name,
@@ -186,12 +184,12 @@ fn exact_secret(name: &'static str, raw: &str) -> Result<()> {
 }
 
 /// Reads one setting; `None` when unset. Empty values count as unset.
-fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+pub(crate) fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name).filter(|v| !v.trim().is_empty())
 }
 
 /// Reads a plain var, trimmed.
-fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+pub(crate) fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(lookup, name).map(|v| v.trim().to_owned())
 }
 
@@ -199,7 +197,7 @@ fn require(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Resu
     var(lookup, name).ok_or_else(|| Error::config(name, "is not set"))
 }
 
-fn number(
+pub(crate) fn number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u64,
@@ -422,93 +420,36 @@ pub(crate) fn parse_endpoint_url(raw: &str) -> Result<Url> {
     parse_endpoint("token_endpoint", raw)
 }
 
+#[cfg(test)]
+impl Config {
+    /// A configuration for unit tests: `client_id` authenticating with `auth` at
+    /// `https://idp.example/token`, no scope or extra parameters, the default timings.
+    pub(crate) fn for_tests(client_id: &str, auth: ClientAuth) -> Self {
+        Self {
+            token_url: Some("https://idp.example/token".parse().expect("a valid URL")),
+            issuer: None,
+            client_id: client_id.into(),
+            auth,
+            scope: None,
+            audience: None,
+            resource: None,
+            extra_params: vec![],
+            expiry_margin_secs: DEFAULT_EXPIRY_MARGIN_SECS,
+            timeout_ms: 1000,
+            holddown_secs: DEFAULT_HOLDDOWN_SECS,
+            retry_statuses: vec![401],
+            cache_key_secret: None,
+            refresh_ahead: true,
+            dpop: Dpop::Off,
+        }
+    }
+}
+
 /// `OAUTH_ISSUER`: an https URL with no query or fragment (RFC 8414 §2).
 fn parse_issuer(raw: &str) -> Result<Url> {
     let url = parse_endpoint("OAUTH_ISSUER", raw)?;
     if url.query().is_some() {
         return Err(Error::config("OAUTH_ISSUER", "must not have a query"));
-    }
-    Ok(url)
-}
-
-/// The egress proxy's own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyConfig {
-    /// The one allowed upstream (`UPSTREAM_ORIGIN`).
-    pub upstream: Url,
-    /// When set (`PROXY_SHARED_SECRET`), callers must send `Proxy-Authorization: Bearer <it>`.
-    pub shared_secret: Option<SharedSecret>,
-    /// Largest request body forwarded (`PROXY_MAX_BODY_BYTES`); larger ones get 413.
-    pub max_body_bytes: u64,
-    /// Header names the operator lets through although a class of the header policy drops
-    /// them (`PROXY_FORWARD_HEADERS`, lower case; see [`crate::route::header_dropped`]).
-    pub forward_headers: Vec<String>,
-}
-
-/// `PROXY_FORWARD_HEADERS`: comma-separated header names (RFC 9110 §5.1 tokens) to forward on
-/// purpose. Headers the proxy itself owns (hop-by-hop, `Host`, `Authorization`, `DPoP`,
-/// `Proxy-Authorization`) cannot be allowed.
-fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
-    const NAME: &str = "PROXY_FORWARD_HEADERS";
-    let Some(raw) = raw else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if !name.bytes().all(token) {
-            return Err(Error::config(
-                NAME,
-                "must be a comma-separated list of header names",
-            ));
-        }
-        let name = name.to_ascii_lowercase();
-        if crate::route::NEVER_FORWARDED.contains(&name.as_str()) {
-            return Err(Error::config(
-                NAME,
-                format!("may not allow `{name}`: the proxy sets or strips it itself"),
-            ));
-        }
-        out.push(name);
-    }
-    Ok(out)
-}
-
-impl ProxyConfig {
-    /// Reads the proxy settings from a lookup of Worker vars and secrets.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        Ok(Self {
-            upstream: parse_upstream_origin(lookup("UPSTREAM_ORIGIN"))?,
-            shared_secret: match get(&lookup, "PROXY_SHARED_SECRET") {
-                Some(raw) => {
-                    exact_secret("PROXY_SHARED_SECRET", &raw)?;
-                    Some(SharedSecret::new(raw))
-                }
-                None => None,
-            },
-            forward_headers: parse_forward_headers(var(&lookup, "PROXY_FORWARD_HEADERS"))?,
-            max_body_bytes: number(
-                &lookup,
-                "PROXY_MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES,
-                u32::MAX as u64,
-            )?,
-        })
-    }
-}
-
-/// The proxy's one allowed upstream (`UPSTREAM_ORIGIN`), `scheme://host[:port]`.
-pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
-    const NAME: &str = "UPSTREAM_ORIGIN";
-    let raw = raw
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| Error::config(NAME, "is not set"))?;
-    let url = parse_endpoint(NAME, raw.trim())?;
-    if url.path() != "/" || url.query().is_some() {
-        return Err(Error::config(
-            NAME,
-            "must be an origin only: scheme://host[:port], without path or query",
-        ));
     }
     Ok(url)
 }
@@ -774,90 +715,5 @@ mod tests {
                 .credential(),
             "a b"
         );
-        let err = ProxyConfig::from_lookup(lookup(&[
-            ("UPSTREAM_ORIGIN", "https://api.example"),
-            ("PROXY_SHARED_SECRET", "shh-its-a-secret\n"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("PROXY_SHARED_SECRET") && !err.contains("shh"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn forward_headers_allow_names_but_never_the_proxys_own() {
-        let p = ProxyConfig::from_lookup(lookup(&[
-            ("UPSTREAM_ORIGIN", "https://api.example"),
-            ("PROXY_FORWARD_HEADERS", " X-Forwarded-User, cookie ,"),
-        ]))
-        .unwrap();
-        assert_eq!(p.forward_headers, ["x-forwarded-user", "cookie"]);
-        for bad in [
-            "authorization",
-            "Host",
-            "transfer-encoding",
-            "dpop",
-            "x a",
-            "x:y",
-        ] {
-            let err = ProxyConfig::from_lookup(lookup(&[
-                ("UPSTREAM_ORIGIN", "https://api.example"),
-                ("PROXY_FORWARD_HEADERS", bad),
-            ]))
-            .unwrap_err()
-            .to_string();
-            assert!(err.contains("PROXY_FORWARD_HEADERS"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn proxy_settings() {
-        let p = ProxyConfig::from_lookup(lookup(&[("UPSTREAM_ORIGIN", "https://api.example")]))
-            .unwrap();
-        assert_eq!(
-            (p.shared_secret, p.max_body_bytes),
-            (None, DEFAULT_MAX_BODY_BYTES)
-        );
-        let p = ProxyConfig::from_lookup(lookup(&[
-            ("UPSTREAM_ORIGIN", "https://api.example"),
-            ("PROXY_SHARED_SECRET", "shh"),
-            ("PROXY_MAX_BODY_BYTES", "1024"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            (p.shared_secret.unwrap().expose(), p.max_body_bytes),
-            ("shh", 1024)
-        );
-        let err = ProxyConfig::from_lookup(lookup(&[
-            ("UPSTREAM_ORIGIN", "https://api.example"),
-            ("PROXY_MAX_BODY_BYTES", "big"),
-        ]));
-        assert!(err
-            .unwrap_err()
-            .to_string()
-            .contains("PROXY_MAX_BODY_BYTES"));
-    }
-
-    #[test]
-    fn upstream_origin_is_an_origin() {
-        assert_eq!(
-            parse_upstream_origin(Some("https://api.example:8443".into()))
-                .unwrap()
-                .as_str(),
-            "https://api.example:8443/"
-        );
-        for bad in [
-            "https://api.example/v1",
-            "https://api.example/?a=1",
-            "http://api.example",
-            "",
-        ] {
-            let err = parse_upstream_origin(Some(bad.into()))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("UPSTREAM_ORIGIN"), "{bad}: {err}");
-        }
     }
 }

@@ -211,23 +211,7 @@ mod tests {
     use crate::secret::ClientSecret;
 
     fn config(auth: ClientAuth) -> Config {
-        Config {
-            token_url: Some("https://idp.example/token".parse().unwrap()),
-            issuer: None,
-            client_id: "client id".into(),
-            auth,
-            scope: None,
-            audience: None,
-            resource: None,
-            extra_params: vec![],
-            expiry_margin_secs: 60,
-            timeout_ms: 1000,
-            holddown_secs: 30,
-            retry_statuses: vec![401],
-            cache_key_secret: None,
-            refresh_ahead: true,
-            dpop: Default::default(),
-        }
+        Config::for_tests("client id", auth)
     }
 
     const SECRET: &str = "s3cr%t+:/=& \"x\\y!*(é)";

@@ -1,90 +1,10 @@
-//! The egress proxy's decisions, with no I/O: where a request goes, which headers go with it,
-//! and what an error looks like to the caller.
+//! The egress proxy's decisions, with no I/O: where a request goes, whether it is accepted,
+//! when an upstream's answer calls for a new token, and what an error looks like to the caller.
+//! Which of the caller's headers go with it is [`crate::headers`].
 
 use url::Url;
 
 use crate::error::Error;
-
-/// Headers the proxy owns: never taken from the caller, whatever `PROXY_FORWARD_HEADERS` says.
-///
-/// Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection (names listed in the caller's
-/// `Connection` are dropped too). `authorization` and `dpop` are replaced by ours, so a caller's
-/// own credentials never reach the upstream; `host` comes from `UPSTREAM_ORIGIN`.
-pub const NEVER_FORWARDED: &[&str] = &[
-    "authorization",
-    "dpop",
-    "host",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Whole classes of headers that would let a caller speak for someone else, dropped by prefix:
-/// an upstream that trusts them (it sits behind a gateway that sets them) would take a caller's
-/// claim next to our token for the gateway's word.
-pub const DROPPED_PREFIXES: &[&str] = &[
-    // Forwarding: client address, host, protocol, and identity (`X-Forwarded-User`, `-Email`,
-    // `-Access-Token`, `-Groups`, `-Client-Cert`, ...), as proxies and oauth2-proxy set them.
-    "x-forwarded-",
-    "x-original-forwarded-",
-    // Cloudflare's edge and Access: `CF-Connecting-IP`, `CF-IPCountry`, `CF-Visitor`, `CF-Ray`,
-    // `Cf-Access-Jwt-Assertion`, `Cf-Access-Authenticated-User-Email`, `Cf-Access-Client-*`.
-    "cf-",
-    // Identity asserted by authenticating proxies: oauth2-proxy, AWS ALB, Google IAP, Azure App
-    // Service, Pomerium, Kubernetes' authenticating proxy, Grafana-style web auth.
-    "x-auth-request-",
-    "x-amzn-oidc-",
-    "x-goog-authenticated-user-",
-    "x-goog-iap-",
-    "x-ms-client-principal",
-    "x-pomerium-",
-    "x-remote-",
-    "x-webauth-",
-    // Client certificates as TLS-terminating proxies pass them on.
-    "x-client-cert",
-    "x-ssl-client",
-    "ssl-client-",
-    // Envoy trusts its own `x-envoy-*` headers from internal callers only.
-    "x-envoy-",
-];
-
-/// Single names of the same classes: forwarding and rewriting, the client-IP family, the
-/// caller's cookies, and identity and certificate headers without a common prefix.
-pub const DROPPED_NAMES: &[&str] = &[
-    "forwarded",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-host",
-    "x-host",
-    "x-real-ip",
-    "true-client-ip",
-    "x-client-ip",
-    "x-cluster-client-ip",
-    "client-ip",
-    "fastly-client-ip",
-    "cookie",
-    "remote-user",
-    "x-arr-clientcert",
-    "x-client-verify",
-];
-
-/// Whether the caller's header `name` (lower case, as `Headers` iterates) is kept from the
-/// upstream: the proxy's own headers always; a dropped class unless the operator allowed the
-/// name (`allowed`, from `PROXY_FORWARD_HEADERS`).
-pub fn header_dropped(name: &str, allowed: &[String]) -> bool {
-    if NEVER_FORWARDED.contains(&name) {
-        return true;
-    }
-    let in_class =
-        DROPPED_NAMES.contains(&name) || DROPPED_PREFIXES.iter().any(|p| name.starts_with(p));
-    in_class && !allowed.iter().any(|a| a == name)
-}
 
 /// The upstream URL for an incoming request: the incoming path and query on `origin`.
 ///
@@ -265,58 +185,6 @@ pub fn error_body(err: &Error) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn header_policy_drops_classes_and_allows_on_purpose() {
-        let none: &[String] = &[];
-        for name in [
-            "authorization",
-            "host",
-            "transfer-encoding",
-            "x-forwarded-for",
-            "x-forwarded-user",
-            "x-forwarded-email",
-            "x-forwarded-access-token",
-            "x-forwarded-client-cert",
-            "x-forwarded-anything-new",
-            "forwarded",
-            "cf-connecting-ip",
-            "cf-access-authenticated-user-email",
-            "cf-access-jwt-assertion",
-            "cf-ray",
-            "x-auth-request-user",
-            "x-auth-request-email",
-            "x-auth-request-access-token",
-            "x-amzn-oidc-identity",
-            "x-goog-authenticated-user-email",
-            "x-ms-client-principal-name",
-            "x-real-ip",
-            "true-client-ip",
-            "x-client-ip",
-            "cookie",
-            "x-remote-user",
-            "x-envoy-external-address",
-        ] {
-            assert!(header_dropped(name, none), "{name} passes");
-        }
-        for name in [
-            "accept",
-            "content-type",
-            "content-length",
-            "x-request-id",
-            "traceparent",
-            "x-api-version",
-            "user-agent",
-            "if-none-match",
-        ] {
-            assert!(!header_dropped(name, none), "{name} dropped");
-        }
-        let allowed = vec!["x-forwarded-user".to_owned(), "authorization".to_owned()];
-        assert!(!header_dropped("x-forwarded-user", &allowed));
-        assert!(header_dropped("x-forwarded-email", &allowed));
-        // The proxy's own headers stay dropped even if a list somehow names them.
-        assert!(header_dropped("authorization", &allowed));
-    }
-
     fn target(incoming: &str) -> String {
         let origin = Url::parse("https://api.example:8443").unwrap();
         upstream_url(&origin, &Url::parse(incoming).unwrap())
@@ -375,15 +243,6 @@ mod tests {
             assert_eq!(via_raw, via_parsed, "{incoming}");
         }
         assert!(upstream_url_from_raw(origin.as_str(), "no scheme").is_err());
-    }
-
-    #[test]
-    fn policy_tables_are_lower_case() {
-        for table in [NEVER_FORWARDED, DROPPED_NAMES, DROPPED_PREFIXES] {
-            assert!(table
-                .iter()
-                .all(|h| h.bytes().all(|b| !b.is_ascii_uppercase())));
-        }
     }
 
     #[test]

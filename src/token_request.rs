@@ -83,25 +83,10 @@ mod tests {
 
     fn config(auth: ClientAuth) -> Config {
         Config {
-            token_url: Some(
-                "https://dev-686102.oktapreview.com/oauth2/default/v1/token"
-                    .parse()
-                    .unwrap(),
-            ),
-            issuer: None,
-            client_id: "0oa:client id".into(),
-            auth,
+            token_url: Some(OKTA.parse().unwrap()),
             scope: Some("customScope other".into()),
-            audience: None,
-            resource: None,
             extra_params: vec![("redirect_uri".into(), "http://localhost".into())],
-            expiry_margin_secs: 60,
-            timeout_ms: 1000,
-            holddown_secs: 30,
-            retry_statuses: vec![401],
-            cache_key_secret: None,
-            refresh_ahead: true,
-            dpop: Default::default(),
+            ..Config::for_tests("0oa:client id", auth)
         }
     }
 

@@ -111,6 +111,19 @@ async fn written() {
     let _ = worker_m2m::edge::runtime::sleep(50).await;
 }
 
+/// The names and the (sealed) values in the Map-backed KV namespace of `env`.
+fn kv_entries(env: &JsValue) -> (Vec<String>, Vec<String>) {
+    let map: js_sys::Map = js_sys::Reflect::get(&kv_of(env), &"map".into())
+        .unwrap()
+        .unchecked_into();
+    let strings = |it: js_sys::Iterator| -> Vec<String> {
+        it.into_iter()
+            .map(|v| v.unwrap().as_string().unwrap())
+            .collect()
+    };
+    (strings(map.keys()), strings(map.values()))
+}
+
 fn kv_of(env: &JsValue) -> JsValue {
     js_sys::Reflect::get(env, &"TOKEN_CACHE".into()).unwrap()
 }
@@ -146,14 +159,7 @@ async fn from_env_fetches_once_caches_in_kv_and_shares_one_flight() {
     // done (callers have their token before that).
     written().await;
     let kv = kv_of(&env_js);
-    let map: js_sys::Map = js_sys::Reflect::get(&kv, &"map".into())
-        .unwrap()
-        .unchecked_into();
-    let keys: Vec<String> = map
-        .keys()
-        .into_iter()
-        .map(|k| k.unwrap().as_string().unwrap())
-        .collect();
+    let keys = kv_entries(&env_js).0;
     assert_eq!(keys.len(), 1);
     assert!(
         keys[0].starts_with("m2m:v2:")
@@ -342,17 +348,7 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
         let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
         client.token().await.unwrap();
         written().await;
-        let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
-            .unwrap()
-            .unchecked_into();
-        let name = map
-            .keys()
-            .into_iter()
-            .next()
-            .unwrap()
-            .unwrap()
-            .as_string()
-            .unwrap();
+        let name = kv_entries(&env_js).0.remove(0);
         let config = Config::from_lookup(|k| {
             js_sys::Reflect::get(&env_js, &k.into())
                 .ok()
@@ -373,7 +369,7 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
 #[wasm_bindgen_test]
 fn outbound_headers_follow_the_policy_table() {
     use worker_m2m::edge::outbound::{build, Outbound};
-    use worker_m2m::route::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
+    use worker_m2m::headers::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
     use worker_m2m::secret::AccessToken;
     use worker_m2m::{Scheme, Token};
     let mut names: Vec<String> = NEVER_FORWARDED
@@ -450,14 +446,7 @@ async fn kv_holds_no_readable_token() {
     let client = TokenClient::from_env(env_js.unchecked_ref::<Env>()).unwrap();
     client.token().await.unwrap();
     written().await;
-    let map: js_sys::Map = js_sys::Reflect::get(&kv_of(&env_js), &"map".into())
-        .unwrap()
-        .unchecked_into();
-    let values: Vec<String> = map
-        .values()
-        .into_iter()
-        .map(|v| v.unwrap().as_string().unwrap())
-        .collect();
+    let values = kv_entries(&env_js).1;
     assert_eq!(values.len(), 1);
     assert!(
         !values[0].contains("tok-") && !values[0].contains("access_token"),

@@ -5,6 +5,18 @@ import { Miniflare } from 'miniflare';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** The built proxy Worker as Miniflare loads it (no '..' in module names, hence modulesRoot). */
+const BUILT_PROXY = {
+  modules: true,
+  scriptPath: path.join(root, 'build/index.js'),
+  modulesRoot: path.join(root, 'build'),
+  modulesRules: [
+    { type: 'ESModule', include: ['**/*.js'] },
+    { type: 'CompiledWasm', include: ['**/*.wasm'] },
+  ],
+  compatibilityDate: '2026-04-01',
+};
+
 /** Every line the Workers print, kept in `logs` as `collect` reads their stdout and stderr. */
 function collector() {
   const logs = [];
@@ -43,14 +55,7 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
   const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
-    modules: true,
-    scriptPath: path.join(root, 'build/index.js'),
-    modulesRoot: path.join(root, 'build'),
-    modulesRules: [
-      { type: 'ESModule', include: ['**/*.js'] },
-      { type: 'CompiledWasm', include: ['**/*.wasm'] },
-    ],
-    compatibilityDate: '2026-04-01',
+    ...BUILT_PROXY,
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
   };
@@ -122,14 +127,7 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
   };
   const workers = Array.from({ length: isolates }, (_, i) => ({
     name: `proxy-${i}`,
-    modules: true,
-    scriptPath: path.join(root, 'build/index.js'),
-    modulesRoot: path.join(root, 'build'),
-    modulesRules: [
-      { type: 'ESModule', include: ['**/*.js'] },
-      { type: 'CompiledWasm', include: ['**/*.wasm'] },
-    ],
-    compatibilityDate: '2026-04-01',
+    ...BUILT_PROXY,
     kvNamespaces: { TOKEN_CACHE: 'fleet-token-cache' },
     durableObjects: object(i),
     bindings,

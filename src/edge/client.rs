@@ -1,28 +1,19 @@
 //! [`TokenClient`]: the library API for Rust Workers.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Request, Response};
 
-use super::coordinator::{EdgeCoordinator, COORDINATOR_BINDING};
-use super::dpop::EdgeProofs;
 use super::env::{env_string, PerEnv};
-use super::fetch::{global_fetch, PlatformHttp};
-use super::kv::{EdgeStore, KvNamespace};
-use super::runtime::{EdgeRuntime, FlightHandle};
-use super::seal::Sealer;
-use super::signing::EdgeAssertions;
-use crate::cache_key::{cache_key_material, CacheRoot};
+use super::fetch::global_fetch;
+use super::kv::KvNamespace;
+use super::registry::{self, EdgeSource};
+use super::runtime::FlightHandle;
 use crate::config::Config;
 use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::route::{may_replay, token_rejected};
-use crate::source::{Signers, TokenSource};
 use crate::token::Token;
 
 /// Name of the KV binding used as the shared token cache.
@@ -33,22 +24,7 @@ pub const KV_BINDING: &str = "TOKEN_CACHE";
 /// without a copy and are not replayed.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
 
-/// Configurations remembered per isolate; past that the least recently used idle one goes.
-const MAX_SOURCES: usize = 16;
-
-type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
-
-/// A configuration, and whether it has KV and a coordinator.
-type SourceKey = (Config, bool, bool);
-
 thread_local! {
-    // One token source per configuration per isolate, so that `from_env` on every request still
-    // finds the token (and the in-flight request) of earlier ones. Keyed by the whole configuration,
-    // so a rotated secret gets a fresh source.
-    // Each with the tick of its last lookup, for evicting the least recently used.
-    static SOURCES: RefCell<HashMap<SourceKey, (EdgeSource, u64)>> = RefCell::new(HashMap::new());
-    static TICK: Cell<u64> = const { Cell::new(0) };
-    static WARNED_NO_KV: Cell<bool> = const { Cell::new(false) };
     static LAST_ENV: PerEnv<TokenClient> = const { PerEnv::new() };
 }
 
@@ -85,45 +61,9 @@ impl TokenClient {
 
     /// A client whose source asks the `TOKEN_COORDINATOR` bound on `env`, when there is one.
     fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
-        if kv.is_none() && !WARNED_NO_KV.replace(true) {
-            super::log_line(&log::cache_event(
-                "memory_only",
-                "no TOKEN_CACHE KV binding: tokens are cached in this isolate only",
-            ));
+        Self {
+            source: registry::source(config, kv, env),
         }
-        let material = cache_key_material(&config);
-        let coordinated = env.is_some_and(|env| {
-            js_sys::Reflect::get(env, &COORDINATOR_BINDING.into()).is_ok_and(|b| b.is_object())
-        });
-        let registry_key = (config.clone(), kv.is_some(), coordinated);
-        let tick = TICK.with(|t| {
-            t.set(t.get() + 1);
-            t.get()
-        });
-        let source = SOURCES.with(|sources| {
-            let mut sources = sources.borrow_mut();
-            if let Some((source, used)) = sources.get_mut(&registry_key) {
-                *used = tick;
-                return source.clone();
-            }
-            // Rotations add configurations; an isolate never needs more than a few at once. A
-            // source with a token request under way stays: dropping it would let the next
-            // lookup start a second, billed request for the same configuration.
-            if sources.len() >= MAX_SOURCES {
-                let idle_lru = sources
-                    .iter()
-                    .filter(|(_, (source, _))| !source.in_flight())
-                    .min_by_key(|(_, (_, used))| *used)
-                    .map(|(key, _)| key.clone());
-                if let Some(key) = idle_lru {
-                    sources.remove(&key);
-                }
-            }
-            let source = build_source(&config, kv, material, env.filter(|_| coordinated));
-            sources.insert(registry_key, (source.clone(), tick));
-            source
-        });
-        Self { source }
     }
 
     /// The current access token: from memory, else KV, else one token request shared by every
@@ -358,40 +298,6 @@ impl TokenClient {
         };
         build_signed(token, req, proof.as_deref())
     }
-}
-
-/// A token source for `config` with its store, and the signers its settings call for.
-fn build_source(
-    config: &Config,
-    kv: Option<KvNamespace>,
-    material: Vec<u8>,
-    coordinator_env: Option<&Env>,
-) -> EdgeSource {
-    let sealer = Rc::new(Sealer::new(material, CacheRoot::of(config)));
-    let source = TokenSource::new(
-        config.clone(),
-        PlatformHttp,
-        signers(config),
-        EdgeStore::new(kv, sealer.clone()),
-        EdgeRuntime,
-        Rc::new(super::log_line),
-    );
-    if let Some(coordinator) =
-        coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))
-    {
-        source.set_coordinator(Rc::new(coordinator));
-    }
-    source
-}
-
-/// The signers `config` calls for, with WebCrypto: client assertions for `private_key_jwt`, DPoP
-/// keys and proofs for `OAUTH_DPOP`.
-pub(crate) fn signers(config: &Config) -> Signers {
-    Signers::for_config(
-        config,
-        |key| Rc::new(EdgeAssertions::new(key.clone(), config.client_id.clone())),
-        |key| Rc::new(EdgeProofs::new(key.cloned())),
-    )
 }
 
 /// A request can be replayed when its body is absent or small enough to keep a copy of.

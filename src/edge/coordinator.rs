@@ -15,10 +15,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::client::signers;
 use super::env::env_string;
 use super::fetch::PlatformHttp;
 use super::kv::{bounded, EdgeStore, KvNamespace};
+use super::registry::signers;
 use super::runtime::{sleep, EdgeRuntime};
 use super::seal::Sealer;
 use crate::cache_key::{cache_key_material, CacheRoot};

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod kv;
 pub mod outbound;
 pub mod proxy;
+pub mod registry;
 pub mod runtime;
 pub mod seal;
 pub mod signing;
