@@ -406,6 +406,7 @@ mod sim {
 
     fn config() -> Config {
         Config {
+            profile: None,
             token_url: Some("https://idp.example/token".parse().unwrap()),
             issuer: None,
             client_id: "fleet".into(),

@@ -3,14 +3,16 @@
 //! Parsing is a pure function over a lookup closure, so it is tested natively and the edge only
 //! supplies `env` reads. Every error names the setting and never echoes its value.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use url::{Host, Url};
 
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
-use crate::private_key::{parse_private_key, PrivateKey};
+use crate::private_key::{parse_key, PrivateKey};
 use crate::secret::{ClientSecret, SharedSecret};
+use crate::settings::{Profile, Settings};
 
 pub use crate::proxy_config::{parse_upstream_origin, ProxyConfig, DEFAULT_MAX_BODY_BYTES};
 
@@ -83,32 +85,25 @@ impl Dpop {
     }
 }
 
-fn parse_dpop(lookup: &impl Fn(&str) -> Option<String>) -> Result<Dpop> {
-    let on = match var(lookup, "OAUTH_DPOP")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(Error::config("OAUTH_DPOP", "must be true or false")),
-    };
-    match (on, get(lookup, "OAUTH_DPOP_KEY")) {
+fn parse_dpop(s: &Settings) -> Result<Dpop> {
+    let on = s.flag("OAUTH_DPOP", false)?;
+    match (on, s.get("OAUTH_DPOP_KEY")?) {
         (false, None) => Ok(Dpop::Off),
-        (false, Some(_)) => Err(Error::config(
-            "OAUTH_DPOP_KEY",
-            "is set but OAUTH_DPOP is not true",
+        (false, Some((name, _))) => Err(Error::config(
+            name,
+            format!("is set but {} is not true", s.name("OAUTH_DPOP")),
         )),
         (true, None) => Ok(Dpop::GeneratedKey),
-        (true, Some(raw)) => Ok(Dpop::Key(Rc::new(DpopKey::from_jwk(
-            "OAUTH_DPOP_KEY",
-            &raw,
-        )?))),
+        (true, Some((name, raw))) => Ok(Dpop::Key(Rc::new(DpopKey::from_jwk(&name, &raw)?))),
     }
 }
 
 /// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
+    /// The profile these settings were read for (`M2M_PROFILES`), `None` for the Worker's
+    /// unprefixed settings.
+    pub profile: Option<Profile>,
     /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only. `None` when it
     /// is discovered from [`Config::issuer`].
     pub token_url: Option<Url>,
@@ -145,9 +140,10 @@ pub struct Config {
     pub dpop: Dpop,
 }
 
-fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
-    const NAME: &str = "OAUTH_RETRY_STATUSES";
-    let Some(raw) = raw else { return Ok(vec![401]) };
+fn parse_retry_statuses(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec<u16>> {
+    let Some((name, raw)) = raw else {
+        return Ok(vec![401]);
+    };
     if raw.eq_ignore_ascii_case("off") || raw.eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
@@ -156,7 +152,7 @@ fn parse_retry_statuses(raw: Option<String>) -> Result<Vec<u16>> {
         .map(|s| match s.parse::<u16>() {
             Ok(n) if (400..500).contains(&n) => Ok(n),
             _ => Err(Error::config(
-                NAME,
+                name.clone(),
                 "must be a list of 4xx statuses such as `401, 403`, or `off`",
             )),
         })
@@ -171,48 +167,16 @@ pub const MIN_CACHE_KEY_CHARS: usize = 32;
 /// control character is refused, naming the setting: `echo ... | wrangler secret put` stores a
 /// trailing newline that would make every token request fail (or every caller be refused),
 /// and silently trimming it would send something other than what the operator stored.
-pub(crate) fn exact_secret(name: &'static str, raw: &str) -> Result<()> {
+pub(crate) fn exact_secret(name: &str, raw: &str) -> Result<()> {
     if raw.chars().any(char::is_control) || raw.trim() != raw {
         return Err(Error::config(
-            name,
+            name.to_owned(),
             "has leading or trailing whitespace or a control character (a newline from \
              `echo ... | wrangler secret put`?): store it exactly, e.g. with \
              `printf '%s' \"$SECRET\" | wrangler secret put`",
         ));
     }
     Ok(())
-}
-
-/// Reads one setting; `None` when unset. Empty values count as unset.
-pub(crate) fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    lookup(name).filter(|v| !v.trim().is_empty())
-}
-
-/// Reads a plain var, trimmed.
-pub(crate) fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    get(lookup, name).map(|v| v.trim().to_owned())
-}
-
-fn require(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String> {
-    var(lookup, name).ok_or_else(|| Error::config(name, "is not set"))
-}
-
-pub(crate) fn number(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    max: u64,
-) -> Result<u64> {
-    match var(lookup, name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if n <= max => Ok(n),
-            _ => Err(Error::config(
-                name,
-                format!("must be a whole number from 0 to {max}"),
-            )),
-        },
-    }
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts allowed over plain http.
@@ -228,19 +192,19 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// Parses a URL setting that must be https (http only for loopback), with no credentials or fragment.
-pub(crate) fn parse_endpoint(setting: &'static str, raw: &str) -> Result<Url> {
+pub(crate) fn parse_endpoint(setting: &str, raw: &str) -> Result<Url> {
     // The build carries no Unicode IDNA tables (see Cargo.toml); refuse non-ASCII up front with
     // a clear message instead of leaving it to the URL parser (found by `make fuzz`).
     if !raw.is_ascii() {
         return Err(Error::config(
-            setting,
+            setting.to_owned(),
             "must be ASCII (write international host names in punycode)",
         ));
     }
     // Likewise a percent-encoded host, which would decode to non-ASCII inside the URL parser.
     if raw.chars().any(|c| c.is_ascii_control()) {
         return Err(Error::config(
-            setting,
+            setting.to_owned(),
             "must not contain control characters",
         ));
     }
@@ -248,43 +212,51 @@ pub(crate) fn parse_endpoint(setting: &'static str, raw: &str) -> Result<Url> {
     let authority = after_scheme.trim_start_matches(['/', '\\']);
     let authority = authority.split(['/', '\\', '?', '#']).next().unwrap_or("");
     if authority.contains('%') {
-        return Err(Error::config(setting, "must not percent-encode the host"));
+        return Err(Error::config(
+            setting.to_owned(),
+            "must not percent-encode the host",
+        ));
     }
-    let url =
-        Url::parse(raw).map_err(|e| Error::config(setting, format!("is not a valid URL ({e})")))?;
+    let url = Url::parse(raw)
+        .map_err(|e| Error::config(setting.to_owned(), format!("is not a valid URL ({e})")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
             return Err(Error::config(
-                setting,
+                setting.to_owned(),
                 "must use https (http is allowed only for loopback hosts)",
             ))
         }
-        _ => return Err(Error::config(setting, "must be an https URL")),
+        _ => return Err(Error::config(setting.to_owned(), "must be an https URL")),
     }
     if url.host().is_none() {
-        return Err(Error::config(setting, "has no host"));
+        return Err(Error::config(setting.to_owned(), "has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(setting, "must not contain credentials"));
+        return Err(Error::config(
+            setting.to_owned(),
+            "must not contain credentials",
+        ));
     }
     if url.fragment().is_some() {
-        return Err(Error::config(setting, "must not contain a fragment"));
+        return Err(Error::config(
+            setting.to_owned(),
+            "must not contain a fragment",
+        ));
     }
     Ok(url)
 }
 
-fn parse_extra_params(raw: &str) -> Result<Vec<(String, String)>> {
-    const NAME: &str = "OAUTH_EXTRA_PARAMS";
+fn parse_extra_params(name: Cow<'static, str>, raw: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
         if k.is_empty() {
-            return Err(Error::config(NAME, "has a pair with an empty name"));
+            return Err(Error::config(name, "has a pair with an empty name"));
         }
         if RESERVED_PARAMS.contains(&k.as_ref()) {
             return Err(Error::config(
-                NAME,
+                name,
                 format!("may not set `{k}` (it has its own setting)"),
             ));
         }
@@ -294,122 +266,126 @@ fn parse_extra_params(raw: &str) -> Result<Vec<(String, String)>> {
 }
 
 impl Config {
-    /// Builds the configuration from a lookup of Worker vars and secrets by name.
+    /// Builds the configuration from a lookup of Worker vars and secrets by name, reading the
+    /// unprefixed settings of the contract.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let (token_url, issuer) = match (
-            var(&lookup, "OAUTH_TOKEN_URL"),
-            var(&lookup, "OAUTH_ISSUER"),
-        ) {
-            (Some(_), Some(_)) => {
+        Self::from_settings(&Settings::new(&lookup, None))
+    }
+
+    /// Builds the configuration of `profile`: its prefixed settings, and the shared tuning
+    /// where it sets none (see [`crate::settings`]).
+    pub fn for_profile(lookup: impl Fn(&str) -> Option<String>, profile: &Profile) -> Result<Self> {
+        Self::from_settings(&Settings::new(&lookup, Some(profile)))
+    }
+
+    /// The name this configuration reads `setting` under (`BILLING_OAUTH_PRIVATE_KEY` for the
+    /// profile `billing`), for errors found after parsing.
+    pub fn setting(&self, setting: &'static str) -> Cow<'static, str> {
+        match &self.profile {
+            Some(p) => Cow::Owned(format!("{}{setting}", p.prefix())),
+            None => Cow::Borrowed(setting),
+        }
+    }
+
+    pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
+        let (token_url, issuer) = match (s.var("OAUTH_TOKEN_URL")?, s.var("OAUTH_ISSUER")?) {
+            (Some((url, _)), Some((issuer, _))) => {
                 return Err(Error::config(
-                    "OAUTH_ISSUER",
-                    "set OAUTH_TOKEN_URL or OAUTH_ISSUER, not both",
+                    issuer.clone(),
+                    format!("set {url} or {issuer}, not both"),
                 ))
             }
-            (Some(url), None) => (Some(parse_endpoint("OAUTH_TOKEN_URL", &url)?), None),
-            (None, Some(issuer)) => (None, Some(parse_issuer(&issuer)?)),
+            (Some((name, url)), None) => (Some(parse_endpoint(&name, &url)?), None),
+            (None, Some((name, issuer))) => (None, Some(parse_issuer(&name, &issuer)?)),
             (None, None) => {
                 return Err(Error::config(
-                    "OAUTH_TOKEN_URL",
-                    "is not set (nor OAUTH_ISSUER)",
+                    s.name("OAUTH_TOKEN_URL"),
+                    format!("is not set (nor {})", s.name("OAUTH_ISSUER")),
                 ))
             }
         };
-        let dpop = parse_dpop(&lookup)?;
-        let client_id = require(&lookup, "OAUTH_CLIENT_ID")?;
+        let dpop = parse_dpop(s)?;
+        let (id_name, client_id) = s.require("OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
-            return Err(Error::config(
-                "OAUTH_CLIENT_ID",
-                "contains control characters",
-            ));
+            return Err(Error::config(id_name, "contains control characters"));
         }
-        let method =
-            var(&lookup, "OAUTH_AUTH_METHOD").unwrap_or_else(|| "client_secret_basic".into());
+        let (method_name, method) = s
+            .var("OAUTH_AUTH_METHOD")?
+            .unwrap_or_else(|| (s.name("OAUTH_AUTH_METHOD"), "client_secret_basic".into()));
         let secret = || {
-            let raw = get(&lookup, "OAUTH_CLIENT_SECRET").ok_or_else(|| {
+            let (name, raw) = s.get("OAUTH_CLIENT_SECRET")?.ok_or_else(|| {
                 Error::config(
-                    "OAUTH_CLIENT_SECRET",
+                    s.name("OAUTH_CLIENT_SECRET"),
                     format!("is not set (required by {method})"),
                 )
             })?;
-            exact_secret("OAUTH_CLIENT_SECRET", &raw)?;
+            exact_secret(&name, &raw)?;
             Ok::<_, Error>(ClientSecret::new(raw))
         };
         let auth = match method.as_str() {
             "client_secret_basic" => ClientAuth::Basic(secret()?),
             "client_secret_post" => ClientAuth::Post(secret()?),
             "private_key_jwt" => {
-                let raw = get(&lookup, "OAUTH_PRIVATE_KEY").ok_or_else(|| {
+                let (name, raw) = s.get("OAUTH_PRIVATE_KEY")?.ok_or_else(|| {
                     Error::config(
-                        "OAUTH_PRIVATE_KEY",
+                        s.name("OAUTH_PRIVATE_KEY"),
                         "is not set (required by private_key_jwt)",
                     )
                 })?;
-                ClientAuth::PrivateKeyJwt(parse_private_key(
-                    &raw,
-                    var(&lookup, "OAUTH_PRIVATE_KEY_ID"),
-                )?)
+                let key_id = s.var("OAUTH_PRIVATE_KEY_ID")?.map(|(_, id)| id);
+                ClientAuth::PrivateKeyJwt(parse_key(&name, &raw, key_id)?)
             }
             _ => {
                 return Err(Error::config(
-                    "OAUTH_AUTH_METHOD",
+                    method_name,
                     "must be client_secret_basic, client_secret_post or private_key_jwt",
                 ))
             }
         };
-        let extra_params = match var(&lookup, "OAUTH_EXTRA_PARAMS") {
-            Some(raw) => parse_extra_params(&raw)?,
+        let extra_params = match s.var("OAUTH_EXTRA_PARAMS")? {
+            Some((name, raw)) => parse_extra_params(name, &raw)?,
             None => Vec::new(),
         };
+        let cache_key_secret = match s.get("TOKEN_CACHE_KEY")? {
+            Some((name, raw)) => {
+                exact_secret(&name, &raw)?;
+                if raw.chars().count() < MIN_CACHE_KEY_CHARS {
+                    return Err(Error::config(
+                        name,
+                        format!(
+                            "must be at least {MIN_CACHE_KEY_CHARS} characters of random text \
+                             (for example `openssl rand -base64 32`)"
+                        ),
+                    ));
+                }
+                Some(SharedSecret::new(raw))
+            }
+            None => None,
+        };
         Ok(Self {
+            profile: s.profile().cloned(),
             token_url,
             issuer,
             client_id,
             auth,
-            scope: var(&lookup, "OAUTH_SCOPE")
-                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
-            audience: var(&lookup, "OAUTH_AUDIENCE"),
-            resource: var(&lookup, "OAUTH_RESOURCE"),
+            scope: s
+                .var("OAUTH_SCOPE")?
+                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" ")),
+            audience: s.var("OAUTH_AUDIENCE")?.map(|(_, v)| v),
+            resource: s.var("OAUTH_RESOURCE")?.map(|(_, v)| v),
             extra_params,
-            expiry_margin_secs: number(
-                &lookup,
+            expiry_margin_secs: s.number(
                 "OAUTH_EXPIRY_MARGIN_SECS",
                 DEFAULT_EXPIRY_MARGIN_SECS,
                 86_400,
             )?,
-            timeout_ms: number(&lookup, "OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?.max(1),
-            holddown_secs: number(&lookup, "OAUTH_HOLDDOWN_SECS", DEFAULT_HOLDDOWN_SECS, 3_600)?,
-            retry_statuses: parse_retry_statuses(var(&lookup, "OAUTH_RETRY_STATUSES"))?,
-            cache_key_secret: match get(&lookup, "TOKEN_CACHE_KEY") {
-                Some(raw) => {
-                    exact_secret("TOKEN_CACHE_KEY", &raw)?;
-                    if raw.chars().count() < MIN_CACHE_KEY_CHARS {
-                        return Err(Error::config(
-                            "TOKEN_CACHE_KEY",
-                            format!(
-                                "must be at least {MIN_CACHE_KEY_CHARS} characters of random \
-                                 text (for example `openssl rand -base64 32`)"
-                            ),
-                        ));
-                    }
-                    Some(SharedSecret::new(raw))
-                }
-                None => None,
-            },
-            refresh_ahead: match var(&lookup, "OAUTH_REFRESH_AHEAD")
-                .as_deref()
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-            {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(_) => {
-                    return Err(Error::config(
-                        "OAUTH_REFRESH_AHEAD",
-                        "must be true or false",
-                    ))
-                }
-            },
+            timeout_ms: s
+                .number("OAUTH_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 300_000)?
+                .max(1),
+            holddown_secs: s.number("OAUTH_HOLDDOWN_SECS", DEFAULT_HOLDDOWN_SECS, 3_600)?,
+            retry_statuses: parse_retry_statuses(s.var("OAUTH_RETRY_STATUSES")?)?,
+            cache_key_secret,
+            refresh_ahead: s.flag("OAUTH_REFRESH_AHEAD", true)?,
             dpop,
         })
     }
@@ -426,6 +402,7 @@ impl Config {
     /// `https://idp.example/token`, no scope or extra parameters, the default timings.
     pub(crate) fn for_tests(client_id: &str, auth: ClientAuth) -> Self {
         Self {
+            profile: None,
             token_url: Some("https://idp.example/token".parse().expect("a valid URL")),
             issuer: None,
             client_id: client_id.into(),
@@ -446,10 +423,10 @@ impl Config {
 }
 
 /// `OAUTH_ISSUER`: an https URL with no query or fragment (RFC 8414 §2).
-fn parse_issuer(raw: &str) -> Result<Url> {
-    let url = parse_endpoint("OAUTH_ISSUER", raw)?;
+fn parse_issuer(name: &str, raw: &str) -> Result<Url> {
+    let url = parse_endpoint(name, raw)?;
     if url.query().is_some() {
-        return Err(Error::config("OAUTH_ISSUER", "must not have a query"));
+        return Err(Error::config(name.to_owned(), "must not have a query"));
     }
     Ok(url)
 }
@@ -715,5 +692,132 @@ mod tests {
                 .credential(),
             "a b"
         );
+    }
+
+    #[test]
+    fn profiles_read_their_own_settings_and_errors_name_them() {
+        use crate::settings::Profile;
+        let pairs = [
+            ("M2M_PROFILES", "billing,crm"),
+            ("BILLING_OAUTH_TOKEN_URL", "https://idp.example/token"),
+            ("BILLING_OAUTH_CLIENT_ID", "billing"),
+            ("BILLING_OAUTH_CLIENT_SECRET", "billing-s3cret"),
+            ("BILLING_OAUTH_SCOPE", "invoices:read"),
+            ("CRM_OAUTH_ISSUER", "https://other-idp.example"),
+            ("CRM_OAUTH_CLIENT_ID", "crm"),
+            ("CRM_OAUTH_AUTH_METHOD", "client_secret_post"),
+            ("CRM_OAUTH_CLIENT_SECRET", "crm-s3cret"),
+            ("CRM_OAUTH_TIMEOUT_MS", "2500"),
+            ("OAUTH_TIMEOUT_MS", "4000"),
+        ];
+        let (billing, crm) = (
+            Profile::new("billing").unwrap(),
+            Profile::new("crm").unwrap(),
+        );
+        let b = Config::for_profile(lookup(&pairs), &billing).unwrap();
+        let c = Config::for_profile(lookup(&pairs), &crm).unwrap();
+        assert_eq!(
+            (b.client_id.as_str(), b.auth.method()),
+            ("billing", "client_secret_basic")
+        );
+        assert_eq!(
+            (c.client_id.as_str(), c.auth.method()),
+            ("crm", "client_secret_post")
+        );
+        assert_eq!(
+            (b.auth.credential(), c.auth.credential()),
+            ("billing-s3cret", "crm-s3cret")
+        );
+        assert_eq!(
+            (b.scope.as_deref(), c.scope.as_deref()),
+            (Some("invoices:read"), None)
+        );
+        assert_eq!((b.timeout_ms, c.timeout_ms), (4000, 2500));
+        assert_eq!(c.issuer.unwrap().as_str(), "https://other-idp.example/");
+        assert_eq!(b.profile.as_ref().map(Profile::name), Some("billing"));
+        assert_eq!(b.setting("OAUTH_PRIVATE_KEY"), "BILLING_OAUTH_PRIVATE_KEY");
+
+        let broken = |extra: &[(&'static str, &'static str)]| {
+            let mut p = pairs.to_vec();
+            for (k, v) in extra {
+                p.retain(|(n, _)| n != k);
+                p.push((k, v));
+            }
+            Config::for_profile(lookup(&p), &billing)
+                .unwrap_err()
+                .to_string()
+        };
+        for (extra, want) in [
+            (
+                &[("BILLING_OAUTH_CLIENT_SECRET", "")][..],
+                "BILLING_OAUTH_CLIENT_SECRET: is not set (required by client_secret_basic)",
+            ),
+            (
+                &[("BILLING_OAUTH_CLIENT_SECRET", "billing-s3cret\n")][..],
+                "BILLING_OAUTH_CLIENT_SECRET: has leading or trailing whitespace",
+            ),
+            (
+                &[("BILLING_OAUTH_TOKEN_URL", "http://idp.example/t")][..],
+                "BILLING_OAUTH_TOKEN_URL: must use https",
+            ),
+            (
+                &[("BILLING_OAUTH_ISSUER", "https://idp.example")][..],
+                "set BILLING_OAUTH_TOKEN_URL or BILLING_OAUTH_ISSUER, not both",
+            ),
+            (
+                &[("BILLING_OAUTH_AUTH_METHOD", "private_key_jwt")][..],
+                "BILLING_OAUTH_PRIVATE_KEY: is not set",
+            ),
+            (
+                &[("BILLING_OAUTH_DPOP_KEY", crate::dpop::TEST_JWK)][..],
+                "BILLING_OAUTH_DPOP_KEY: is set but BILLING_OAUTH_DPOP is not true",
+            ),
+            (
+                &[("OAUTH_HOLDDOWN_SECS", "soon")][..],
+                "OAUTH_HOLDDOWN_SECS: must be a whole number",
+            ),
+            (
+                &[("BILLING_OAUTH_HOLDDOWN_SECS", "soon")][..],
+                "BILLING_OAUTH_HOLDDOWN_SECS: must be a whole number",
+            ),
+            (
+                &[("BILLING_TOKEN_CACHE_KEY", "short")][..],
+                "BILLING_TOKEN_CACHE_KEY: must be at least 32",
+            ),
+            // Never another's credential: an unprefixed secret is refused, not borrowed.
+            (
+                &[
+                    ("BILLING_OAUTH_CLIENT_SECRET", ""),
+                    ("OAUTH_CLIENT_SECRET", "plain-s3cret"),
+                ][..],
+                "OAUTH_CLIENT_SECRET: is set, but with M2M_PROFILES each profile sets its own \
+                 (here BILLING_OAUTH_CLIENT_SECRET",
+            ),
+        ] {
+            let err = broken(extra);
+            assert!(err.contains(want), "{extra:?}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        // A profile that sets its own ignores an unprefixed one; another profile is unaffected.
+        let mut p = pairs.to_vec();
+        p.push(("OAUTH_CLIENT_SECRET", "plain-s3cret"));
+        assert!(Config::for_profile(lookup(&p), &billing).is_ok());
+    }
+
+    #[test]
+    fn profiles_of_one_client_with_another_scope_audience_or_resource_never_share_a_token() {
+        use crate::cache_key::cache_key_material;
+        let base = with(&[]).unwrap();
+        let material = cache_key_material(&base);
+        for (setting, value) in [
+            ("OAUTH_SCOPE", "other"),
+            ("OAUTH_AUDIENCE", "https://other.example"),
+            ("OAUTH_RESOURCE", "https://other.example/"),
+            ("OAUTH_EXTRA_PARAMS", "tenant=2"),
+            ("OAUTH_DPOP", "true"),
+        ] {
+            let other = with(&[(setting, value)]).unwrap();
+            assert_ne!(cache_key_material(&other), material, "{setting}");
+        }
     }
 }

@@ -164,22 +164,42 @@ pub fn decode_answer(raw: &str, margin: u64) -> Result<Answer, String> {
 #[derive(Serialize, Deserialize)]
 struct AskWire {
     name: String,
+    /// The profile whose settings name the configuration (`M2M_PROFILES`): the object reads
+    /// the same settings the isolate did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
     #[serde(flatten)]
     ask: Ask,
 }
 
-/// Reads an ask and the coordinator name it is for (the configuration's cache identity, see
-/// [`crate::cache_key`]): a coordinator serving another configuration refuses, and the isolate
-/// falls back.
-pub fn decode_ask(raw: &str) -> Result<(String, Ask), String> {
-    let wire: AskWire = serde_json::from_str(raw).map_err(|_| "not an ask".to_owned())?;
-    Ok((wire.name, wire.ask))
+/// An ask as it travels: for the coordinator `name` (the configuration's cache identity, see
+/// [`crate::cache_key`]), whose settings are the profile `profile`'s (`None`: the unprefixed
+/// ones). A coordinator serving another configuration refuses, and the isolate falls back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressed {
+    /// The coordinator's name.
+    pub name: String,
+    /// The profile whose settings the coordinator reads.
+    pub profile: Option<String>,
+    /// The ask.
+    pub ask: Ask,
 }
 
-/// Serialises an ask for the coordinator `name`.
-pub fn encode_ask(name: &str, ask: &Ask) -> String {
+/// Reads an ask.
+pub fn decode_ask(raw: &str) -> Result<Addressed, String> {
+    let wire: AskWire = serde_json::from_str(raw).map_err(|_| "not an ask".to_owned())?;
+    Ok(Addressed {
+        name: wire.name,
+        profile: wire.profile,
+        ask: wire.ask,
+    })
+}
+
+/// Serialises an ask for the coordinator `name`, of the profile `profile`.
+pub fn encode_ask(name: &str, profile: Option<&str>, ask: &Ask) -> String {
     serde_json::to_string(&AskWire {
         name: name.to_owned(),
+        profile: profile.map(str::to_owned),
         ask: ask.clone(),
     })
     .expect("strings and integers serialise")
@@ -225,8 +245,19 @@ mod tests {
             have: Some(100),
             rejected: Some((100, 3700)),
         };
-        let raw = encode_ask("m2m:v2:abc", &ask);
-        assert_eq!(decode_ask(&raw), Ok(("m2m:v2:abc".to_owned(), ask)));
+        let raw = encode_ask("m2m:v2:abc", None, &ask);
+        let want = Addressed {
+            name: "m2m:v2:abc".to_owned(),
+            profile: None,
+            ask: ask.clone(),
+        };
+        assert_eq!(decode_ask(&raw), Ok(want.clone()));
+        let raw = encode_ask("m2m:v2:abc", Some("billing"), &ask);
+        let want = Addressed {
+            profile: Some("billing".into()),
+            ..want
+        };
+        assert_eq!(decode_ask(&raw), Ok(want));
         assert!(decode_ask("nope").is_err());
     }
 }

@@ -48,10 +48,10 @@ impl fmt::Debug for DpopKey {
 impl DpopKey {
     /// Reads a private EC P-256 JWK (RFC 7517), as given in the setting `setting` (errors name
     /// it and show none of the key).
-    pub fn from_jwk(setting: &'static str, raw: &str) -> Result<Self> {
+    pub fn from_jwk(setting: &str, raw: &str) -> Result<Self> {
         if !raw.trim_start().starts_with('{') {
             return Err(Error::config(
-                setting,
+                setting.to_owned(),
                 "must be a private EC P-256 JWK (JSON)",
             ));
         }
@@ -62,7 +62,7 @@ impl DpopKey {
                 public,
             }),
             _ => Err(Error::config(
-                setting,
+                setting.to_owned(),
                 "must be an EC P-256 key (DPoP proofs are signed with ES256)",
             )),
         }

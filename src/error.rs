@@ -4,6 +4,7 @@
 //! failed (configuration, transport, response) so the proxy can answer with an honest status.
 //! No variant ever holds a secret: messages name settings and fields, never their values.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// An RFC 6749 §5.2 error code, as returned by a token endpoint.
@@ -67,8 +68,9 @@ pub enum Error {
     /// A setting is missing or malformed. Names the setting, never its value.
     #[error("configuration error: {setting}: {reason}")]
     Config {
-        /// The setting's name, e.g. `OAUTH_TOKEN_URL`.
-        setting: &'static str,
+        /// The setting's full name as the Worker reads it, e.g. `OAUTH_TOKEN_URL`, or
+        /// `BILLING_OAUTH_CLIENT_SECRET` for the profile `billing`.
+        setting: Cow<'static, str>,
         /// What is wrong with it.
         reason: String,
     },
@@ -120,9 +122,9 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for a configuration error.
-    pub fn config(setting: &'static str, reason: impl Into<String>) -> Self {
+    pub fn config(setting: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> Self {
         Self::Config {
-            setting,
+            setting: setting.into(),
             reason: reason.into(),
         }
     }

@@ -36,12 +36,15 @@ pub mod headers;
 pub mod holddown;
 pub mod jwt;
 pub mod log;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod lru;
 pub mod private_key;
 mod proxy_config;
 pub mod redact;
 pub mod route;
 pub mod runtime;
 pub mod secret;
+pub mod settings;
 pub mod source;
 pub mod store;
 mod tiers;

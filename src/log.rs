@@ -86,6 +86,16 @@ pub fn proxy_error(status: u16, err: &Error) -> String {
     )
 }
 
+/// `line` (one of the above) with the profile it is about first, so a Worker with several
+/// profiles can tell their lines apart: `{"profile":"billing","event":"token",...}`. Profile
+/// names need no escaping (lowercase letters, digits and `-`).
+pub fn tagged(line: &str, profile: &str) -> String {
+    match line.strip_prefix('{') {
+        Some(rest) => format!("{{\"profile\":\"{profile}\",{rest}"),
+        None => line.to_owned(),
+    }
+}
+
 fn line(mut v: Value) -> String {
     if let Value::Object(map) = &mut v {
         map.retain(|_, v| !v.is_null());
@@ -112,6 +122,16 @@ mod tests {
         assert_eq!(
             (v["status"].as_u64(), v["error"].as_str()),
             (Some(401), Some("configuration_error"))
+        );
+    }
+
+    #[test]
+    fn lines_name_their_profile() {
+        let line = tagged(&replay(401), "eu-crm");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v["profile"].as_str(), v["status"].as_u64()),
+            (Some("eu-crm"), Some(401))
         );
     }
 }

@@ -95,11 +95,7 @@ pub fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey
 }
 
 /// Parses a private key given in the setting named `setting` (errors name it).
-pub(crate) fn parse_key(
-    setting: &'static str,
-    raw: &str,
-    key_id: Option<String>,
-) -> Result<PrivateKey> {
+pub(crate) fn parse_key(setting: &str, raw: &str, key_id: Option<String>) -> Result<PrivateKey> {
     let text = raw.trim();
     let (format, alg, kid, public) = if text.starts_with('{') {
         parse_jwk(setting, text)?
@@ -108,7 +104,7 @@ pub(crate) fn parse_key(
         (KeyFormat::Pkcs8(der), alg, None, None)
     } else {
         return Err(Error::config(
-            setting,
+            setting.to_owned(),
             "must be a private JWK (JSON) or a PKCS#8 PEM",
         ));
     };
@@ -123,9 +119,9 @@ pub(crate) fn parse_key(
 
 type Parsed = (KeyFormat, Alg, Option<String>, Option<PublicJwk>);
 
-fn parse_jwk(setting: &'static str, text: &str) -> Result<Parsed> {
-    let jwk: Map<String, Value> =
-        serde_json::from_str(text).map_err(|_| Error::config(setting, "is not valid JSON"))?;
+fn parse_jwk(setting: &str, text: &str) -> Result<Parsed> {
+    let jwk: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|_| Error::config(setting.to_owned(), "is not valid JSON"))?;
     let member = |name: &str| {
         jwk.get(name)
             .and_then(Value::as_str)
@@ -134,18 +130,21 @@ fn parse_jwk(setting: &'static str, text: &str) -> Result<Parsed> {
     let require = |name: &str| {
         member(name)
             .map(str::to_owned)
-            .ok_or_else(|| Error::config(setting, format!("JWK has no `{name}`")))
+            .ok_or_else(|| Error::config(setting.to_owned(), format!("JWK has no `{name}`")))
     };
     if member("d").is_none() {
         return Err(Error::config(
-            setting,
+            setting.to_owned(),
             "JWK is a public key (no `d`); a private key is needed",
         ));
     }
     let (alg, public) = match member("kty") {
         Some("EC") => {
             if member("crv") != Some("P-256") {
-                return Err(Error::config(setting, "EC JWK must use crv P-256 (ES256)"));
+                return Err(Error::config(
+                    setting.to_owned(),
+                    "EC JWK must use crv P-256 (ES256)",
+                ));
             }
             (
                 Alg::Es256,
@@ -168,12 +167,17 @@ fn parse_jwk(setting: &'static str, text: &str) -> Result<Parsed> {
                 },
             )
         }
-        _ => return Err(Error::config(setting, "JWK `kty` must be EC or RSA")),
+        _ => {
+            return Err(Error::config(
+                setting.to_owned(),
+                "JWK `kty` must be EC or RSA",
+            ))
+        }
     };
     if let Some(declared) = member("alg") {
         if declared != alg.as_str() {
             return Err(Error::config(
-                setting,
+                setting.to_owned(),
                 format!("JWK `alg` must be {} for this key type", alg.as_str()),
             ));
         }
@@ -193,20 +197,20 @@ const OID_RSA: &[u8] = &[
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
 ];
 
-fn parse_pem(setting: &'static str, text: &str) -> Result<(Vec<u8>, Alg)> {
+fn parse_pem(setting: &str, text: &str) -> Result<(Vec<u8>, Alg)> {
     let label = text.lines().next().unwrap_or_default().trim();
     match label {
         "-----BEGIN PRIVATE KEY-----" => {}
         "-----BEGIN ENCRYPTED PRIVATE KEY-----" => {
-            return Err(Error::config(setting, "PEM is encrypted; store it unencrypted as a Worker secret"))
+            return Err(Error::config(setting.to_owned(), "PEM is encrypted; store it unencrypted as a Worker secret"))
         }
         "-----BEGIN EC PRIVATE KEY-----" | "-----BEGIN RSA PRIVATE KEY-----" => {
             return Err(Error::config(
-                setting,
+                setting.to_owned(),
                 "PEM must be PKCS#8 (BEGIN PRIVATE KEY); convert with `openssl pkcs8 -topk8 -nocrypt`",
             ))
         }
-        _ => return Err(Error::config(setting, "PEM must be a PKCS#8 private key (BEGIN PRIVATE KEY)")),
+        _ => return Err(Error::config(setting.to_owned(), "PEM must be a PKCS#8 private key (BEGIN PRIVATE KEY)")),
     }
     let body: String = text
         .lines()
@@ -215,7 +219,7 @@ fn parse_pem(setting: &'static str, text: &str) -> Result<(Vec<u8>, Alg)> {
         .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| Error::config(setting, "PEM body is not valid base64"))?;
+        .map_err(|_| Error::config(setting.to_owned(), "PEM body is not valid base64"))?;
     // PrivateKeyInfo: SEQUENCE { INTEGER 0, AlgorithmIdentifier { OID, params }, OCTET STRING };
     // the algorithm OIDs sit in the first few dozen bytes.
     let head = &der[..der.len().min(48)];
@@ -223,7 +227,7 @@ fn parse_pem(setting: &'static str, text: &str) -> Result<(Vec<u8>, Alg)> {
     let alg = if has(OID_EC_PUBLIC_KEY) {
         if !has(OID_P256) {
             return Err(Error::config(
-                setting,
+                setting.to_owned(),
                 "EC key must be on curve P-256 (ES256)",
             ));
         }
@@ -232,7 +236,7 @@ fn parse_pem(setting: &'static str, text: &str) -> Result<(Vec<u8>, Alg)> {
         Alg::Rs256
     } else {
         return Err(Error::config(
-            setting,
+            setting.to_owned(),
             "PEM holds neither an EC P-256 nor an RSA key",
         ));
     };

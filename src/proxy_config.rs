@@ -4,9 +4,12 @@
 
 use url::Url;
 
-use crate::config::{exact_secret, get, number, parse_endpoint, var};
+use std::borrow::Cow;
+
+use crate::config::{exact_secret, parse_endpoint};
 use crate::error::{Error, Result};
 use crate::secret::SharedSecret;
+use crate::settings::{Profile, Settings};
 
 /// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -28,9 +31,8 @@ pub struct ProxyConfig {
 /// `PROXY_FORWARD_HEADERS`: comma-separated header names (RFC 9110 §5.1 tokens) to forward on
 /// purpose. Headers the proxy itself owns (hop-by-hop, `Host`, `Authorization`, `DPoP`,
 /// `Proxy-Authorization`) cannot be allowed.
-fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
-    const NAME: &str = "PROXY_FORWARD_HEADERS";
-    let Some(raw) = raw else {
+fn parse_forward_headers(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec<String>> {
+    let Some((name_of_setting, raw)) = raw else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
@@ -38,14 +40,14 @@ fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if !name.bytes().all(token) {
             return Err(Error::config(
-                NAME,
+                name_of_setting,
                 "must be a comma-separated list of header names",
             ));
         }
         let name = name.to_ascii_lowercase();
         if crate::headers::NEVER_FORWARDED.contains(&name.as_str()) {
             return Err(Error::config(
-                NAME,
+                name_of_setting,
                 format!("may not allow `{name}`: the proxy sets or strips it itself"),
             ));
         }
@@ -57,18 +59,31 @@ fn parse_forward_headers(raw: Option<String>) -> Result<Vec<String>> {
 impl ProxyConfig {
     /// Reads the proxy settings from a lookup of Worker vars and secrets.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::from_settings(&Settings::new(&lookup, None))
+    }
+
+    /// Reads the proxy settings of `profile`: its own `UPSTREAM_ORIGIN`, and the shared ones
+    /// where it sets none (see [`crate::settings`]).
+    pub fn for_profile(lookup: impl Fn(&str) -> Option<String>, profile: &Profile) -> Result<Self> {
+        Self::from_settings(&Settings::new(&lookup, Some(profile)))
+    }
+
+    fn from_settings(s: &Settings) -> Result<Self> {
+        let upstream = match s.var("UPSTREAM_ORIGIN")? {
+            Some((name, raw)) => parse_origin(&name, &raw)?,
+            None => return Err(Error::config(s.name("UPSTREAM_ORIGIN"), "is not set")),
+        };
         Ok(Self {
-            upstream: parse_upstream_origin(lookup("UPSTREAM_ORIGIN"))?,
-            shared_secret: match get(&lookup, "PROXY_SHARED_SECRET") {
-                Some(raw) => {
-                    exact_secret("PROXY_SHARED_SECRET", &raw)?;
+            upstream,
+            shared_secret: match s.get("PROXY_SHARED_SECRET")? {
+                Some((name, raw)) => {
+                    exact_secret(&name, &raw)?;
                     Some(SharedSecret::new(raw))
                 }
                 None => None,
             },
-            forward_headers: parse_forward_headers(var(&lookup, "PROXY_FORWARD_HEADERS"))?,
-            max_body_bytes: number(
-                &lookup,
+            forward_headers: parse_forward_headers(s.var("PROXY_FORWARD_HEADERS")?)?,
+            max_body_bytes: s.number(
                 "PROXY_MAX_BODY_BYTES",
                 DEFAULT_MAX_BODY_BYTES,
                 u32::MAX as u64,
@@ -83,10 +98,14 @@ pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
     let raw = raw
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| Error::config(NAME, "is not set"))?;
-    let url = parse_endpoint(NAME, raw.trim())?;
+    parse_origin(NAME, raw.trim())
+}
+
+fn parse_origin(name: &str, raw: &str) -> Result<Url> {
+    let url = parse_endpoint(name, raw)?;
     if url.path() != "/" || url.query().is_some() {
         return Err(Error::config(
-            NAME,
+            name.to_owned(),
             "must be an origin only: scheme://host[:port], without path or query",
         ));
     }

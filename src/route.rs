@@ -26,23 +26,57 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
 }
 
 /// [`upstream_url`] for the incoming URL as workerd serialises it, without parsing either URL
-/// again on the hot path: the origin's serialisation (no trailing slash) followed by the incoming
-/// path and query (the fragment never reaches a server).
+/// again on the hot path: [`join_upstream`] of the origin and [`path_and_query`].
+pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Error> {
+    Ok(join_upstream(origin, path_and_query(incoming)?))
+}
+
+/// The path and query of an absolute URL as workerd serialises it (the fragment never reaches
+/// a server): `/v1/x?q` of `https://proxy/v1/x?q#f`, `/` when there is no path.
+pub fn path_and_query(incoming: &str) -> Result<&str, Error> {
+    let bad = || Error::rejected(400, "invalid_request", "request URL is not absolute");
+    let after_scheme = incoming.split_once("://").ok_or_else(bad)?.1;
+    let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    Ok(path_and_query.split('#').next().unwrap_or("/"))
+}
+
+/// The upstream URL: the origin's serialisation (no trailing slash), then `path_and_query`,
+/// with a `/` first when it does not start with one (`?q` of a profile's bare `/billing?q`).
 ///
 /// Why this cannot leave the origin: the appended part always starts with `/`, and after
 /// `scheme://host[:port]` a `/` ends the authority, so nothing after it (`//host`, `@`, `\`,
 /// `%2F`) is read as a host. The tests and the `proxy_path` fuzz target check this against the
 /// parsing [`upstream_url`].
-pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Error> {
-    let bad = || Error::rejected(400, "invalid_request", "request URL is not absolute");
-    let after_scheme = incoming.split_once("://").ok_or_else(bad)?.1;
-    let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-    let path_and_query = path_and_query.split('#').next().unwrap_or("/");
+pub fn join_upstream(origin: &str, path_and_query: &str) -> String {
     let origin = origin.trim_end_matches('/');
-    let mut target = String::with_capacity(origin.len() + path_and_query.len());
+    let mut target = String::with_capacity(origin.len() + path_and_query.len() + 1);
     target.push_str(origin);
+    if !path_and_query.starts_with('/') {
+        target.push('/');
+    }
     target.push_str(path_and_query);
-    Ok(target)
+    target
+}
+
+/// With profiles (`M2M_PROFILES`), the first path segment names the profile and the rest goes
+/// upstream: `/billing/v1/x?q` is `billing` and `/v1/x?q`; `/billing?q` is `billing` and `?q`
+/// (sent as `/?q`, see [`join_upstream`]). The segment is compared as sent: a percent-encoded
+/// or differently cased name is no profile.
+pub fn split_profile(path_and_query: &str) -> (&str, &str) {
+    let rest = path_and_query.strip_prefix('/').unwrap_or(path_and_query);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    rest.split_at(end)
+}
+
+/// The 404 for a path whose first segment names no profile. It does not echo the segment nor
+/// list the profiles: a caller learns nothing about the Worker's configuration from it.
+pub fn unknown_profile() -> Error {
+    Error::rejected(
+        404,
+        "unknown_profile",
+        "no such profile: with M2M_PROFILES, the first path segment names a profile \
+         (/<profile>/<path>)",
+    )
 }
 
 /// Methods the proxy forwards. `CONNECT` would open a tunnel and `TRACE` reflects the request
@@ -243,6 +277,62 @@ mod tests {
             assert_eq!(via_raw, via_parsed, "{incoming}");
         }
         assert!(upstream_url_from_raw(origin.as_str(), "no scheme").is_err());
+    }
+
+    #[test]
+    fn a_profile_is_the_first_segment_and_is_never_forwarded() {
+        let origin = "https://billing.example:8443";
+        for (incoming, profile, upstream) in [
+            (
+                "https://proxy/billing/v1/x?a=1",
+                "billing",
+                "https://billing.example:8443/v1/x?a=1",
+            ),
+            (
+                "https://proxy/billing",
+                "billing",
+                "https://billing.example:8443/",
+            ),
+            (
+                "https://proxy/billing/",
+                "billing",
+                "https://billing.example:8443/",
+            ),
+            (
+                "https://proxy/billing?a=/b",
+                "billing",
+                "https://billing.example:8443/?a=/b",
+            ),
+            ("https://proxy/", "", "https://billing.example:8443/"),
+            (
+                "https://proxy/bill%69ng/x",
+                "bill%69ng",
+                "https://billing.example:8443/x",
+            ),
+            (
+                "https://proxy/billing//evil.example/x",
+                "billing",
+                "https://billing.example:8443//evil.example/x",
+            ),
+            (
+                "https://proxy/billing/..%2F..%2Fevil?x#f",
+                "billing",
+                "https://billing.example:8443/..%2F..%2Fevil?x",
+            ),
+        ] {
+            let (segment, rest) = split_profile(path_and_query(incoming).unwrap());
+            assert_eq!(segment, profile, "{incoming}");
+            let joined = join_upstream(origin, rest);
+            assert_eq!(joined, upstream, "{incoming}");
+            let parsed = Url::parse(&joined).unwrap();
+            assert_eq!(
+                (parsed.host_str(), parsed.port()),
+                (Some("billing.example"), Some(8443)),
+                "{incoming}"
+            );
+        }
+        let err = unknown_profile();
+        assert_eq!((err.http_status(), err.code()), (404, "unknown_profile"));
     }
 
     #[test]

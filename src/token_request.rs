@@ -83,6 +83,7 @@ mod tests {
 
     fn config(auth: ClientAuth) -> Config {
         Config {
+            profile: None,
             token_url: Some(OKTA.parse().unwrap()),
             scope: Some("customScope other".into()),
             extra_params: vec![("redirect_uri".into(), "http://localhost".into())],

@@ -601,6 +601,7 @@ fn discovering_server(
 
 fn issuer_config() -> Config {
     Config {
+        profile: None,
         token_url: None,
         issuer: Some("https://idp.example/oauth2/default".parse().unwrap()),
         ..config()

@@ -4,7 +4,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Request, Response};
 
-use super::env::{env_string, PerEnv};
 use super::fetch::global_fetch;
 use super::kv::KvNamespace;
 use super::registry::{self, EdgeSource};
@@ -13,6 +12,7 @@ use crate::config::Config;
 use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
 use crate::log;
+use crate::lru::LastUse;
 use crate::route::{may_replay, token_rejected};
 use crate::token::Token;
 
@@ -24,32 +24,32 @@ pub const KV_BINDING: &str = "TOKEN_CACHE";
 /// without a copy and are not replayed.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
 
-thread_local! {
-    static LAST_ENV: PerEnv<TokenClient> = const { PerEnv::new() };
-}
-
 /// Gets client credentials tokens (RFC 6749 §4.4) and signs requests with them (RFC 6750 §2.1).
 ///
 /// Cheap to create on every request: the token cache lives in the isolate, not in the client.
 #[derive(Clone)]
 pub struct TokenClient {
     source: EdgeSource,
+    /// Marks the source used, for the isolate's least-recently-used bound.
+    used: LastUse,
 }
 
 impl TokenClient {
     /// Reads the settings of the configuration contract from the Worker's vars and secrets, and
     /// the `TOKEN_CACHE` KV binding when there is one (memory-only otherwise, said once in the log).
+    ///
+    /// With `M2M_PROFILES` set every configuration is a profile: this is then a configuration
+    /// error, and [`Self::for_profile`] picks one.
     pub fn from_env(env: &Env) -> Result<Self> {
-        LAST_ENV.with(|last| {
-            last.get_or_try(env, || {
-                let config = Config::from_lookup(|name| env_string(env, name))?;
-                Ok(Self::with_env(
-                    config,
-                    KvNamespace::from_env(env, KV_BINDING),
-                    Some(env),
-                ))
-            })
-        })
+        super::profiles::configs(env)?.client(env, None)
+    }
+
+    /// The client of the profile `profile`, one of those `M2M_PROFILES` lists: its settings
+    /// are read with the profile's prefix (`BILLING_OAUTH_CLIENT_ID` for `billing`; see
+    /// [`crate::settings`]). Each profile has its own tokens, KV entries, coordinator object
+    /// and hold-down: one profile's failure never touches another.
+    pub fn for_profile(env: &Env, profile: &str) -> Result<Self> {
+        super::profiles::configs(env)?.client(env, Some(profile))
     }
 
     /// A client for an explicit configuration and optional KV namespace. It asks no
@@ -60,10 +60,9 @@ impl TokenClient {
     }
 
     /// A client whose source asks the `TOKEN_COORDINATOR` bound on `env`, when there is one.
-    fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
-        Self {
-            source: registry::source(config, kv, env),
-        }
+    pub(crate) fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
+        let (source, used) = registry::source(config, kv, env);
+        Self { source, used }
     }
 
     /// The current access token: from memory, else KV, else one token request shared by every
@@ -73,6 +72,7 @@ impl TokenClient {
     /// proof for each request: send with [`Self::fetch`], or sign with [`Self::sign`] or
     /// [`Self::proof_for`].
     pub async fn token(&self) -> Result<Token> {
+        registry::touch(&self.used);
         self.source.token(super::now_secs()).await
     }
 
@@ -82,6 +82,7 @@ impl TokenClient {
     pub async fn token_with(&self, ctx: &Context) -> Result<Token> {
         // Every token request this call starts runs under waitUntil: it finishes (and lands in
         // memory and KV) even if this request is cancelled, instead of dying with it.
+        registry::touch(&self.used);
         let keep_alive = |flight: &FlightHandle| {
             let promise = flight.promise.clone();
             ctx.wait_until(async move {

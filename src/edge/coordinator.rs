@@ -7,6 +7,7 @@
 //! the one writer of the configuration's KV entries), and answers with [`serve`].
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::future::{select, Either, LocalBoxFuture};
@@ -15,16 +16,16 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::env::env_string;
 use super::fetch::PlatformHttp;
 use super::kv::{bounded, EdgeStore, KvNamespace};
+use super::profiles::read_config;
 use super::registry::signers;
 use super::runtime::{sleep, EdgeRuntime};
 use super::seal::Sealer;
 use crate::cache_key::{cache_key_material, CacheRoot};
 use crate::config::Config;
 use crate::coordinator::{decode_answer, decode_ask, encode_answer, encode_ask, serve};
-use crate::coordinator::{Answer, Ask, Coordinator};
+use crate::coordinator::{Addressed, Answer, Ask, Coordinator};
 use crate::holddown::HOLD_ENTRY;
 use crate::log;
 use crate::source::{TokenSource, COORDINATOR_SLACK_MS};
@@ -79,6 +80,8 @@ async fn settle(promise: Result<Promise, JsValue>) -> Result<JsValue, String> {
 pub struct EdgeCoordinator {
     env: Env,
     sealer: Rc<Sealer>,
+    /// The profile whose settings the object reads (`None`: the unprefixed ones).
+    profile: Option<String>,
     /// Bound on one ask: the coordinator may make one token request (`OAUTH_TIMEOUT_MS`).
     bound_ms: u64,
     /// This isolate's `OAUTH_EXPIRY_MARGIN_SECS`, applied to the tokens it is given.
@@ -95,6 +98,7 @@ impl EdgeCoordinator {
         bound.then(|| Self {
             env: env.clone(),
             sealer,
+            profile: config.profile.as_ref().map(|p| p.name().to_owned()),
             bound_ms: config.timeout_ms + COORDINATOR_SLACK_MS,
             margin: config.expiry_margin_secs,
         })
@@ -103,9 +107,10 @@ impl EdgeCoordinator {
 
 impl Coordinator for EdgeCoordinator {
     fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
-        let (env, sealer, bound_ms, margin) = (
+        let (env, sealer, profile, bound_ms, margin) = (
             self.env.clone(),
             self.sealer.clone(),
+            self.profile.clone(),
             self.bound_ms,
             self.margin,
         );
@@ -116,7 +121,7 @@ impl Coordinator for EdgeCoordinator {
                     &env,
                     COORDINATOR_BINDING,
                     &name,
-                    &encode_ask(&name, &ask),
+                    &encode_ask(&name, profile.as_deref(), &ask),
                 ))
                 .await
                 .map_err(|e| format!("coordinator: {e}"))?;
@@ -192,25 +197,28 @@ impl TokenStore for ObjectStore {
 
 type ObjectSource = TokenSource<PlatformHttp, ObjectStore, EdgeRuntime>;
 
-/// The Durable Object: one per configuration, the only caller of its token endpoint while
-/// isolates can reach it.
+/// A configuration's sealer (its identity) and token source, in the object.
+type Ready = (Rc<Sealer>, ObjectSource);
+
+/// The Durable Object: one per configuration (so one per profile), the only caller of its
+/// token endpoint while isolates can reach it.
 #[durable_object(fetch)]
 pub struct TokenCoordinator {
     storage: ObjectStorage,
     env: Env,
     /// The configuration's sealer (its identity) and token source, from the object's own vars
-    /// and secrets; made on the first ask, synchronously, so asks that arrive together share
-    /// one source and its single flight.
-    source: RefCell<Option<(Rc<Sealer>, ObjectSource)>>,
+    /// and secrets, by the profile asks name (an object is named by its configuration, so all
+    /// its asks name one profile, or profiles with identical settings); made on the first ask,
+    /// synchronously, so asks that arrive together share one source and its single flight.
+    sources: RefCell<HashMap<Option<String>, Ready>>,
 }
 
 impl TokenCoordinator {
-    fn source(&self) -> Result<(Rc<Sealer>, ObjectSource), String> {
-        if let Some(ready) = self.source.borrow().as_ref() {
+    fn source(&self, profile: Option<String>) -> Result<Ready, String> {
+        if let Some(ready) = self.sources.borrow().get(&profile) {
             return Ok(ready.clone());
         }
-        let config =
-            Config::from_lookup(|name| env_string(&self.env, name)).map_err(|e| e.to_string())?;
+        let config = read_config(&self.env, profile.as_deref()).map_err(|e| e.to_string())?;
         let sealer = Rc::new(Sealer::new(
             cache_key_material(&config),
             CacheRoot::of(&config),
@@ -230,9 +238,11 @@ impl TokenCoordinator {
             signers(&config),
             store,
             EdgeRuntime,
-            Rc::new(super::log_line),
+            super::log_sink(&config),
         );
-        *self.source.borrow_mut() = Some((sealer.clone(), source.clone()));
+        self.sources
+            .borrow_mut()
+            .insert(profile, (sealer.clone(), source.clone()));
         Ok((sealer, source))
     }
 }
@@ -250,7 +260,7 @@ impl DurableObject for TokenCoordinator {
         Self {
             storage,
             env,
-            source: RefCell::new(None),
+            sources: RefCell::default(),
         }
     }
 
@@ -259,10 +269,10 @@ impl DurableObject for TokenCoordinator {
             .await
             .ok()
             .and_then(|b| b.as_string());
-        let Some(Ok((name, ask))) = body.as_deref().map(decode_ask) else {
+        let Some(Ok(Addressed { name, profile, ask })) = body.as_deref().map(decode_ask) else {
             return answer(400, "not an ask");
         };
-        let ready = match self.source() {
+        let ready = match self.source(profile) {
             Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
             Err(e) => Err(e),
         };

@@ -4,6 +4,7 @@
 //! token) or imported from `OAUTH_DPOP_KEY`, and kept as `CryptoKey`s per isolate: a proof costs
 //! one signature, never an import. `ath` is hashed once per token, not per request.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -137,25 +138,30 @@ pub async fn proof(
 /// The edge's [`Proofs`]: the configured key, or a new one per token request.
 pub struct EdgeProofs {
     configured: Option<Rc<DpopKey>>,
+    /// The key's setting (`OAUTH_DPOP_KEY`, or a profile's), named if WebCrypto refuses it.
+    setting: Cow<'static, str>,
 }
 
 impl EdgeProofs {
-    /// Proofs by `configured` (`OAUTH_DPOP_KEY`), or by keys generated as needed.
-    pub fn new(configured: Option<Rc<DpopKey>>) -> Self {
-        Self { configured }
+    /// Proofs by `configured` (from the setting `setting`), or by keys generated as needed.
+    pub fn new(configured: Option<Rc<DpopKey>>, setting: Cow<'static, str>) -> Self {
+        Self {
+            configured,
+            setting,
+        }
     }
 }
 
 impl Proofs for EdgeProofs {
     fn key(&self) -> LocalBoxFuture<'static, Result<Rc<DpopKey>>> {
-        let configured = self.configured.clone();
+        let (configured, setting) = (self.configured.clone(), self.setting.clone());
         Box::pin(async move {
             match configured {
                 Some(key) => {
                     // Imported now, so a key WebCrypto refuses is a configuration error before
                     // any request reaches the token endpoint.
                     signing_key(&key).await.map_err(|e| {
-                        Error::config("OAUTH_DPOP_KEY", format!("WebCrypto refused the key: {e}"))
+                        Error::config(setting, format!("WebCrypto refused the key: {e}"))
                     })?;
                     Ok(key)
                 }

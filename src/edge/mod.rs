@@ -9,6 +9,7 @@ pub mod env;
 pub mod fetch;
 pub mod kv;
 pub mod outbound;
+pub(crate) mod profiles;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
@@ -23,6 +24,17 @@ pub fn now_secs() -> u64 {
 /// Prints one log line with `console.log`, which Workers Logs and `wrangler tail` collect.
 pub fn log_line(line: &str) {
     web_sys::console::log_1(&line.into());
+}
+
+/// The log sink of a source for `config`: its lines name the profile, when there is one.
+pub(crate) fn log_sink(config: &crate::config::Config) -> crate::source::LogSink {
+    match &config.profile {
+        Some(p) => {
+            let name = p.name().to_owned();
+            std::rc::Rc::new(move |line: &str| log_line(&crate::log::tagged(line, &name)))
+        }
+        None => std::rc::Rc::new(log_line),
+    }
 }
 
 /// A JS exception as text, for error messages. Platform errors carry no secrets of ours: request

@@ -1,4 +1,6 @@
-//! The egress proxy: `/<path>?<query>` goes to `UPSTREAM_ORIGIN/<path>?<query>`, signed.
+//! The egress proxy: `/<path>?<query>` goes to `UPSTREAM_ORIGIN/<path>?<query>`, signed; with
+//! profiles (`M2M_PROFILES`), `/<profile>/<path>?<query>` goes to that profile's upstream with
+//! its token.
 //! Bodies stream in both directions; only a small body is teed for a replay after a 401.
 
 use std::cell::Cell;
@@ -8,16 +10,15 @@ use futures_util::StreamExt;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Context, Env};
 
-use super::client::{TokenClient, REPLAY_LIMIT_BYTES};
+use super::client::REPLAY_LIMIT_BYTES;
 use super::crypto::sha256;
-use super::env::{env_string, PerEnv};
 use super::outbound;
-use crate::config::ProxyConfig;
+use super::profiles::configs;
 use crate::error::Error;
 use crate::log;
 use crate::route::{
-    check_request, constant_time_eq, error_body, presented_proxy_secret, upstream_url_from_raw,
-    ALLOWED_METHODS,
+    check_request, constant_time_eq, error_body, join_upstream, path_and_query,
+    presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
 };
 use crate::secret::SharedSecret;
 
@@ -42,7 +43,20 @@ async fn forward(
     ctx: &Context,
 ) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-    let proxy = proxy_config(env)?;
+    let configs = configs(env)?;
+    let url = req.url();
+    let path_and_query = path_and_query(&url)?;
+    // With profiles the first path segment picks one; an unknown one costs no token.
+    let (profile, path_and_query) = if configs.profiled() {
+        let (segment, rest) = split_profile(path_and_query);
+        if !configs.has(segment) {
+            return Err(unknown_profile());
+        }
+        (Some(segment), rest)
+    } else {
+        (None, path_and_query)
+    };
+    let proxy = configs.proxy(env, profile)?;
     let inner = &req;
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
@@ -82,8 +96,8 @@ async fn forward(
         proxy.max_body_bytes,
     )?;
 
-    let client = TokenClient::from_env(env)?;
-    let target = upstream_url_from_raw(proxy.upstream.as_str(), &inner.url())?;
+    let client = configs.client(env, profile)?;
+    let target = join_upstream(proxy.upstream.as_str(), path_and_query);
     let connection_tokens: Vec<String> = header("connection")
         .map(|c| {
             c.split(',')
@@ -184,35 +198,31 @@ fn limit_stream(
 }
 
 thread_local! {
-    static LAST_PROXY: PerEnv<Rc<ProxyConfig>> = const { PerEnv::new() };
+    // One per profile at most (a profile may have its own `PROXY_SHARED_SECRET`).
+    static SECRET_DIGESTS: std::cell::RefCell<Vec<(SharedSecret, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-thread_local! {
-    static SECRET_DIGEST: std::cell::RefCell<Option<(SharedSecret, Vec<u8>)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// SHA-256 of `PROXY_SHARED_SECRET`, computed once per isolate (per secret value).
+/// SHA-256 of a `PROXY_SHARED_SECRET`, computed once per isolate (per secret value).
 async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> {
-    let cached = SECRET_DIGEST.with(|c| {
+    let cached = SECRET_DIGESTS.with(|c| {
         c.borrow()
-            .as_ref()
-            .filter(|(s, _)| s.same_as(secret))
+            .iter()
+            .find(|(s, _)| s.same_as(secret))
             .map(|(_, d)| d.clone())
     });
     if let Some(digest) = cached {
         return Ok(digest);
     }
     let digest = sha256(secret.expose().as_bytes()).await?;
-    SECRET_DIGEST.with(|c| *c.borrow_mut() = Some((secret.clone(), digest.clone())));
+    SECRET_DIGESTS.with(|c| {
+        let mut c = c.borrow_mut();
+        // Rotations add values; the settings bound how many are current.
+        if c.len() >= 2 * crate::settings::MAX_PROFILES {
+            c.clear();
+        }
+        c.push((secret.clone(), digest.clone()));
+    });
     Ok(digest)
-}
-
-fn proxy_config(env: &Env) -> Result<Rc<ProxyConfig>, Error> {
-    LAST_PROXY.with(|last| {
-        last.get_or_try(env, || {
-            ProxyConfig::from_lookup(|name| env_string(env, name)).map(Rc::new)
-        })
-    })
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.

@@ -3,6 +3,7 @@
 //! The key is imported once per isolate, not extractable. ES256 signatures from WebCrypto are
 //! already the raw `r || s` form JWS wants (RFC 7518 §3.4); RS256 is RSASSA-PKCS1-v1_5.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -20,6 +21,8 @@ use crate::source::Assertions;
 struct Inner {
     key: PrivateKey,
     client_id: String,
+    /// The key's setting (`OAUTH_PRIVATE_KEY`, or a profile's), named if WebCrypto refuses it.
+    setting: Cow<'static, str>,
     prepared: RefCell<Option<Rc<(CryptoKey, String)>>>,
 }
 
@@ -28,19 +31,20 @@ struct Inner {
 pub struct EdgeAssertions(Rc<Inner>);
 
 impl EdgeAssertions {
-    /// Assertions by `client_id`, signed with `key`.
-    pub fn new(key: PrivateKey, client_id: String) -> Self {
+    /// Assertions by `client_id`, signed with `key` from the setting `setting`.
+    pub fn new(key: PrivateKey, client_id: String, setting: Cow<'static, str>) -> Self {
         Self(Rc::new(Inner {
             key,
             client_id,
+            setting,
             prepared: RefCell::new(None),
         }))
     }
 }
 
-fn key_error(reason: String) -> Error {
+fn key_error(setting: &str, reason: String) -> Error {
     Error::config(
-        "OAUTH_PRIVATE_KEY",
+        setting.to_owned(),
         format!("WebCrypto refused the key: {reason}"),
     )
 }
@@ -93,7 +97,8 @@ pub(super) async fn sign_jws(
     Ok(format!("{input}.{}", b64url(&sig)))
 }
 
-async fn import(key: &PrivateKey, extractable: bool) -> Result<CryptoKey> {
+async fn import(key: &PrivateKey, setting: &str, extractable: bool) -> Result<CryptoKey> {
+    let key_error = |e| key_error(setting, e);
     let usages = Array::of1(&"sign".into());
     let params = import_params(key.alg);
     let imported =
@@ -115,11 +120,11 @@ async fn import(key: &PrivateKey, extractable: bool) -> Result<CryptoKey> {
 }
 
 /// The public members of a PKCS#8 key, read from a throwaway extractable import.
-async fn public_of_pkcs8(key: &PrivateKey) -> Result<PublicJwk> {
-    let extractable = import(key, true).await?;
+async fn public_of_pkcs8(key: &PrivateKey, setting: &str) -> Result<PublicJwk> {
+    let extractable = import(key, setting, true).await?;
     let jwk = call(SUBTLE.with(|s| s.export_key("jwk", &extractable)))
         .await
-        .map_err(key_error)?;
+        .map_err(|e| key_error(setting, e))?;
     let member = |name: &str| {
         Reflect::get(&jwk, &name.into())
             .ok()
@@ -158,12 +163,12 @@ impl Inner {
             None => {
                 let public = match &self.key.public {
                     Some(p) => p.clone(),
-                    None => public_of_pkcs8(&self.key).await?,
+                    None => public_of_pkcs8(&self.key, &self.setting).await?,
                 };
                 thumbprint(&public).await?
             }
         };
-        let signing = import(&self.key, false).await?;
+        let signing = import(&self.key, &self.setting, false).await?;
         let prepared = Rc::new((signing, kid));
         *self.prepared.borrow_mut() = Some(prepared.clone());
         Ok(prepared)

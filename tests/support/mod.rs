@@ -24,6 +24,7 @@ pub const SECRET: &str = "s3cr%t+:/=&";
 
 pub fn config() -> Config {
     Config {
+        profile: None,
         token_url: Some("https://idp.example/token".parse().unwrap()),
         issuer: None,
         client_id: "client".into(),
