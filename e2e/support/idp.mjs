@@ -90,11 +90,13 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     },
   });
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
+  // Who each issued token went to, whatever the client authentication method.
+  provider.on('grant.success', (ctx) => state.issuedTo.push(ctx.oidc.client?.clientId ?? null));
   const callback = provider.callback();
 
   const state = {
     fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [],
-    requireNonce: false, proofs: [], answers: [],
+    requireNonce: false, proofs: [], answers: [], issuedTo: [],
   };
   server.on('request', (req, res) => {
     if (req.url.startsWith('/.well-known/')) state.discovery.push(req.url);
@@ -166,12 +168,16 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     get proofs() { return state.proofs; },
     /** Status and `error` of each token response, in order. */
     get answers() { return state.answers; },
+    /** The client id of each token issued, in order. */
+    get issuedTo() { return state.issuedTo; },
+    /** Tokens issued to `clientId`. */
+    issuedCount(clientId) { return state.issuedTo.filter((c) => c === clientId).length; },
     /** Token responses that carried a token. */
     get tokensIssued() { return state.answers.filter((a) => a.status === 200).length; },
     requireNonce(on) { state.requireNonce = on; },
     serveRfc8414(on) { state.rfc8414 = on; },
     setFault(f) { state.fault = f; },
-    resetCount() { state.tokenRequests = 0; state.authHeaders = []; state.proofs = []; state.answers = []; },
+    resetCount() { state.tokenRequests = 0; state.authHeaders = []; state.proofs = []; state.answers = []; state.issuedTo = []; },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

@@ -7,7 +7,6 @@
 //! the one writer of the configuration's KV entries), and answers with [`serve`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::future::{select, Either, LocalBoxFuture};
@@ -210,12 +209,12 @@ pub struct TokenCoordinator {
     /// and secrets, by the profile asks name (an object is named by its configuration, so all
     /// its asks name one profile, or profiles with identical settings); made on the first ask,
     /// synchronously, so asks that arrive together share one source and its single flight.
-    sources: RefCell<HashMap<Option<String>, Ready>>,
+    sources: RefCell<Vec<(Option<String>, Ready)>>,
 }
 
 impl TokenCoordinator {
     fn source(&self, profile: Option<String>) -> Result<Ready, String> {
-        if let Some(ready) = self.sources.borrow().get(&profile) {
+        if let Some((_, ready)) = self.sources.borrow().iter().find(|(p, _)| *p == profile) {
             return Ok(ready.clone());
         }
         let config = read_config(&self.env, profile.as_deref()).map_err(|e| e.to_string())?;
@@ -242,7 +241,7 @@ impl TokenCoordinator {
         );
         self.sources
             .borrow_mut()
-            .insert(profile, (sealer.clone(), source.clone()));
+            .push((profile, (sealer.clone(), source.clone())));
         Ok((sealer, source))
     }
 }

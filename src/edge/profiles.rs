@@ -3,7 +3,6 @@
 //! so the hot path is a reference comparison and a map lookup.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use worker::Env;
@@ -18,11 +17,19 @@ use crate::settings::{choose_profile, parse_profiles, Profile, PROFILES_SETTING}
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
 const UNPREFIXED: &str = "";
 
-/// What one `env` holds: the profiles, and the clients and proxy settings made so far.
+/// What one `env` holds: the profiles, and the clients and proxy settings made so far (a few
+/// dozen at most: a list costs less wasm than a map and is as fast at this size).
 pub(crate) struct Configs {
     profiles: Option<Vec<Profile>>,
-    clients: RefCell<HashMap<String, TokenClient>>,
-    proxies: RefCell<HashMap<String, Rc<ProxyConfig>>>,
+    clients: RefCell<Vec<(String, TokenClient)>>,
+    proxies: RefCell<Vec<(String, Rc<ProxyConfig>)>>,
+}
+
+fn find<T: Clone>(list: &RefCell<Vec<(String, T)>>, key: &str) -> Option<T> {
+    list.borrow()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 thread_local! {
@@ -72,8 +79,8 @@ impl Configs {
     /// A configuration error is not remembered: the next call reads the settings again.
     pub(crate) fn client(&self, env: &Env, profile: Option<&str>) -> Result<TokenClient> {
         let key = profile.unwrap_or(UNPREFIXED);
-        if let Some(client) = self.clients.borrow().get(key) {
-            return Ok(client.clone());
+        if let Some(client) = find(&self.clients, key) {
+            return Ok(client);
         }
         let lookup = |name: &str| env_string(env, name);
         let config = match self.profile(profile)? {
@@ -84,15 +91,15 @@ impl Configs {
             TokenClient::with_env(config, KvNamespace::from_env(env, KV_BINDING), Some(env));
         self.clients
             .borrow_mut()
-            .insert(key.to_owned(), client.clone());
+            .push((key.to_owned(), client.clone()));
         Ok(client)
     }
 
     /// The proxy settings of `profile` (`None`: the unprefixed ones), read on first use.
     pub(crate) fn proxy(&self, env: &Env, profile: Option<&str>) -> Result<Rc<ProxyConfig>> {
         let key = profile.unwrap_or(UNPREFIXED);
-        if let Some(proxy) = self.proxies.borrow().get(key) {
-            return Ok(proxy.clone());
+        if let Some(proxy) = find(&self.proxies, key) {
+            return Ok(proxy);
         }
         let lookup = |name: &str| env_string(env, name);
         let proxy = Rc::new(match self.profile(profile)? {
@@ -101,7 +108,7 @@ impl Configs {
         });
         self.proxies
             .borrow_mut()
-            .insert(key.to_owned(), proxy.clone());
+            .push((key.to_owned(), proxy.clone()));
         Ok(proxy)
     }
 }
