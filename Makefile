@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build test test-native test-wasm test-e2e lint demo dev size fuzz bench simulate clean
+.PHONY: setup build build-example test test-native test-wasm test-e2e lint demo dev size fuzz bench simulate clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,12 +17,21 @@ setup:
 build: setup
 	bash scripts/build.sh
 
-test: setup lint test-native test-wasm build size test-e2e
+test: setup lint test-native test-wasm build size build-example test-e2e
+
+# The library example (examples/two-apis, a Rust Worker with default features off), built so
+# the README's library section cannot rot; e2e/library.test.mjs runs it. Shares target/ so
+# only the two crates of ours compile again.
+build-example: setup
+	cd examples/two-apis && CARGO_TARGET_DIR=$(CURDIR)/target worker-build --release
 
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --no-default-features -- -D warnings
+	cargo doc --no-deps --target wasm32-unknown-unknown 2>&1 | tee target/doc.log; ! grep -q '^warning' target/doc.log
+	cd examples/two-apis && cargo fmt -- --check && CARGO_TARGET_DIR=$(CURDIR)/target cargo clippy --target wasm32-unknown-unknown -- -D warnings
 
 test-native: setup
 	cargo test
@@ -51,7 +60,7 @@ dev: build
 	node scripts/demo.mjs --serve
 
 clean:
-	rm -rf build target node_modules .wrangler
+	rm -rf build target node_modules .wrangler examples/two-apis/build
 
 # Not part of `make test`: the fleet simulation (SIMULATION.md), in under a minute.
 simulate:

@@ -26,13 +26,10 @@ mod sim {
     use futures_executor::{LocalPool, LocalSpawner};
     use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
     use futures_util::task::LocalSpawnExt;
-    use worker_m2m::config::{ClientAuth, Config};
-    use worker_m2m::coordinator::{serve, Answer, Ask, Coordinator};
-    use worker_m2m::secret::ClientSecret;
-    use worker_m2m::source::{LogSink, Runtime, Signers};
-    use worker_m2m::store::{TokenStore, TOKEN_ENTRY};
-    use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
-    use worker_m2m::TokenSource;
+    use worker_m2m::serve_coordinator as serve;
+    use worker_m2m::{Answer, Ask, ClientAuth, ClientSecret, Config, Coordinator};
+    use worker_m2m::{HttpClient, HttpRequest, HttpResponse, TransportError};
+    use worker_m2m::{LogSink, Runtime, Signers, TokenSource, TokenStore, TOKEN_ENTRY};
 
     // --- the model's numbers (SIMULATION.md says where they come from) ---------------------
     const DAY_MS: u64 = 86_400_000;

@@ -14,8 +14,6 @@ use crate::private_key::{parse_key, PrivateKey};
 use crate::secret::{ClientSecret, SharedSecret};
 use crate::settings::{Profile, Settings};
 
-pub use crate::proxy_config::{parse_upstream_origin, ProxyConfig, DEFAULT_MAX_BODY_BYTES};
-
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
 pub const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
 /// Default `OAUTH_TIMEOUT_MS`.
@@ -122,7 +120,7 @@ pub struct Config {
     pub resource: Option<String>,
     /// Extra form parameters, in order (e.g. Okta's `redirect_uri` from the seed guide).
     pub extra_params: Vec<(String, String)>,
-    /// Seconds before expiry at which a token is no longer used (see [`crate::token`]).
+    /// Seconds before expiry at which a token is no longer used (see [`Token::fresh_until`](crate::Token::fresh_until)).
     pub expiry_margin_secs: u64,
     /// Bound on obtaining one token, retries included, in milliseconds.
     pub timeout_ms: u64,
@@ -134,7 +132,7 @@ pub struct Config {
     /// Key material for sealing KV values (`TOKEN_CACHE_KEY`); the client secret when unset.
     pub cache_key_secret: Option<SharedSecret>,
     /// Refresh a token in the background when it enters its refresh window
-    /// (`OAUTH_REFRESH_AHEAD`, default on; see [`crate::token`]).
+    /// (`OAUTH_REFRESH_AHEAD`, default on; see [`Token::refresh_at`](crate::Token::refresh_at)).
     pub refresh_ahead: bool,
     /// DPoP-bound tokens (`OAUTH_DPOP`, `OAUTH_DPOP_KEY`; RFC 9449).
     pub dpop: Dpop,
@@ -273,7 +271,7 @@ impl Config {
     }
 
     /// Builds the configuration of `profile`: its prefixed settings, and the shared tuning
-    /// where it sets none (see [`crate::settings`]).
+    /// where it sets none (see [`Profile`] and the README's "Several APIs").
     pub fn for_profile(lookup: impl Fn(&str) -> Option<String>, profile: &Profile) -> Result<Self> {
         Self::from_settings(&Settings::new(&lookup, Some(profile)))
     }

@@ -12,10 +12,10 @@
 use std::fmt;
 use std::rc::Rc;
 
+use crate::challenge::challenge_error;
 use crate::error::{Error, ErrorCode, Result};
 use crate::jwt::{json_string, signing_input};
 use crate::private_key::{parse_key, Alg, KeyFormat, PublicJwk};
-use crate::route::challenge_error;
 use crate::secret::SharedSecret;
 use futures_util::future::LocalBoxFuture;
 
@@ -69,12 +69,12 @@ impl DpopKey {
     }
 
     /// The private JWK as JSON text, for WebCrypto and the sealed cache record.
-    pub fn private_jwk(&self) -> &SharedSecret {
+    pub(crate) fn private_jwk(&self) -> &SharedSecret {
         &self.private_jwk
     }
 
     /// The public members, for the proof header and the RFC 7638 thumbprint.
-    pub fn public(&self) -> &PublicJwk {
+    pub(crate) fn public(&self) -> &PublicJwk {
         &self.public
     }
 }

@@ -176,7 +176,7 @@ impl Error {
     /// characters out, every form of what was sent replaced, then shortened to
     /// [`MAX_DESCRIPTION_CHARS`]. Texts of ours (configuration, rejections) name no secret and
     /// are left alone.
-    pub fn redact(self, redactor: &crate::redact::Redactor) -> Self {
+    pub(crate) fn redact(self, redactor: &crate::redact::Redactor) -> Self {
         let clean = |s: String| redactor.clean(&s, MAX_DESCRIPTION_CHARS);
         match self {
             Self::Refused {

@@ -75,6 +75,7 @@ pub const DROPPED_NAMES: &[&str] = &[
 /// Whether the caller's header `name` (lower case, as `Headers` iterates) is kept from the
 /// upstream: the proxy's own headers always; a dropped class unless the operator allowed the
 /// name (`allowed`, from `PROXY_FORWARD_HEADERS`).
+#[cfg(test)]
 pub fn header_dropped(name: &str, allowed: &[String]) -> bool {
     if NEVER_FORWARDED.contains(&name) {
         return true;

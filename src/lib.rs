@@ -10,7 +10,7 @@
 //! with a signed proof on every request. Tokens are refreshed ahead of expiry, retried with
 //! backoff, held down after refusals, and sealed with AES-GCM in KV. With a `TOKEN_COORDINATOR`
 //! Durable Object bound, one object per configuration makes the token request for every isolate
-//! in every location (see [`coordinator`]).
+//! in every location (`TokenCoordinator`).
 //!
 //! The crate is an I/O-free core (configuration, request building, response parsing, expiry,
 //! caching and single flight over two small traits) plus a thin Workers edge (`fetch`, KV,
@@ -24,46 +24,89 @@
 //! let response = api.fetch(request).await?;
 //! ```
 
-pub mod acquire;
-pub mod backoff;
-pub mod cache_key;
-pub mod config;
-pub mod coordinator;
-pub mod discovery;
-pub mod dpop;
-pub mod error;
-pub mod headers;
-pub mod holddown;
-pub mod jwt;
-pub mod log;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#![warn(missing_docs)]
+// The edge (and with it the proxy) is built for wasm32 only: natively, the parts of the core
+// that only the edge calls would all be reported unused. The wasm32 build checks them.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+// Private modules: the public surface is the re-exports below, nothing else.
+mod acquire;
+mod backoff;
+mod cache_key;
+mod challenge;
+mod config;
+mod coordinator;
+mod discovery;
+mod dpop;
+mod error;
+#[cfg(any(feature = "proxy", feature = "fuzzing"))]
+mod headers;
+mod holddown;
+mod jwt;
+mod log;
 mod lru;
-pub mod private_key;
+mod private_key;
+#[cfg(any(feature = "proxy", feature = "fuzzing"))]
 mod proxy_config;
-pub mod redact;
-pub mod route;
-pub mod runtime;
-pub mod secret;
-pub mod settings;
-pub mod source;
-pub mod store;
+mod redact;
+#[cfg(any(feature = "proxy", feature = "fuzzing"))]
+mod route;
+mod runtime;
+mod secret;
+mod settings;
+mod source;
+mod store;
 mod tiers;
-pub mod token;
-pub mod token_request;
-pub mod token_response;
-pub mod transport;
+mod token;
+mod token_request;
+mod token_response;
+mod transport;
 
 #[cfg(target_arch = "wasm32")]
-pub mod edge;
+mod edge;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
 mod entry;
 
-pub use config::{ClientAuth, Config};
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
+
+/// Entry points for `cargo fuzz` (`make fuzz`): behind the `fuzzing` feature, not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::proxy_config::ProxyConfig;
+    pub use crate::redact::Redactor;
+    pub use crate::route::{check_request, upstream_url, upstream_url_from_raw};
+    pub use crate::token_response::{parse_token_response, MIN_LIFETIME_SECS};
+}
+
+// Settings and what they produce.
+pub use config::{ClientAuth, Config, Dpop};
+pub use dpop::DpopKey;
+pub use private_key::PrivateKey;
+pub use settings::{Profile, PROFILES_SETTING};
+
+// Tokens, secrets and errors.
 pub use error::{Error, ErrorCode, Result};
-pub use secret::{AccessToken, AuthorizationValue, ClientSecret};
-pub use source::TokenSource;
+pub use secret::{AccessToken, AuthorizationValue, ClientSecret, SharedSecret};
 pub use token::{Scheme, Token};
 
+// The Workers API (wasm32 only).
 #[cfg(target_arch = "wasm32")]
-pub use edge::client::TokenClient;
+pub use edge::client::{sign_with, TokenClient, KV_BINDING, REPLAY_LIMIT_BYTES};
+#[cfg(target_arch = "wasm32")]
+pub use edge::coordinator::{TokenCoordinator, COORDINATOR_BINDING};
+#[cfg(target_arch = "wasm32")]
+pub use edge::kv::KvNamespace;
+
+// The I/O-free core, for running the token source on another platform or testing with it: the
+// source, and the traits it is driven through.
+pub use acquire::{Assertions, Signers};
+pub use coordinator::{serve as serve_coordinator, Answer, Ask, Coordinator};
+pub use dpop::Proofs;
+pub use holddown::HOLD_ENTRY;
+pub use runtime::{LogSink, Runtime};
+pub use source::TokenSource;
+pub use store::{NoStore, TokenStore, TOKEN_ENTRY};
+pub use transport::{HttpClient, HttpRequest, HttpResponse, TransportError};

@@ -80,6 +80,7 @@ pub fn replay(status: u16) -> String {
 }
 
 /// A request the proxy answered with an error.
+#[cfg(feature = "proxy")]
 pub fn proxy_error(status: u16, err: &Error) -> String {
     line(
         json!({ "event": "proxy", "outcome": "error", "status": status, "error": err.code(), "detail": err.to_string() }),

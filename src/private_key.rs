@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::secret::SharedSecret;
 
+#[cfg(test)]
 const SETTING: &str = "OAUTH_PRIVATE_KEY";
 
 /// A JWS signing algorithm this crate signs with.
@@ -73,23 +74,25 @@ impl PublicJwk {
     }
 }
 
-/// A parsed `OAUTH_PRIVATE_KEY`.
+/// A parsed `OAUTH_PRIVATE_KEY` (RFC 7517 JWK or RFC 5958 PKCS#8): opaque, imported by
+/// WebCrypto at the edge; its `Debug` shows no key material.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PrivateKey {
     /// The key material.
-    pub format: KeyFormat,
+    pub(crate) format: KeyFormat,
     /// Its algorithm.
-    pub alg: Alg,
+    pub(crate) alg: Alg,
     /// The `kid` for the JWS header: the JWK's own, else `OAUTH_PRIVATE_KEY_ID`; when both are
     /// absent the edge uses the key's RFC 7638 thumbprint.
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// The public members, when known without WebCrypto (JWK input).
-    pub public: Option<PublicJwk>,
+    pub(crate) public: Option<PublicJwk>,
     /// The setting's raw text: the credential, for cache keys and scrubbing.
-    pub raw: SharedSecret,
+    pub(crate) raw: SharedSecret,
 }
 
 /// Parses `OAUTH_PRIVATE_KEY`; `key_id` is `OAUTH_PRIVATE_KEY_ID`.
+#[cfg(test)]
 pub fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey> {
     parse_key(SETTING, raw, key_id)
 }

@@ -24,7 +24,7 @@ pub struct ProxyConfig {
     /// Largest request body forwarded (`PROXY_MAX_BODY_BYTES`); larger ones get 413.
     pub max_body_bytes: u64,
     /// Header names the operator lets through although a class of the header policy drops
-    /// them (`PROXY_FORWARD_HEADERS`, lower case; see [`crate::headers::header_dropped`]).
+    /// them (`PROXY_FORWARD_HEADERS`, lower case; see [`crate::headers`]).
     pub forward_headers: Vec<String>,
 }
 
@@ -93,6 +93,7 @@ impl ProxyConfig {
 }
 
 /// The proxy's one allowed upstream (`UPSTREAM_ORIGIN`), `scheme://host[:port]`.
+#[cfg(test)]
 pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
     const NAME: &str = "UPSTREAM_ORIGIN";
     let raw = raw

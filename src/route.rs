@@ -1,7 +1,9 @@
 //! The egress proxy's decisions, with no I/O: where a request goes, whether it is accepted,
-//! when an upstream's answer calls for a new token, and what an error looks like to the caller.
+//! and what an error looks like to the caller. When an upstream's answer calls for a new token
+//! is [`crate::challenge`].
 //! Which of the caller's headers go with it is [`crate::headers`].
 
+#[cfg(any(test, feature = "fuzzing"))]
 use url::Url;
 
 use crate::error::Error;
@@ -11,6 +13,7 @@ use crate::error::Error;
 /// Only the path and query of the incoming URL are read, and they are set on a copy of the
 /// origin, so nothing in them (`//host`, an absolute URL, percent-encoded slashes, `@`) can
 /// change the scheme, host or port. The final check guards that reasoning.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     let mut url = origin.clone();
     url.set_path(incoming.path());
@@ -27,6 +30,7 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
 
 /// [`upstream_url`] for the incoming URL as workerd serialises it, without parsing either URL
 /// again on the hot path: [`join_upstream`] of the origin and [`path_and_query`].
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Error> {
     Ok(join_upstream(origin, path_and_query(incoming)?))
 }
@@ -46,7 +50,7 @@ pub fn path_and_query(incoming: &str) -> Result<&str, Error> {
 /// Why this cannot leave the origin: the appended part always starts with `/`, and after
 /// `scheme://host[:port]` a `/` ends the authority, so nothing after it (`//host`, `@`, `\`,
 /// `%2F`) is read as a host. The tests and the `proxy_path` fuzz target check this against the
-/// parsing [`upstream_url`].
+/// parsing `upstream_url`.
 pub fn join_upstream(origin: &str, path_and_query: &str) -> String {
     let origin = origin.trim_end_matches('/');
     let mut target = String::with_capacity(origin.len() + path_and_query.len() + 1);
@@ -146,45 +150,6 @@ pub fn check_request<'a>(
         }
     }
     Ok(())
-}
-
-/// The `error` parameter of a `Bearer` or `DPoP` challenge (RFC 6750 §3), if the upstream gave one.
-pub fn challenge_error(www_authenticate: &str) -> Option<&str> {
-    // Parameters are `name=value` or `name="value"`, separated by commas and spaces; match the
-    // name exactly so `error_description="... invalid_token ..."` is not mistaken for it.
-    let mut rest = www_authenticate;
-    while let Some(at) = rest.find("error=") {
-        let before = rest[..at].chars().last();
-        let value = &rest[at + "error=".len()..];
-        if before.is_none_or(|c| c == ' ' || c == ',') {
-            let value = value.strip_prefix('"').map_or_else(
-                || value.split([',', ' ']).next().unwrap_or_default(),
-                |quoted| quoted.split('"').next().unwrap_or_default(),
-            );
-            return Some(value);
-        }
-        rest = value;
-    }
-    None
-}
-
-/// Whether an upstream answer means "this token is no longer good" (RFC 6750 §3.1): a status in
-/// `OAUTH_RETRY_STATUSES`, unless its challenge names another error (`insufficient_scope` is
-/// not helped by a new token). A challenge without an `error` (RFC 6750 makes it optional)
-/// counts as a rejection of the token.
-pub fn token_rejected(status: u16, www_authenticate: Option<&str>, retry_statuses: &[u16]) -> bool {
-    retry_statuses.contains(&status)
-        && www_authenticate
-            .and_then(challenge_error)
-            .is_none_or(|e| e == "invalid_token")
-}
-
-/// Whether a request rejected for its token may be sent again. Idempotent methods (RFC 9110
-/// §9.2.2) may; `POST` and `PATCH` only when the upstream said `error="invalid_token"`, which
-/// means it refused the request at authentication and did not act on it.
-pub fn may_replay(method: &str, www_authenticate: Option<&str>) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
-        || www_authenticate.and_then(challenge_error) == Some("invalid_token")
 }
 
 /// Compares two byte strings in time that depends only on their lengths (callers compare
@@ -359,34 +324,6 @@ mod tests {
         assert!(ok("POST", &[("transfer-encoding", "chunked")]).is_ok());
         assert_eq!(status(ok("POST", &[("content-length", "-1")])), 400);
         assert_eq!(status(ok("GET", &[("x-a", "b\r\nx-evil: 1")])), 400);
-    }
-
-    #[test]
-    fn token_rejections_and_replays() {
-        let invalid = Some(r#"Bearer error="invalid_token", error_description="revoked""#);
-        assert!(token_rejected(401, None, &[401]));
-        assert!(token_rejected(401, invalid, &[401]));
-        assert!(!token_rejected(
-            401,
-            Some(r#"Bearer error="insufficient_scope""#),
-            &[401]
-        ));
-        assert!(!token_rejected(403, None, &[401]));
-        assert!(!token_rejected(401, None, &[]));
-        assert!(may_replay("GET", None) && may_replay("PUT", None) && may_replay("POST", invalid));
-        assert!(!may_replay("POST", None) && !may_replay("PATCH", Some("Bearer")));
-        // A challenge without an error code still rejects the token (RFC 6750 §3: optional).
-        assert!(token_rejected(401, Some(r#"Bearer realm="api""#), &[401]));
-        // A description that mentions invalid_token is not the error code.
-        let described =
-            Some(r#"Bearer error="insufficient_scope", error_description="not an invalid_token""#);
-        assert!(!token_rejected(401, described, &[401]));
-        assert!(!may_replay("POST", described));
-        assert_eq!(
-            challenge_error(r#"DPoP algs="ES256", error=use_dpop_nonce"#),
-            Some("use_dpop_nonce")
-        );
-        assert_eq!(challenge_error(r#"Bearer realm="x""#), None);
     }
 
     #[test]

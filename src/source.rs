@@ -214,7 +214,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     }
 
     /// Like [`TokenSource::token`], and with `ahead` (and `OAUTH_REFRESH_AHEAD` on), a fresh token
-    /// inside its refresh window (see [`crate::token`]) is returned at once while one background
+    /// inside its refresh window (see [`Token::refresh_at`]) is returned at once while one background
     /// refresh starts.
     ///
     /// `on_start` is called with the handle of any flight this call starts (a background refresh

@@ -33,11 +33,11 @@ pub const STORE_TIMEOUT_MS: u64 = 1_500;
 
 /// A shared cache (Workers KV in production). Failures are reported as text and treated by the
 /// caller as a miss or a skipped write: the cache is an optimisation, never a dependency. Every
-/// operation settles within [`STORE_TIMEOUT_MS`].
+/// operation settles within `STORE_TIMEOUT_MS` (1.5 s).
 pub trait TokenStore {
     /// Reads an entry.
     fn get(&self, name: &str) -> impl Future<Output = Result<Option<String>, String>>;
-    /// Writes an entry that expires after `ttl_secs` (at least [`KV_MIN_TTL_SECS`]).
+    /// Writes an entry that expires after `ttl_secs` (at least `KV_MIN_TTL_SECS`, 60 s, as Workers KV requires).
     fn put(
         &self,
         name: &str,

@@ -175,7 +175,7 @@ impl Token {
         now < self.fresh_until
     }
 
-    /// True while the token has at least [`MIN_REMAINING_SECS`] left at `now`: the last line
+    /// True while the token has at least `MIN_REMAINING_SECS` (5 s) left at `now`: the last line
     /// every token handed out must pass, fresh or not, whatever its source.
     pub fn usable_at(&self, now: u64) -> bool {
         now + MIN_REMAINING_SECS < self.expires_at

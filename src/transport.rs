@@ -42,7 +42,7 @@ pub struct HttpResponse {
     pub status: u16,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
-    /// Body bytes, at most [`MAX_TOKEN_RESPONSE_BYTES`] + 1 (the extra byte tells "too large").
+    /// Body bytes, at most `MAX_TOKEN_RESPONSE_BYTES` (64 KiB) + 1 (the extra byte tells "too large").
     pub body: Vec<u8>,
     /// How long the exchange took, measured by the transport, for logs.
     pub elapsed_ms: u64,
@@ -79,7 +79,7 @@ pub struct TransportError {
 
 /// Sends one HTTP request.
 pub trait HttpClient {
-    /// Sends `request` and reads the response body (capped at [`MAX_TOKEN_RESPONSE_BYTES`] + 1).
+    /// Sends `request` and reads the response body (capped at `MAX_TOKEN_RESPONSE_BYTES` (64 KiB) + 1).
     fn execute(
         &self,
         request: HttpRequest,

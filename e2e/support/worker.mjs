@@ -5,17 +5,23 @@ import { Miniflare } from 'miniflare';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The built proxy Worker as Miniflare loads it (no '..' in module names, hence modulesRoot). */
-const BUILT_PROXY = {
-  modules: true,
-  scriptPath: path.join(root, 'build/index.js'),
-  modulesRoot: path.join(root, 'build'),
-  modulesRules: [
-    { type: 'ESModule', include: ['**/*.js'] },
-    { type: 'CompiledWasm', include: ['**/*.wasm'] },
-  ],
-  compatibilityDate: '2026-04-01',
-};
+/** A Worker built by worker-build into `dir` as Miniflare loads it (no '..' in module names,
+ *  hence modulesRoot). */
+function built(dir) {
+  return {
+    modules: true,
+    scriptPath: path.join(root, dir, 'index.js'),
+    modulesRoot: path.join(root, dir),
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+  };
+}
+
+/** The built proxy Worker. */
+const BUILT_PROXY = built('build');
 
 /** Every line the Workers print, kept in `logs` as `collect` reads their stdout and stderr. */
 function collector() {
@@ -48,14 +54,15 @@ function jsonLines(logs) {
  * TOKEN_CACHE, `kv: 'broken'` one whose every call throws, `kv: 'hanging'` one that never
  * answers; `kvPersist`
  * shares KV between instances through a directory; `port` listens; `caller` is the source of
- * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`).
+ * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`);
+ * `builtDir` runs another Worker built by worker-build instead of the proxy (the library example).
  * Every line the Worker logs is kept in `logs`.
  */
-export async function startWorker({ bindings, kv = true, kvPersist, port, caller } = {}) {
+export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir } = {}) {
   const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
-    ...BUILT_PROXY,
+    ...(builtDir ? built(builtDir) : BUILT_PROXY),
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
   };

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use worker_m2m::config::{Config, ProxyConfig};
+use worker_m2m::fuzzing::ProxyConfig;
+use worker_m2m::Config;
 
 const SECRET: &str = "fuzz-Secret-Value-1234";
 

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use url::Url;
-use worker_m2m::route::{check_request, upstream_url, upstream_url_from_raw};
+use worker_m2m::fuzzing::{check_request, upstream_url, upstream_url_from_raw};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,9 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use worker_m2m::redact::Redactor;
-use worker_m2m::token_response::{parse_token_response, MIN_LIFETIME_SECS};
-use worker_m2m::transport::HttpResponse;
+use worker_m2m::fuzzing::{parse_token_response, Redactor, MIN_LIFETIME_SECS};
+use worker_m2m::HttpResponse;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {

@@ -8,12 +8,12 @@ use super::fetch::global_fetch;
 use super::kv::KvNamespace;
 use super::registry::{self, EdgeSource};
 use super::runtime::FlightHandle;
+use crate::challenge::{may_replay, token_rejected};
 use crate::config::Config;
 use crate::dpop::{htu, resource_wants_nonce};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::lru::LastUse;
-use crate::route::{may_replay, token_rejected};
 use crate::token::Token;
 
 /// Name of the KV binding used as the shared token cache.
@@ -46,7 +46,7 @@ impl TokenClient {
 
     /// The client of the profile `profile`, one of those `M2M_PROFILES` lists: its settings
     /// are read with the profile's prefix (`BILLING_OAUTH_CLIENT_ID` for `billing`; see
-    /// [`crate::settings`]). Each profile has its own tokens, KV entries, coordinator object
+    /// the README's "Several APIs"). Each profile has its own tokens, KV entries, coordinator object
     /// and hold-down: one profile's failure never touches another.
     pub fn for_profile(env: &Env, profile: &str) -> Result<Self> {
         super::profiles::configs(env)?.client(env, Some(profile))
@@ -167,7 +167,7 @@ impl TokenClient {
     }
 
     /// Forgets `token` because an upstream rejected it (RFC 6750 §3.1); whether a new token is
-    /// worth fetching (see [`TokenSource::invalidate`]).
+    /// worth fetching (see [`TokenSource::invalidate`](crate::TokenSource::invalidate)).
     pub async fn invalidate(&self, token: &Token) -> bool {
         self.source.invalidate(token, super::now_secs()).await
     }

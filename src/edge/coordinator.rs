@@ -5,6 +5,9 @@
 //! #726) after a KV miss and when their token enters its refresh window. The object runs the
 //! same token source as an isolate, over its own storage (sealed like KV, and mirrored to KV:
 //! the one writer of the configuration's KV entries), and answers with [`serve`].
+// The `durable_object` macro generates wasm-bindgen methods (the JS class's constructor and
+// `fetch`) that cannot carry docs.
+#![allow(missing_docs)]
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -1,20 +1,25 @@
 //! The Workers edge: the only code that touches `fetch`, KV, WebCrypto and the clock.
 //! Each piece is a thin adapter from a platform API to a core trait or type.
 
-pub mod client;
-pub mod coordinator;
-pub mod crypto;
-pub mod dpop;
-pub mod env;
-pub mod fetch;
-pub mod kv;
-pub mod outbound;
-pub(crate) mod profiles;
-pub mod proxy;
-pub mod registry;
-pub mod runtime;
-pub mod seal;
-pub mod signing;
+pub(crate) mod client;
+pub(crate) mod coordinator;
+pub(crate) mod crypto;
+pub(crate) mod dpop;
+pub(crate) mod env;
+pub(crate) mod fetch;
+pub(crate) mod kv;
+#[cfg(feature = "proxy")]
+pub(crate) mod outbound;
+mod profiles;
+#[cfg(feature = "proxy")]
+pub(crate) mod proxy;
+pub(crate) mod registry;
+pub(crate) mod runtime;
+pub(crate) mod seal;
+pub(crate) mod signing;
+
+#[cfg(test)]
+mod tests;
 
 /// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
 pub fn now_secs() -> u64 {
@@ -46,4 +51,12 @@ pub(crate) fn js_error_text(e: &wasm_bindgen::JsValue) -> String {
     }
     e.as_string()
         .unwrap_or_else(|| "unknown JavaScript error".into())
+}
+
+/// Lets a Worker's handler use `?` on this crate's results: the error's text (which names
+/// settings and fields, never a secret) becomes a `worker::Error::RustError`.
+impl From<crate::Error> for worker::Error {
+    fn from(err: crate::Error) -> Self {
+        worker::Error::RustError(err.to_string())
+    }
 }

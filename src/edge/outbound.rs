@@ -2,7 +2,7 @@
 //!
 //! Copying headers one by one from Rust costs three boundary crossings and two string copies per
 //! header on every request; the same work in JavaScript is one call. What to drop is still
-//! decided by the tables in [`crate::headers`] (see [`crate::headers::header_dropped`], which the
+//! decided by the tables in [`crate::headers`] (see `header_dropped`, which the
 //! JavaScript below follows exactly) and the caller's `Connection` tokens.
 
 use std::cell::RefCell;

@@ -10,8 +10,10 @@ use worker::Env;
 use super::client::{TokenClient, KV_BINDING};
 use super::env::{env_string, PerEnv};
 use super::kv::KvNamespace;
-use crate::config::{Config, ProxyConfig};
+use crate::config::Config;
 use crate::error::Result;
+#[cfg(feature = "proxy")]
+use crate::proxy_config::ProxyConfig;
 use crate::settings::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
 
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
@@ -22,6 +24,7 @@ const UNPREFIXED: &str = "";
 pub(crate) struct Configs {
     profiles: Option<Vec<Profile>>,
     clients: RefCell<Vec<(String, TokenClient)>>,
+    #[cfg(feature = "proxy")]
     proxies: RefCell<Vec<(String, Rc<ProxyConfig>)>>,
 }
 
@@ -43,6 +46,7 @@ pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
             Ok(Rc::new(Configs {
                 profiles: parse_profiles(env_string(env, PROFILES_SETTING))?,
                 clients: RefCell::default(),
+                #[cfg(feature = "proxy")]
                 proxies: RefCell::default(),
             }))
         })
@@ -60,11 +64,13 @@ pub(crate) fn read_config(env: &Env, profile: Option<&str>) -> Result<Config> {
 
 impl Configs {
     /// Whether the Worker has profiles, and so whether the proxy routes by path.
+    #[cfg(feature = "proxy")]
     pub(crate) fn profiled(&self) -> bool {
         self.profiles.is_some()
     }
 
     /// Whether `name` is one of the listed profiles.
+    #[cfg(feature = "proxy")]
     pub(crate) fn has(&self, name: &str) -> bool {
         self.profiles
             .as_deref()
@@ -96,6 +102,7 @@ impl Configs {
     }
 
     /// The proxy settings of `profile` (`None`: the unprefixed ones), read on first use.
+    #[cfg(feature = "proxy")]
     pub(crate) fn proxy(&self, env: &Env, profile: Option<&str>) -> Result<Rc<ProxyConfig>> {
         let key = profile.unwrap_or(UNPREFIXED);
         if let Some(proxy) = find(&self.proxies, key) {

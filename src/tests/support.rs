@@ -9,15 +9,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use crate::config::{ClientAuth, Config};
+use crate::secret::ClientSecret;
+use crate::source::Runtime;
+pub use crate::source::Signers;
+use crate::store::TokenStore;
+use crate::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+use crate::{Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
-use worker_m2m::config::{ClientAuth, Config};
-use worker_m2m::secret::ClientSecret;
-use worker_m2m::source::Runtime;
-pub use worker_m2m::source::Signers;
-use worker_m2m::store::TokenStore;
-use worker_m2m::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
-use worker_m2m::{Token, TokenSource};
 
 pub const NOW: u64 = 1_700_000_000;
 pub const SECRET: &str = "s3cr%t+:/=&";
@@ -197,7 +197,7 @@ impl Runtime for TestRuntime {
     }
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
         self.sleeps.borrow_mut().push(ms);
-        if ms >= worker_m2m::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
+        if ms >= crate::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
             futures_util::future::Either::Left(std::future::pending())
         } else {
             advance(ms);
@@ -213,7 +213,7 @@ pub type Source = TokenSource<Endpoint, Kv, TestRuntime>;
 pub type Handle = Shared<LocalBoxFuture<'static, ()>>;
 
 /// `token_ahead` with refresh ahead on, and the handle of any flight it started.
-pub fn ahead(source: &Source, now: u64) -> (worker_m2m::Result<Token>, Option<Handle>) {
+pub fn ahead(source: &Source, now: u64) -> (crate::Result<Token>, Option<Handle>) {
     let started = RefCell::new(None);
     let record = |h: &Handle| *started.borrow_mut() = Some(h.clone());
     let t = block_on(source.token_ahead(now, true, Some(&record)));
@@ -231,18 +231,18 @@ pub fn no_signers(config: &Config) -> Signers {
 }
 
 /// A source for a configuration that needs no signers.
-pub fn new_source<H: worker_m2m::transport::HttpClient + 'static, S: TokenStore + 'static>(
+pub fn new_source<H: crate::transport::HttpClient + 'static, S: TokenStore + 'static>(
     config: Config,
     http: H,
     store: S,
     runtime: TestRuntime,
-    log: worker_m2m::source::LogSink,
+    log: crate::source::LogSink,
 ) -> TokenSource<H, S, TestRuntime> {
     let signers = no_signers(&config);
     TokenSource::new(config, http, signers, store, runtime, log)
 }
 
-pub fn source(ep: &Endpoint, kv: &Kv, log: worker_m2m::source::LogSink) -> Source {
+pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::LogSink) -> Source {
     new_source(
         config(),
         ep.clone(),
@@ -287,7 +287,7 @@ impl TokenStore for Kv {
 
 pub type Lines = Rc<RefCell<Vec<String>>>;
 
-pub fn logs() -> (Lines, worker_m2m::source::LogSink) {
+pub fn logs() -> (Lines, crate::source::LogSink) {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let sink = lines.clone();
     (

@@ -1,22 +1,18 @@
 //! The cache and single flight, natively, with a fixed clock and test doubles.
-#![cfg(not(target_arch = "wasm32"))]
-
-mod support;
-
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::task::Context;
 
+use crate::config::{ClientAuth, Config};
+use crate::holddown::HOLD_ENTRY;
+use crate::store::{encode_record, TOKEN_ENTRY};
+use crate::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::{AccessToken, Scheme, Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::{join_all, LocalBoxFuture};
-use worker_m2m::config::{ClientAuth, Config};
-use worker_m2m::holddown::HOLD_ENTRY;
-use worker_m2m::store::{encode_record, TOKEN_ENTRY};
-use worker_m2m::transport::{HttpRequest, HttpResponse, TransportError};
-use worker_m2m::{AccessToken, Scheme, Token, TokenSource};
 
-use support::*;
+use super::support::*;
 
 #[test]
 fn one_request_for_many_concurrent_callers_then_memory_only() {
@@ -339,7 +335,7 @@ fn network_errors_are_unavailable() {
     let source = new_source(
         config(),
         http,
-        worker_m2m::store::NoStore,
+        crate::store::NoStore,
         TestRuntime::default(),
         logs().1,
     );
@@ -379,7 +375,7 @@ fn a_waiter_gives_up_on_a_flight_that_never_ends() {
     assert!(rt
         .sleeps
         .borrow()
-        .contains(&(1000 + worker_m2m::source::FLIGHT_SLACK_MS)));
+        .contains(&(1000 + crate::source::FLIGHT_SLACK_MS)));
     let ep2_calls = ep.calls.get();
     let _ = Box::pin(source.token(NOW + 2))
         .as_mut()
@@ -393,7 +389,7 @@ fn echoed_credentials_are_scrubbed_in_every_form() {
     let body: &'static str = Box::leak(
         format!(
             r#"{{"error":"invalid_client","error_description":"got client_secret=s3cr%25t%2B%3A%2F%3D%26 and {}"}}"#,
-            worker_m2m::token_request::basic_credentials("client", SECRET)
+            crate::token_request::basic_credentials("client", SECRET)
         )
         .into_boxed_str(),
     );
@@ -633,10 +629,7 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
     // The next token needs no discovery; another isolate reads the endpoint from KV.
     block_on(source.token(NOW + 3600)).unwrap();
     assert_eq!(calls.borrow().len(), 4);
-    assert!(kv
-        .map
-        .borrow()
-        .contains_key(worker_m2m::discovery::META_ENTRY));
+    assert!(kv.map.borrow().contains_key(crate::discovery::META_ENTRY));
     kv.map.borrow_mut().remove(TOKEN_ENTRY);
     let calls2 = Rc::new(RefCell::new(Vec::new()));
     let other = new_source(
@@ -677,12 +670,12 @@ fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
 /// A signer double that records the audience and makes a new assertion for every call.
 struct RecordingSigner(Rc<RefCell<Vec<(u64, String)>>>);
 
-impl worker_m2m::source::Assertions for RecordingSigner {
+impl crate::source::Assertions for RecordingSigner {
     fn assertion(
         &self,
         now: u64,
         audience: &str,
-    ) -> LocalBoxFuture<'static, worker_m2m::Result<String>> {
+    ) -> LocalBoxFuture<'static, crate::Result<String>> {
         let mut seen = self.0.borrow_mut();
         seen.push((now, audience.to_owned()));
         let n = seen.len();
@@ -722,7 +715,7 @@ fn private_key_jwt_signs_a_fresh_assertion_for_the_discovered_endpoint_on_every_
             elapsed_ms: 1,
         })
     };
-    let key = worker_m2m::private_key::parse_private_key(
+    let key = crate::private_key::parse_private_key(
         r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
         None,
     )

@@ -1,19 +1,15 @@
 //! The coordinator tier, natively: isolates (token sources with their own KV view) asking one
 //! coordinator (a token source over its own storage) through the real `serve`.
-#![cfg(not(target_arch = "wasm32"))]
-
-mod support;
-
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::coordinator::{serve, Answer, Ask, Coordinator};
+use crate::holddown::HOLD_ENTRY;
+use crate::store::TOKEN_ENTRY;
 use futures_executor::block_on;
 use futures_util::future::{join_all, LocalBoxFuture};
-use worker_m2m::coordinator::{serve, Answer, Ask, Coordinator};
-use worker_m2m::holddown::HOLD_ENTRY;
-use worker_m2m::store::TOKEN_ENTRY;
 
-use support::*;
+use super::support::*;
 
 /// The coordinator as isolates reach it: `serve` on the coordinator's source, at the shared
 /// test time; or failing, when `down` is set.

@@ -1,21 +1,17 @@
 //! DPoP (RFC 9449) in the token source, natively: proofs on token requests, the nonce retry,
 //! token types, and the key travelling with the token through KV. Fixed clock, test doubles.
-#![cfg(not(target_arch = "wasm32"))]
-
-mod support;
-
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::config::Dpop;
+use crate::dpop::{DpopKey, Proofs};
+use crate::holddown::HOLD_ENTRY;
+use crate::store::TOKEN_ENTRY;
+use crate::{Error, Result, Scheme, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
-use worker_m2m::config::Dpop;
-use worker_m2m::dpop::{DpopKey, Proofs};
-use worker_m2m::holddown::HOLD_ENTRY;
-use worker_m2m::store::TOKEN_ENTRY;
-use worker_m2m::{Error, Result, Scheme, TokenSource};
 
-use support::*;
+use super::support::*;
 
 const TOKEN_URL: &str = "https://idp.example/token";
 const DPOP_TOKEN: &str = r#"{"access_token":"dpop-1","token_type":"DPoP","expires_in":3600}"#;
@@ -49,7 +45,7 @@ struct TestProofs {
 
 fn key_name(key: &DpopKey) -> String {
     match key.public() {
-        worker_m2m::private_key::PublicJwk::Ec { x, .. } => x.clone(),
+        crate::private_key::PublicJwk::Ec { x, .. } => x.clone(),
         other => panic!("{other:?}"),
     }
 }
@@ -94,7 +90,7 @@ fn logged_source(
     kv: &Kv,
     dpop: Dpop,
     proofs: &TestProofs,
-    log: worker_m2m::source::LogSink,
+    log: crate::source::LogSink,
 ) -> Source {
     let mut config = config();
     config.dpop = dpop;

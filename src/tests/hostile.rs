@@ -1,19 +1,15 @@
 //! The security review's findings in the core, natively: a slow or chatty identity provider and
 //! a hostile KV namespace can neither get a dead token handed out nor a credential shown.
-#![cfg(not(target_arch = "wasm32"))]
-
-mod support;
-
 use std::rc::Rc;
 
+use crate::config::{ClientAuth, Config};
+use crate::store::{encode_record, TOKEN_ENTRY};
+use crate::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::{AccessToken, Scheme, Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
-use worker_m2m::config::{ClientAuth, Config};
-use worker_m2m::store::{encode_record, TOKEN_ENTRY};
-use worker_m2m::transport::{HttpRequest, HttpResponse, TransportError};
-use worker_m2m::{AccessToken, Scheme, Token, TokenSource};
 
-use support::*;
+use super::support::*;
 
 fn body(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())
@@ -44,10 +40,7 @@ fn a_token_that_arrives_with_five_seconds_or_less_left_is_never_handed_out() {
         "{e}"
     );
     assert!(!kv.map.borrow().contains_key(TOKEN_ENTRY), "nothing cached");
-    assert!(!kv
-        .map
-        .borrow()
-        .contains_key(worker_m2m::holddown::HOLD_ENTRY));
+    assert!(!kv.map.borrow().contains_key(crate::holddown::HOLD_ENTRY));
     assert_eq!(ep.calls.get(), 1);
     assert_eq!(count(&lines, r#""outcome":"ok""#), 0);
 
@@ -172,8 +165,8 @@ struct EchoedSigner;
 
 const SIGNATURE: &str = "MEUCIQDsecretSignatureOfTheAssertion0123456789abcdefXYZ";
 
-impl worker_m2m::source::Assertions for EchoedSigner {
-    fn assertion(&self, _: u64, _: &str) -> LocalBoxFuture<'static, worker_m2m::Result<String>> {
+impl crate::source::Assertions for EchoedSigner {
+    fn assertion(&self, _: u64, _: &str) -> LocalBoxFuture<'static, crate::Result<String>> {
         Box::pin(std::future::ready(Ok(format!(
             "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjIn0.{SIGNATURE}"
         ))))
@@ -204,7 +197,7 @@ fn an_echoed_client_assertion_is_redacted_in_every_form() {
             elapsed_ms: 1,
         })
     };
-    let key = worker_m2m::private_key::parse_private_key(
+    let key = crate::private_key::parse_private_key(
         r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
         None,
     )

@@ -1,17 +1,15 @@
 //! The Workers edge in the wasm build, under Node (`wasm-pack test --node`): the real `fetch`
 //! against a loopback token server, WebCrypto, and the KV cache over a Map-backed KV object.
-#![cfg(target_arch = "wasm32")]
-
+use crate::edge::crypto::{keyed_name, open, root_key, seal, sealing_key, sha256};
+use crate::edge::fetch::PlatformHttp;
+use crate::edge::kv::KvNamespace;
+use crate::transport::{HttpClient, HttpRequest};
+use crate::{Config, TokenClient};
 use futures_util::future::join_all;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use worker::Env;
-use worker_m2m::edge::crypto::{keyed_name, open, root_key, seal, sealing_key, sha256};
-use worker_m2m::edge::fetch::PlatformHttp;
-use worker_m2m::edge::kv::KvNamespace;
-use worker_m2m::transport::{HttpClient, HttpRequest};
-use worker_m2m::{Config, TokenClient};
 
 #[wasm_bindgen(inline_js = r#"
 const http = process.getBuiltinModule('node:http');
@@ -108,7 +106,7 @@ fn env_with_kv(token_url: &str, secret: &str, extra: &[(&str, &str)], kv_mode: &
 
 /// Lets a flight's second phase (its KV writes, after callers have their answer) finish.
 async fn written() {
-    let _ = worker_m2m::edge::runtime::sleep(50).await;
+    let _ = crate::edge::runtime::sleep(50).await;
 }
 
 /// The names and the (sealed) values in the Map-backed KV namespace of `env`.
@@ -317,7 +315,7 @@ async fn sealed_values_open_only_with_the_same_key_and_aad() {
 
 #[wasm_bindgen_test]
 async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
-    use worker_m2m::cache_key::{cache_key_material, NAME_KEY_INFO, STRETCH_ITERATIONS};
+    use crate::cache_key::{cache_key_material, NAME_KEY_INFO, STRETCH_ITERATIONS};
     let material = b"material with the secret in it";
     let plain = sha256(material).await.unwrap();
     // Stretched (a client secret) and not (TOKEN_CACHE_KEY): each a function of its root only.
@@ -356,7 +354,7 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
         })
         .unwrap();
         let hashed =
-            worker_m2m::cache_key::cache_key(&sha256(&cache_key_material(&config)).await.unwrap());
+            crate::cache_key::cache_key(&sha256(&cache_key_material(&config)).await.unwrap());
         assert!(
             name.starts_with("m2m:v2:") && !name.starts_with(&hashed),
             "{name}"
@@ -366,12 +364,13 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
     assert_ne!(names[0], names[1]);
 }
 
+#[cfg(feature = "proxy")]
 #[wasm_bindgen_test]
 fn outbound_headers_follow_the_policy_table() {
-    use worker_m2m::edge::outbound::{build, Outbound};
-    use worker_m2m::headers::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
-    use worker_m2m::secret::AccessToken;
-    use worker_m2m::{Scheme, Token};
+    use crate::edge::outbound::{build, Outbound};
+    use crate::headers::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
+    use crate::secret::AccessToken;
+    use crate::{Scheme, Token};
     let mut names: Vec<String> = NEVER_FORWARDED
         .iter()
         .chain(DROPPED_NAMES)
@@ -473,8 +472,8 @@ async fn a_throwing_or_hanging_kv_never_fails_a_token() {
 
 #[wasm_bindgen_test]
 async fn jwk_thumbprint_matches_rfc7638_example() {
-    use worker_m2m::edge::signing::thumbprint;
-    use worker_m2m::private_key::PublicJwk;
+    use crate::edge::signing::thumbprint;
+    use crate::private_key::PublicJwk;
     let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
     let t = thumbprint(&PublicJwk::Rsa {
         e: "AQAB".into(),
@@ -509,9 +508,9 @@ async fn checked(jws: &str, token: &str) -> serde_json::Value {
 
 #[wasm_bindgen_test]
 async fn dpop_proofs_verify_against_the_key_in_their_header() {
-    use worker_m2m::dpop::DpopKey;
-    use worker_m2m::edge::dpop::{ath, generate, proof};
-    use worker_m2m::AccessToken;
+    use crate::dpop::DpopKey;
+    use crate::edge::dpop::{ath, generate, proof};
+    use crate::AccessToken;
 
     let token = AccessToken::new("tok-abc.def");
     let a = ath(&token).await.unwrap();

@@ -1,0 +1,70 @@
+// The crate as a library (issue 10): examples/two-apis, a Rust Worker with its own
+// #[event(fetch)] built with default features off, calls two APIs with two profiles' tokens.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startIdp, API_AUDIENCE, CLIENTS } from './support/idp.mjs';
+import { startApi } from './support/api.mjs';
+import { startWorker } from './support/worker.mjs';
+import { assertNoSecretsInLogs } from './support/secrets.mjs';
+
+let idp;
+let billingApi;
+let crmApi;
+const workers = [];
+
+before(async () => {
+  idp = await startIdp();
+  billingApi = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+  crmApi = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+});
+
+after(async () => {
+  assertNoSecretsInLogs(workers, billingApi);
+  await Promise.all(workers.map((w) => w.dispose()));
+  await billingApi.close();
+  await crmApi.close();
+  await idp.close();
+});
+
+function settings(extra = {}) {
+  return {
+    M2M_PROFILES: 'billing,crm',
+    BILLING_API: billingApi.origin,
+    BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
+    BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+    BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+    BILLING_OAUTH_SCOPE: 'read:things',
+    CRM_API: crmApi.origin,
+    CRM_OAUTH_ISSUER: idp.issuer,
+    CRM_OAUTH_CLIENT_ID: CLIENTS.post.id,
+    CRM_OAUTH_AUTH_METHOD: 'client_secret_post',
+    CRM_OAUTH_CLIENT_SECRET: CLIENTS.post.secret,
+    CRM_OAUTH_SCOPE: 'read:things',
+    ...extra,
+  };
+}
+
+test('the library example calls two APIs, each with its own profile\'s token, one token request each', async () => {
+  idp.resetCount();
+  const w = await startWorker({ builtDir: 'examples/two-apis/build', bindings: settings() });
+  workers.push(w);
+  const answers = await Promise.all(Array.from({ length: 6 }, () => w.fetch('/summary').then((r) => r.json())));
+  for (const a of answers) {
+    assert.equal(a.billing.status, 200, JSON.stringify(a));
+    assert.equal(a.crm.status, 200, JSON.stringify(a));
+    assert.equal(JSON.parse(a.billing.body).client_id, CLIENTS.basic.id);
+    assert.equal(JSON.parse(a.crm.body).client_id, CLIENTS.post.id);
+  }
+  assert.equal(idp.issuedCount(CLIENTS.basic.id), 1);
+  assert.equal(idp.issuedCount(CLIENTS.post.id), 1);
+  assert.deepEqual(new Set(billingApi.seen.map((r) => r.url)), new Set(['/invoices']));
+  assert.deepEqual(new Set(crmApi.seen.map((r) => r.url)), new Set(['/contacts']));
+});
+
+test('in the library example, a profile\'s setting error reaches the handler naming the prefixed setting', async () => {
+  const w = await startWorker({ builtDir: 'examples/two-apis/build', bindings: settings({ CRM_OAUTH_CLIENT_SECRET: '' }) });
+  workers.push(w);
+  const r = await w.fetch('/summary');
+  assert.equal(r.status, 500);
+  assert.ok(w.logs.some((l) => l.includes('CRM_OAUTH_CLIENT_SECRET: is not set')), w.logs.join('\n'));
+});

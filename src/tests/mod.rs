@@ -1,0 +1,9 @@
+//! Native tests of the core through its traits: the token source's tiers, single flight,
+//! hold-down, DPoP and the coordinator's answers, with a scripted token endpoint, a counting
+//! store and a clock the tests move.
+
+mod coordinator;
+mod dpop;
+mod hostile;
+mod source;
+mod support;
