@@ -112,6 +112,44 @@ if (serve) {
   }
   idp.requireNonce(false);
 
+  // Several APIs from one Worker: profiles (M2M_PROFILES), each with its own client, method,
+  // scope and upstream; the first path segment picks the profile.
+  const crmApi = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+  const profiled = await startWorker({
+    bindings: {
+      M2M_PROFILES: 'billing,crm,broken',
+      BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
+      BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+      BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+      BILLING_OAUTH_SCOPE: 'read:things',
+      BILLING_UPSTREAM_ORIGIN: api.origin,
+      CRM_OAUTH_TOKEN_URL: idp.tokenUrl,
+      CRM_OAUTH_CLIENT_ID: CLIENTS.post.id,
+      CRM_OAUTH_AUTH_METHOD: 'client_secret_post',
+      CRM_OAUTH_CLIENT_SECRET: CLIENTS.post.secret,
+      CRM_OAUTH_SCOPE: 'read:things write:things',
+      CRM_UPSTREAM_ORIGIN: crmApi.origin,
+      BROKEN_OAUTH_TOKEN_URL: idp.tokenUrl,
+      BROKEN_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+      BROKEN_OAUTH_CLIENT_SECRET: 'wrong-secret',
+      BROKEN_UPSTREAM_ORIGIN: crmApi.origin,
+    },
+    kv: false,
+  });
+  for (const [label, p] of [
+    ['GET /billing/things (profile billing)', '/billing/things'],
+    ['GET /crm/things (profile crm)', '/crm/things'],
+    ['GET /billing/things?page=2 (billing again)', '/billing/things?page=2'],
+    ['GET /hr/things (no such profile)', '/hr/things'],
+    ['GET /broken/things (wrong secret)', '/broken/things'],
+    ['GET /crm/things (after broken failed)', '/crm/things'],
+  ]) {
+    const crmBefore = crmApi.seen.length;
+    const { r } = await call(label, profiled, p);
+    const where = crmApi.seen.length > crmBefore ? 'CRM API' : 'billing API';
+    if (r.status === 200) rows[rows.length - 1][3] += ` (at the ${where}, path ${(where === 'CRM API' ? crmApi : api).seen.at(-1).url})`;
+  }
+
   // The fleet: 4 cold isolates, 10 concurrent requests each, with and without the coordinator
   // (a Durable Object that makes the one token request for every isolate).
   const fleets = [];
@@ -146,6 +184,7 @@ if (serve) {
   say();
   say('Worker log lines (JSON), first isolate:');
   for (const l of worker.events()) say(`  ${JSON.stringify(l)}`);
-  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), ...fleets.map((f) => f.dispose())]);
+  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), profiled.dispose(), ...fleets.map((f) => f.dispose())]);
+  await crmApi.close();
   await cleanup();
 }
