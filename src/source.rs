@@ -145,6 +145,23 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             .cloned()
     }
 
+    /// The token in memory when it can be used at `now` with nothing else to do: fresh, and
+    /// (with refresh ahead on) not yet due for its background refresh. What
+    /// [`Self::token_ahead`] would return without starting anything, so a caller can skip the
+    /// asynchronous path; `None` means "take it".
+    pub fn ready(&self, now: u64) -> Option<Token> {
+        self.inner
+            .memory
+            .borrow()
+            .as_ref()
+            .filter(|t| {
+                t.is_fresh(now)
+                    && !(self.inner.config.refresh_ahead
+                        && t.refresh_due_skewed(now, self.inner.refresh_skew))
+            })
+            .cloned()
+    }
+
     /// The token in memory, fresh or not (for a coordinator comparing what it holds).
     pub fn peek(&self) -> Option<Token> {
         self.inner.memory.borrow().clone()

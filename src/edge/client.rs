@@ -126,6 +126,14 @@ impl TokenClient {
         .map(Some)
     }
 
+    /// The Bearer token in memory when a request can be signed with it at `now` with nothing
+    /// else to do (see [`crate::TokenSource::ready`]); `None` for a DPoP token, which needs an
+    /// asynchronous proof.
+    pub(crate) fn ready(&self, now: u64) -> Option<Token> {
+        registry::touch(&self.used);
+        self.source.ready(now).filter(|t| t.dpop_key().is_none())
+    }
+
     pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
         match ctx {
             Some(ctx) => self.token_with(ctx).await,
@@ -212,16 +220,34 @@ impl TokenClient {
         spare: Option<web_sys::Request>,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
-        let retry_statuses = &self.source.config().retry_statuses;
         // Read before sending: a sent request's method is still there, but this keeps the hot
         // path (a status not in the list) to one comparison after the fetch.
-        let method = if retry_statuses.is_empty() {
+        let method = if self.source.config().retry_statuses.is_empty() {
             String::new()
         } else {
             signed.method()
         };
         let url = token.dpop_key().map(|_| signed.url());
         let (resp, nonce_given) = self.send_noting(signed, url.as_deref()).await?;
+        self.answered(token, resp, nonce_given, &method, url, spare, ctx)
+            .await
+    }
+
+    /// What to do with `resp`, the upstream's answer to a request of `method` signed with
+    /// `token`: answer a DPoP nonce challenge (`nonce_given`, for a DPoP request to `url`), or
+    /// evict a rejected token and send the `spare` once more (see [`Self::send_signed`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn answered(
+        &self,
+        token: Token,
+        resp: web_sys::Response,
+        nonce_given: bool,
+        method: &str,
+        url: Option<String>,
+        spare: Option<web_sys::Request>,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
+        let retry_statuses = &self.source.config().retry_statuses;
         // RFC 9449 §9: a 401 asking for a nonce is retried once with it, whether or not this
         // request used an older one (concurrent requests all get the challenge, and each needs
         // its retry). The server refused at authentication, so even a POST is safe to send
@@ -257,7 +283,7 @@ impl TokenClient {
         }
         let worth_retrying = self.invalidate(&token).await;
         let Some(spare) =
-            spare.filter(|_| worth_retrying && may_replay(&method, challenge.as_deref()))
+            spare.filter(|_| worth_retrying && may_replay(method, challenge.as_deref()))
         else {
             return Ok(resp);
         };

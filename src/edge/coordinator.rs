@@ -5,9 +5,6 @@
 //! #726) after a KV miss and when their token enters its refresh window. The object runs the
 //! same token source as an isolate, over its own storage (sealed like KV, and mirrored to KV:
 //! the one writer of the configuration's KV entries), and answers with [`serve`].
-// The `durable_object` macro generates wasm-bindgen methods (the JS class's constructor and
-// `fetch`) that cannot carry docs.
-#![allow(missing_docs)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,7 +13,7 @@ use futures_util::future::{select, Either, LocalBoxFuture};
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::Env;
 
 use super::fetch::PlatformHttp;
 use super::kv::{bounded, EdgeStore, KvNamespace};
@@ -204,8 +201,16 @@ type Ready = (Rc<Sealer>, ObjectSource);
 
 /// The Durable Object: one per configuration (so one per profile), the only caller of its
 /// token endpoint while isolates can reach it.
-#[durable_object(fetch)]
+///
+/// Written as a wasm-bindgen class rather than with workers-rs's `#[durable_object]`: that
+/// macro goes through `worker::Request` and `worker::Response`, whose conversions cost more wasm
+/// than this whole object. workerd needs a class with a `(state, env)` constructor and `fetch`.
+#[wasm_bindgen]
 pub struct TokenCoordinator {
+    inner: Rc<Object>,
+}
+
+struct Object {
     storage: ObjectStorage,
     env: Env,
     /// The configuration's sealer (its identity) and token source, from the object's own vars
@@ -215,7 +220,7 @@ pub struct TokenCoordinator {
     sources: RefCell<Vec<(Option<String>, Ready)>>,
 }
 
-impl TokenCoordinator {
+impl Object {
     fn source(&self, profile: Option<String>) -> Result<Ready, String> {
         if let Some((_, ready)) = self.sources.borrow().iter().find(|(p, _)| *p == profile) {
             return Ok(ready.clone());
@@ -247,32 +252,11 @@ impl TokenCoordinator {
             .push((profile, (sealer.clone(), source.clone())));
         Ok((sealer, source))
     }
-}
 
-fn answer(status: u16, body: &str) -> worker::Result<Response> {
-    Ok(Response::from(respond(status, body)))
-}
-
-impl DurableObject for TokenCoordinator {
-    fn new(state: State, env: Env) -> Self {
-        let state: JsValue = state._inner().into();
-        let storage = js_sys::Reflect::get(&state, &"storage".into())
-            .unwrap_or(JsValue::UNDEFINED)
-            .unchecked_into();
-        Self {
-            storage,
-            env,
-            sources: RefCell::default(),
-        }
-    }
-
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let body = settle(req.inner().text())
-            .await
-            .ok()
-            .and_then(|b| b.as_string());
+    async fn fetch(&self, req: web_sys::Request) -> web_sys::Response {
+        let body = settle(req.text()).await.ok().and_then(|b| b.as_string());
         let Some(Ok(Addressed { name, profile, ask })) = body.as_deref().map(decode_ask) else {
-            return answer(400, "not an ask");
+            return respond(400, "not an ask");
         };
         let ready = match self.source(profile) {
             Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
@@ -282,17 +266,43 @@ impl DurableObject for TokenCoordinator {
             Ok(ready) => ready,
             Err(e) => {
                 super::log_line(&log::cache_event("coordinator_unavailable", &e));
-                return answer(503, "coordinator configuration unusable");
+                return respond(503, "coordinator configuration unusable");
             }
         };
         // Another configuration (a deploy changed a secret, a stale isolate): let it fend for
         // itself rather than hand it this configuration's token.
         if name != identity {
-            return answer(409, "another configuration");
+            return respond(409, "another configuration");
         }
         match serve(&source, ask, super::now_secs()).await {
-            Ok(a) => answer(200, &encode_answer(&a)),
-            Err(e) => answer(503, &e),
+            Ok(a) => respond(200, &encode_answer(&a)),
+            Err(e) => respond(503, &e),
         }
+    }
+}
+
+#[wasm_bindgen]
+impl TokenCoordinator {
+    /// Made by workerd with the object's `state` and the Worker's `env`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: JsValue, env: Env) -> Self {
+        let storage = js_sys::Reflect::get(&state, &"storage".into())
+            .unwrap_or(JsValue::UNDEFINED)
+            .unchecked_into();
+        Self {
+            inner: Rc::new(Object {
+                storage,
+                env,
+                sources: RefCell::default(),
+            }),
+        }
+    }
+
+    /// Answers one ask: a `POST` whose body is an encoded ask, with an encoded answer.
+    pub fn fetch(&self, req: web_sys::Request) -> Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(
+            async move { Ok(JsValue::from(inner.fetch(req).await)) },
+        )
     }
 }

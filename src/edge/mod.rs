@@ -7,6 +7,8 @@ pub(crate) mod crypto;
 pub(crate) mod dpop;
 pub(crate) mod env;
 pub(crate) mod fetch;
+#[cfg(feature = "proxy")]
+pub(crate) mod hot;
 pub(crate) mod kv;
 #[cfg(feature = "proxy")]
 pub(crate) mod outbound;

@@ -14,7 +14,7 @@ use crate::headers::{DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
 use crate::token::Token;
 
 #[wasm_bindgen(inline_js = r#"
-export function outbound_request(incoming, target, never, names, prefixes, allowed, extra, authorization, dpop, body, length, signal) {
+export function outbound_init(incoming, never, names, prefixes, allowed, extra, authorization, dpop, body, length, signal) {
   const headers = new Headers();
   for (const [name, value] of incoming.headers) {
     if (never.has(name) || (extra.length !== 0 && extra.includes(name))) continue;
@@ -30,14 +30,21 @@ export function outbound_request(incoming, target, never, names, prefixes, allow
   }
   const init = { method: incoming.method, headers, body, redirect: 'manual' };
   if (signal) init.signal = signal;
+  return init;
+}
+export function outbound_request(target, init) {
   return new Request(target, init);
+}
+export function target_and_init(target, init) {
+  return [target, init];
 }
 "#)]
 extern "C" {
+    /// The `RequestInit` of the upstream request: method, the headers the policy keeps, ours,
+    /// the body, no redirects.
     #[wasm_bindgen(catch)]
-    fn outbound_request(
+    fn outbound_init(
         incoming: &web_sys::Request,
-        target: &str,
         never: &Set,
         names: &Set,
         prefixes: &Array,
@@ -48,7 +55,11 @@ extern "C" {
         body: Option<web_sys::ReadableStream>,
         length: Option<f64>,
         signal: Option<web_sys::AbortSignal>,
-    ) -> Result<web_sys::Request, JsValue>;
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn outbound_request(target: &str, init: &JsValue) -> Result<web_sys::Request, JsValue>;
+    /// `[target, init]`, for the JavaScript entry to `fetch(target, init)` without a `Request`.
+    fn target_and_init(target: &str, init: &JsValue) -> js_sys::Array;
 }
 
 fn js_set(names: &[&str]) -> Set {
@@ -124,6 +135,21 @@ pub struct Outbound<'a> {
 /// `Authorization` (and `DPoP` proof, for a DPoP token), sent to the target with the body;
 /// redirects are not followed.
 pub fn build(incoming: &web_sys::Request, out: Outbound<'_>) -> Result<web_sys::Request, JsValue> {
+    let target = out.target;
+    outbound_request(target, &init(incoming, out)?)
+}
+
+/// What [`build`] makes, as `[target, init]` for `fetch(target, init)`: the hot path sends it
+/// without making a `Request` object first.
+pub fn build_parts(
+    incoming: &web_sys::Request,
+    out: Outbound<'_>,
+) -> Result<js_sys::Array, JsValue> {
+    let target = out.target;
+    Ok(target_and_init(target, &init(incoming, out)?))
+}
+
+fn init(incoming: &web_sys::Request, out: Outbound<'_>) -> Result<JsValue, JsValue> {
     // Usually empty: then the shared empty array, not a new one per request.
     let extra: Array = if out.connection_tokens.is_empty() {
         EMPTY.with(Array::clone)
@@ -137,9 +163,8 @@ pub fn build(incoming: &web_sys::Request, out: Outbound<'_>) -> Result<web_sys::
     NEVER.with(|never| {
         NAMES.with(|names| {
             PREFIXES.with(|prefixes| {
-                outbound_request(
+                outbound_init(
                     incoming,
-                    out.target,
                     never,
                     names,
                     prefixes,

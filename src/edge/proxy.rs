@@ -13,7 +13,7 @@ use worker::{Context, Env};
 use super::client::REPLAY_LIMIT_BYTES;
 use super::crypto::sha256;
 use super::outbound;
-use super::profiles::configs;
+use super::profiles::{configs, Configs};
 use crate::error::Error;
 use crate::log;
 use crate::route::{
@@ -43,19 +43,12 @@ async fn forward(
     ctx: &Context,
 ) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(super::js_error_text(&e));
-    let configs = configs(env)?;
     let url = req.url();
-    let path_and_query = path_and_query(&url)?;
-    // With profiles the first path segment picks one; an unknown one costs no token.
-    let (profile, path_and_query) = if configs.profiled() {
-        let (segment, rest) = split_profile(path_and_query);
-        if !configs.has(segment) {
-            return Err(unknown_profile());
-        }
-        (Some(segment), rest)
-    } else {
-        (None, path_and_query)
-    };
+    let Route {
+        configs,
+        profile,
+        path_and_query,
+    } = route(env, &url)?;
     let proxy = configs.proxy(env, profile)?;
     let inner = &req;
     let headers = inner.headers();
@@ -98,14 +91,7 @@ async fn forward(
 
     let client = configs.client(env, profile)?;
     let target = join_upstream(proxy.upstream.as_str(), path_and_query);
-    let connection_tokens: Vec<String> = header("connection")
-        .map(|c| {
-            c.split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let connection_tokens = connection_tokens(header("connection"));
 
     // The token first: nothing below can fail after the body stream is wrapped, so the wrapper
     // is always consumed (or its request aborted) and never left behind.
@@ -158,6 +144,48 @@ async fn forward(
         }
         other => other,
     }
+}
+
+/// The names a caller listed in `Connection` (RFC 9110 §7.6.1), lower case: hop-by-hop for
+/// this request, never forwarded.
+pub(crate) fn connection_tokens(connection: Option<String>) -> Vec<String> {
+    connection
+        .map(|c| {
+            c.split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where a request goes: the Worker's configurations, the profile its first path segment names
+/// (with `M2M_PROFILES`), and the path and query to send upstream.
+pub(crate) struct Route<'u> {
+    pub(crate) configs: Rc<Configs>,
+    pub(crate) profile: Option<&'u str>,
+    pub(crate) path_and_query: &'u str,
+}
+
+/// Routes the incoming `url`: with profiles, the first path segment picks one, and an unknown
+/// one is a 404 that costs no token.
+pub(crate) fn route<'u>(env: &Env, url: &'u str) -> Result<Route<'u>, Error> {
+    let configs = configs(env)?;
+    let path_and_query = path_and_query(url)?;
+    let (profile, path_and_query) = if configs.profiled() {
+        let (segment, rest) = split_profile(path_and_query);
+        if !configs.has(segment) {
+            return Err(unknown_profile());
+        }
+        (Some(segment), rest)
+    } else {
+        (None, path_and_query)
+    };
+    Ok(Route {
+        configs,
+        profile,
+        path_and_query,
+    })
 }
 
 fn too_large(max: u64) -> Error {

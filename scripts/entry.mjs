@@ -1,0 +1,59 @@
+// The proxy's JavaScript entry. scripts/build.sh puts it in build/index.js, in front of the module
+// worker-build makes (moved to build/m2m.js), so that a request whose token is already in memory
+// runs no Rust future at all:
+//   1. HotPath.ready(request, env), one synchronous call into the wasm, makes the signed upstream
+//      request as [target, init] (routing, origin lock, header policy and token are decided in
+//      Rust, as always), or says `undefined` when anything asynchronous is needed (a token to
+//      fetch or refresh, DPoP, a body, a shared secret to check, an error to answer);
+//   2. this entry sends it with `fetch(target, init)` and streams the answer back; a 4xx goes back
+//      to Rust (HotPath.answered), which evicts a rejected token and replays once, as the full
+//      path does;
+//   3. everything else takes worker-build's entry (the full path in Rust), unchanged.
+// Panic recovery is kept: a wasm trap marks the module for re-initialisation, which worker-build's
+// entry performs before it runs again.
+import Rust, { HotPath, TokenCoordinator } from './m2m.js';
+
+export { TokenCoordinator };
+
+// worker-build's record of a trapped (panicked) module; its entry re-initialises the module.
+const state = globalThis.__worker_init_state;
+
+function trapped(e) {
+  if (e instanceof WebAssembly.RuntimeError) state.criticalError = true;
+  throw e;
+}
+
+async function send(request, env, ctx, [target, init]) {
+  let resp;
+  try {
+    resp = await fetch(target, init);
+  } catch (e) {
+    return HotPath.unreachable(String(e?.message ?? e));
+  }
+  if (resp.status >= 400 && resp.status < 500) {
+    // A request object only now: Rust signs it again if it replays (it has no body).
+    return HotPath.answered(request, new Request(target, init), resp, env, ctx).catch(trapped);
+  }
+  return resp;
+}
+
+export default {
+  fetch(request, env, ctx) {
+    if (state.criticalError) {
+      // Through worker-build's entry, which re-initialises the module first.
+      return Reflect.construct(Rust, [ctx, env]).fetch(request);
+    }
+    let out;
+    try {
+      out = HotPath.ready(request, env);
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        state.criticalError = true;
+        return Reflect.construct(Rust, [ctx, env]).fetch(request);
+      }
+      out = undefined;
+    }
+    if (out !== undefined) return send(request, env, ctx, out);
+    return Rust.prototype.fetch.call({ env, ctx }, request).catch(trapped);
+  },
+};
