@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build build-example test test-native test-wasm test-e2e lint demo dev size fuzz bench simulate clean
+.PHONY: setup build build-example test test-native test-wasm test-e2e lint demo dev size fuzz bench profile simulate clean
 
 setup:
 	@bash scripts/setup.sh
@@ -52,6 +52,12 @@ fuzz:
 # Not part of `make test`: a few minutes of load. Prints the tables and writes BENCHMARKS.raw.md.
 bench: build
 	node bench/run.mjs
+
+# Not part of `make test`: V8 CPU profiles of the hot path (bench/profile.mjs), with Rust names.
+profile: setup
+	KEEP_WASM_NAMES=1 bash scripts/build.sh
+	node bench/profile.mjs $(or $(VARIANTS),b r a c)
+	bash scripts/build.sh
 
 demo: build
 	node scripts/demo.mjs

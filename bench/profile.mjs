@@ -43,7 +43,17 @@ function script(key) {
   });
   switch (key) {
     case 'b': return wasm(path.join(root, 'build'));
-    case 'r': return wasm(path.join(root, 'bench/.build/rust-passthrough'));
+    case 'r': {
+      const out = path.join(root, 'bench/.build/rust-passthrough');
+      if (!fs.existsSync(path.join(out, 'index.js'))) {
+        execFileSync('worker-build', ['--release', '--out-dir', out], {
+          cwd: path.join(here, 'rust-passthrough'),
+          env: { ...process.env, CARGO_TARGET_DIR: path.join(root, 'target/bench') },
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+      }
+      return wasm(out);
+    }
     case 'a': return { scriptPath: path.join(here, 'workers/passthrough.js') };
     case 'c': return { scriptPath: bundle(path.join(here, 'workers/oauth4webapi.js')) };
     default: throw new Error(`unknown variant ${key}`);
@@ -115,6 +125,7 @@ try {
           OAUTH_CLIENT_ID: 'bench-client',
           OAUTH_CLIENT_SECRET: 'bench-secret-%+:/=&',
           OAUTH_SCOPE: 'read',
+          TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123',
         },
         ...script(key),
       }],

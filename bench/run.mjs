@@ -5,7 +5,9 @@
 //   (c) a JS Worker with oauth4webapi and a per-isolate token cache
 //   (d) a naive JS Worker that reads the token from KV on every request
 //   (e) worker-m2m with DPoP (RFC 9449): a signed proof per request
-// Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_EXPIRY_SECONDS (45).
+// Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default "1,32": each variant is
+// loaded at each), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
+// README recommends (without it, each isolate's first request stretches the client secret).
 import { fork, spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +19,8 @@ import { Miniflare } from 'miniflare';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const concurrencies = String(process.env.BENCH_CONNECTIONS ?? '1,32').split(',').map(Number);
+const connections = Math.max(...concurrencies);
 const expirySeconds = Number(process.env.BENCH_EXPIRY_SECONDS ?? 45);
 const bin = (name) => path.join(root, 'node_modules/.bin', name);
 const log = (...a) => console.error('[bench]', ...a);
@@ -106,7 +109,7 @@ function autocannon(url, duration, conns = connections) {
   const out = execFileSync(bin('autocannon'), ['--json', '-c', String(conns), '-d', String(duration), `${url}v1/items?limit=10`],
     { maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'ignore'] });
   const r = JSON.parse(out.toString());
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max,
+  return { rps: r.requests.average, mean: r.latency.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max,
            total: r.requests.total, non2xx: r.non2xx, errors: r.errors + r.timeouts,
            statuses: Object.keys(r.statusCodeStats ?? {}).filter((c) => c !== '200').join(' ') };
 }
@@ -128,17 +131,17 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const variants = [
   { key: 'a', name: '(a) pass-through, no auth', script: path.join(here, 'workers/passthrough.js') },
   { key: 'r', name: "(a') Rust pass-through, no auth", wasm: true, wasmDir: buildRustPassthrough() },
-  { key: 'b', name: '(b) worker-m2m', wasm: true, kv: true },
+  { key: 'b', name: '(b) worker-m2m', wasm: true, kv: true, extra: { TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } },
   { key: 'c', name: '(c) JS + oauth4webapi, isolate cache', script: bundle(path.join(here, 'workers/oauth4webapi.js')) },
   { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
-  { key: 'e', name: '(e) worker-m2m with DPoP', wasm: true, kv: true, extra: { OAUTH_DPOP: 'true' } },
+  { key: 'e', name: '(e) worker-m2m with DPoP', wasm: true, kv: true, extra: { OAUTH_DPOP: 'true', TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } },
 ];
 // A/B on one machine: BENCH_BASELINE=<dir> adds (b0), the proxy as built in <dir> (for example
 // another commit's build/), measured side by side with (b). BENCH_ONLY=a,b0,b keeps the listed
 // variants; BENCH_EXPIRY_SECONDS=0 skips the expiry runs.
 if (process.env.BENCH_BASELINE) {
   const dir = path.resolve(process.env.BENCH_BASELINE);
-  variants.splice(2, 0, { key: 'b0', name: `(b0) worker-m2m, baseline ${path.basename(path.dirname(dir))}`, wasm: true, kv: true, wasmDir: dir });
+  variants.splice(2, 0, { key: 'b0', name: `(b0) worker-m2m, baseline ${path.basename(path.dirname(dir))}`, wasm: true, kv: true, wasmDir: dir, extra: { TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } });
 }
 if (process.env.BENCH_ONLY) {
   const keep = new Set(process.env.BENCH_ONLY.split(','));
@@ -172,13 +175,16 @@ try {
     const tokenReqs = (await servers.ask('count')).tokenRequests;
     const kvReads = acct.kvReads();
     await acct.mf.dispose();
-    // Load: warm instance, autocannon from a second process.
+    // Load: warm instance, autocannon from a second process, at each concurrency.
     const inst = await startVariant(v, servers);
     await sequential(inst.url, 20);
-    log(`${v.name}: ${seconds}s at ${connections} connections`);
-    const load = autocannon(inst.url, seconds);
+    const loads = {};
+    for (const c of concurrencies) {
+      log(`${v.name}: ${seconds}s at ${c} connection(s)`);
+      loads[c] = autocannon(inst.url, seconds, c);
+    }
     await inst.mf.dispose();
-    results[v.key] = { ...load, cold: median(colds), tokenPer10k: (tokenReqs / 2000) * 10000, kvPer10k: (kvReads / 2000) * 10000 };
+    results[v.key] = { ...loads[connections], loads, cold: median(colds), tokenPer10k: (tokenReqs / 2000) * 10000, kvPer10k: (kvReads / 2000) * 10000 };
     log(v.key, JSON.stringify(results[v.key]));
   }
 } finally {
@@ -211,6 +217,18 @@ const rows = variants.map((v) => {
   const r = results[v.key];
   return `| ${v.name} | ${Math.round(r.rps)} (${ratio(r.rps, a.rps)}×) | ${r.p50} ms (${ratio(r.p50 || 0.5, a.p50 || 0.5)}×) | ${r.p99} ms (${ratio(r.p99 || 0.5, a.p99 || 0.5)}×) | ${r.tokenPer10k.toFixed(0)} | ${r.kvPer10k.toFixed(0)} | ${v.size} | ${r.cold.toFixed(0)} ms | ${r.non2xx + r.errors}${r.statuses ? ` (${r.statuses})` : ''} |`;
 });
+const byConcurrency = concurrencies.map((c) => {
+  const base = results.a.loads[c];
+  const lines = variants.map((v) => {
+    const l = results[v.key].loads[c];
+    const added = c === 1 ? ` | ${Math.round((l.mean - base.mean) * 1000)} µs` : '';
+    return `| ${v.name} | ${Math.round(l.rps)} (${ratio(l.rps, base.rps)}×) | ${l.mean.toFixed(2)} ms${added} | ${l.p99} ms | ${l.non2xx + l.errors} |`;
+  });
+  const head = c === 1
+    ? '| variant | requests/s | mean latency | added over (a) | p99 | errors |\n|---|---|---|---|---|---|'
+    : '| variant | requests/s | mean latency | p99 | errors |\n|---|---|---|---|---|';
+  return `### ${c} connection${c === 1 ? '' : 's'}\n\n${head}\n${lines.join('\n')}`;
+});
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 const report = `# Benchmarks
 
@@ -231,6 +249,14 @@ instances, time to the first response (the token fetch included).
 | variant | requests/s | p50 | p99 | token requests / 10k | KV reads / 10k | script size | first response | errors |
 |---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
+
+## By concurrency
+
+Each variant loaded for ${seconds} s at each concurrency, side by side; ratios are to (a) at the same
+concurrency. "Added over (a)" is the mean latency each variant adds to a request at one
+connection, in microseconds: what a proxy costs a caller that waits for it.
+
+${byConcurrency.join('\n\n')}
 
 ${expiry.true ? `## Across token expiry
 
