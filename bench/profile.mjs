@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
+import { bundle, rustPassthrough } from './builds.mjs';
 import WebSocket from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,14 +29,6 @@ function servers() {
   return new Promise((resolve) => child.once('message', (ports) => resolve({ child, ...ports })));
 }
 
-function bundle(entry) {
-  const out = path.join(root, 'bench/.build', path.basename(entry));
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  execFileSync(path.join(root, 'node_modules/@esbuild/linux-x64/bin/esbuild'),
-    [entry, '--bundle', '--format=esm', '--minify', `--outfile=${out}`], { stdio: 'ignore' });
-  return out;
-}
-
 function script(key) {
   const wasm = (dir) => ({
     scriptPath: path.join(dir, 'index.js'), modulesRoot: dir,
@@ -43,17 +36,7 @@ function script(key) {
   });
   switch (key) {
     case 'b': return wasm(path.join(root, 'build'));
-    case 'r': {
-      const out = path.join(root, 'bench/.build/rust-passthrough');
-      if (!fs.existsSync(path.join(out, 'index.js'))) {
-        execFileSync('worker-build', ['--release', '--out-dir', out], {
-          cwd: path.join(here, 'rust-passthrough'),
-          env: { ...process.env, CARGO_TARGET_DIR: path.join(root, 'target/bench') },
-          stdio: ['ignore', 'ignore', 'inherit'],
-        });
-      }
-      return wasm(out);
-    }
+    case 'r': return wasm(rustPassthrough({ ifMissing: true }));
     case 'a': return { scriptPath: path.join(here, 'workers/passthrough.js') };
     case 'c': return { scriptPath: bundle(path.join(here, 'workers/oauth4webapi.js')) };
     default: throw new Error(`unknown variant ${key}`);

@@ -6,7 +6,7 @@
 //   (d) a naive JS Worker that reads the token from KV on every request
 //   (e) worker-m2m with DPoP (RFC 9449): a signed proof per request
 // Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default "1,32": each variant is
-// loaded at each), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
+// loaded at each), BENCH_ROUNDS (3: each load is the median of this many turns), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
 // README recommends (without it, each isolate's first request stretches the client secret).
 import { fork, spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,6 +15,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
+import { bundle, rustPassthrough } from './builds.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -22,6 +23,7 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const concurrencies = String(process.env.BENCH_CONNECTIONS ?? '1,32').split(',').map(Number);
 const connections = Math.max(...concurrencies);
 const expirySeconds = Number(process.env.BENCH_EXPIRY_SECONDS ?? 45);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const bin = (name) => path.join(root, 'node_modules/.bin', name);
 const log = (...a) => console.error('[bench]', ...a);
 
@@ -36,24 +38,9 @@ function startServers(env) {
   })));
 }
 
-// The Rust pass-through reference, built with worker-build like the proxy (own target dir).
 function buildRustPassthrough() {
-  const out = path.join(root, 'bench/.build/rust-passthrough');
   log('building the Rust pass-through reference');
-  execFileSync('worker-build', ['--release', '--out-dir', out], {
-    cwd: path.join(here, 'rust-passthrough'),
-    env: { ...process.env, CARGO_TARGET_DIR: path.join(root, 'target/bench') },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  return out;
-}
-
-function bundle(entry) {
-  const out = path.join(root, 'bench/.build', path.basename(entry));
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  execFileSync(path.join(root, 'node_modules/@esbuild/linux-x64/bin/esbuild'),
-    [entry, '--bundle', '--format=esm', '--minify', `--outfile=${out}`], { stdio: 'ignore' });
-  return out;
+  return rustPassthrough();
 }
 
 // A KV wrapper that logs each read, for counting KV reads per request in the accounting run.
@@ -175,16 +162,32 @@ try {
     const tokenReqs = (await servers.ask('count')).tokenRequests;
     const kvReads = acct.kvReads();
     await acct.mf.dispose();
-    // Load: warm instance, autocannon from a second process, at each concurrency.
-    const inst = await startVariant(v, servers);
-    await sequential(inst.url, 20);
-    const loads = {};
+    results[v.key] = { cold: median(colds), tokenPer10k: (tokenReqs / 2000) * 10000, kvPer10k: (kvReads / 2000) * 10000 };
+  }
+  // Load: every variant warm at once, autocannon from a second process. Variants take turns,
+  // round after round (BENCH_ROUNDS), and each figure is the median of its rounds: the machine's
+  // drift over minutes falls on every variant alike instead of on whichever ran at a bad moment.
+  const warm = {};
+  for (const v of variants) {
+    warm[v.key] = await startVariant(v, servers);
+    await sequential(warm[v.key].url, 20);
+  }
+  const runs = Object.fromEntries(variants.map((v) => [v.key, Object.fromEntries(concurrencies.map((c) => [c, []]))]));
+  for (let round = 1; round <= rounds; round += 1) {
     for (const c of concurrencies) {
-      log(`${v.name}: ${seconds}s at ${c} connection(s)`);
-      loads[c] = autocannon(inst.url, seconds, c);
+      for (const v of variants) {
+        log(`round ${round}/${rounds}: ${v.name}, ${seconds}s at ${c} connection(s)`);
+        runs[v.key][c].push(autocannon(warm[v.key].url, seconds, c));
+      }
     }
-    await inst.mf.dispose();
-    results[v.key] = { ...loads[connections], loads, cold: median(colds), tokenPer10k: (tokenReqs / 2000) * 10000, kvPer10k: (kvReads / 2000) * 10000 };
+  }
+  for (const v of variants) {
+    await warm[v.key].mf.dispose();
+    const loads = Object.fromEntries(concurrencies.map((c) => {
+      const sorted = [...runs[v.key][c]].sort((x, y) => x.rps - y.rps);
+      return [c, sorted[Math.floor(sorted.length / 2)]];
+    }));
+    Object.assign(results[v.key], loads[connections], { loads });
     log(v.key, JSON.stringify(results[v.key]));
   }
 } finally {
@@ -221,7 +224,9 @@ const byConcurrency = concurrencies.map((c) => {
   const base = results.a.loads[c];
   const lines = variants.map((v) => {
     const l = results[v.key].loads[c];
-    const added = c === 1 ? ` | ${Math.round((l.mean - base.mean) * 1000)} µs` : '';
+    // At one connection requests are sequential: the time per request is 1 / rate, and what a
+    // variant adds to it is the difference (autocannon's own latency figures have a 10 µs grain).
+    const added = c === 1 ? ` | ${Math.round(1e6 / l.rps - 1e6 / base.rps)} µs` : '';
     return `| ${v.name} | ${Math.round(l.rps)} (${ratio(l.rps, base.rps)}×) | ${l.mean.toFixed(2)} ms${added} | ${l.p99} ms | ${l.non2xx + l.errors} |`;
   });
   const head = c === 1
@@ -241,7 +246,7 @@ process. The machine has 2 cores shared by all of them, so absolute numbers are 
 
 ## Steady state
 
-Load: autocannon, ${connections} connections, ${seconds} s per variant, \`GET /v1/items?limit=10\` against a
+Load: autocannon, ${connections} connections, ${seconds} s per variant and round (median of ${rounds} rounds), \`GET /v1/items?limit=10\` against a
 warm instance. Ratios are to (a). Token and KV counts come from a separate run of 2000 sequential
 requests through a KV wrapper that counts reads, scaled to 10 000. Cold start: median of 3 fresh
 instances, time to the first response (the token fetch included).
@@ -252,9 +257,10 @@ ${rows.join('\n')}
 
 ## By concurrency
 
-Each variant loaded for ${seconds} s at each concurrency, side by side; ratios are to (a) at the same
-concurrency. "Added over (a)" is the mean latency each variant adds to a request at one
-connection, in microseconds: what a proxy costs a caller that waits for it.
+Each variant loaded for ${seconds} s at each concurrency, the variants taking turns, ${rounds} rounds; each
+figure is the median round. Ratios are to (a) at the same concurrency. "Added over (a)" is the time each variant adds to a request at one connection,
+in microseconds (requests are sequential there, so a request takes 1 / rate): what a proxy costs
+a caller that waits for it.
 
 ${byConcurrency.join('\n\n')}
 

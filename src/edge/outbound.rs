@@ -14,11 +14,20 @@ use crate::headers::{DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
 use crate::token::Token;
 
 #[wasm_bindgen(inline_js = r#"
+// The dropped prefixes as one regular expression, made once (the array is the same object on
+// every call: Rust keeps it).
+let prefixArray;
+let prefixRe;
 export function outbound_init(incoming, never, names, prefixes, allowed, extra, authorization, dpop, body, length, signal) {
+  if (prefixes !== prefixArray) {
+    prefixArray = prefixes;
+    const escaped = prefixes.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    prefixRe = new RegExp('^(?:' + escaped.join('|') + ')');
+  }
   const headers = new Headers();
   for (const [name, value] of incoming.headers) {
     if (never.has(name) || (extra.length !== 0 && extra.includes(name))) continue;
-    if ((names.has(name) || prefixes.some((p) => name.startsWith(p))) && !allowed.has(name)) continue;
+    if ((names.has(name) || prefixRe.test(name)) && !allowed.has(name)) continue;
     headers.append(name, value);
   }
   headers.set('authorization', authorization);
