@@ -3,7 +3,9 @@
 // CPU profile over the load, and prints the functions with the most self time, grouped by where
 // they live (our wasm, the wasm-bindgen glue, the JS entry, workerd built-ins).
 //   node bench/profile.mjs [variant...]   variants: b (worker-m2m, default), r (Rust pass-through),
-//                                         a (JS pass-through), c (JS + oauth4webapi)
+//                                         a (JS pass-through), c (JS + oauth4webapi), e (worker-m2m
+//                                         with DPoP), b0 (the
+//                                         build in PROFILE_BASELINE, e.g. another commit's)
 // Options (env): PROFILE_SECONDS (default 8), PROFILE_CONNECTIONS (default 1). Writes
 // bench/.build/<variant>.cpuprofile (open it in Chrome DevTools for the full picture).
 import { fork, execFileSync } from 'node:child_process';
@@ -35,7 +37,8 @@ function script(key) {
     modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
   });
   switch (key) {
-    case 'b': return wasm(path.join(root, 'build'));
+    case 'b': case 'e': return wasm(path.join(root, 'build'));
+    case 'b0': return wasm(path.resolve(process.env.PROFILE_BASELINE ?? 'PROFILE_BASELINE is not set'));
     case 'r': return wasm(rustPassthrough({ ifMissing: true }));
     case 'a': return { scriptPath: path.join(here, 'workers/passthrough.js') };
     case 'c': return { scriptPath: bundle(path.join(here, 'workers/oauth4webapi.js')) };
@@ -109,6 +112,7 @@ try {
           OAUTH_CLIENT_SECRET: 'bench-secret-%+:/=&',
           OAUTH_SCOPE: 'read',
           TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123',
+          ...(key === 'e' ? { OAUTH_DPOP: 'true' } : {}),
         },
         ...script(key),
       }],
