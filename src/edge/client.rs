@@ -126,12 +126,25 @@ impl TokenClient {
         .map(Some)
     }
 
-    /// The Bearer token in memory when a request can be signed with it at `now` with nothing
-    /// else to do (see [`crate::TokenSource::ready`]); `None` for a DPoP token, which needs an
-    /// asynchronous proof.
+    /// The token in memory when a request can be signed with it at `now` with nothing else to
+    /// do (see [`crate::TokenSource::ready`]).
+    #[cfg(feature = "proxy")]
     pub(crate) fn ready(&self, now: u64) -> Option<Token> {
         registry::touch(&self.used);
-        self.source.ready(now).filter(|t| t.dpop_key().is_none())
+        self.source.ready(now)
+    }
+
+    /// Remembers the DPoP nonce an API's answer to `url` carried (RFC 9449 §9); whether it was
+    /// a usable one.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn remember_dpop_nonce(&self, url: &str, nonce: &str) -> bool {
+        self.source.remember_dpop_nonce(url, nonce)
+    }
+
+    /// The API's latest DPoP nonce for `url` that this isolate knows.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn dpop_nonce(&self, url: &str) -> Option<String> {
+        self.source.dpop_nonce(url)
     }
 
     pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {

@@ -108,6 +108,53 @@ pub async fn ath(token: &AccessToken) -> Result<Rc<str>> {
     Ok(a)
 }
 
+/// What the hot path needs to prove possession of `key` for a request with `token` without
+/// waiting: the key's `CryptoKey` and the token's `ath`, when this isolate already has both
+/// (after the first request with the token, which takes the full path).
+#[cfg(feature = "proxy")]
+pub(crate) fn ready_signing(
+    key: &Rc<DpopKey>,
+    token: &AccessToken,
+) -> Option<(CryptoKey, Rc<str>)> {
+    let signing = KEYS.with(|keys| {
+        keys.borrow()
+            .iter()
+            .find(|(k, _)| Rc::ptr_eq(k, key) || k == key)
+            .map(|(_, c)| c.clone())
+    })?;
+    let ath = ATH.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(t, _)| t.same_as(token))
+            .map(|(_, a)| a.clone())
+    })?;
+    Some((signing, ath))
+}
+
+/// The signing input of a proof by `key` (RFC 9449 §4.2: `header.claims`, base64url) with a
+/// random 128-bit `jti`: what [`proof`] signs.
+pub(crate) fn proof_input_now(
+    key: &DpopKey,
+    htm: &str,
+    htu: &str,
+    iat: u64,
+    ath: Option<&str>,
+    nonce: Option<&str>,
+) -> Result<String> {
+    let jti = b64url(&random_bytes(16).map_err(|e| failed("drawing a jti", e))?);
+    Ok(proof_input(
+        key.public(),
+        &ProofClaims {
+            htm,
+            htu,
+            iat,
+            jti: &jti,
+            ath,
+            nonce,
+        },
+    ))
+}
+
 /// A signed proof by `key` (RFC 9449 §4.2) with a random 128-bit `jti`.
 pub async fn proof(
     key: &Rc<DpopKey>,
@@ -118,18 +165,7 @@ pub async fn proof(
     nonce: Option<&str>,
 ) -> Result<String> {
     let signing = signing_key(key).await?;
-    let jti = b64url(&random_bytes(16).map_err(|e| failed("drawing a jti", e))?);
-    let input = proof_input(
-        key.public(),
-        &ProofClaims {
-            htm,
-            htu,
-            iat,
-            jti: &jti,
-            ath,
-            nonce,
-        },
-    );
+    let input = proof_input_now(key, htm, htu, iat, ath, nonce)?;
     sign_jws(Alg::Es256, &signing, input)
         .await
         .map_err(|e| failed("signing a proof", e))

@@ -4,9 +4,11 @@
 //!
 //! Only a request that needs nothing asynchronous takes it: no body, no `Content-Length` or
 //! `Transfer-Encoding`, a forwarded method, no `PROXY_SHARED_SECRET` (its check hashes with
-//! WebCrypto), and a fresh Bearer token that is not due for its background refresh. Everything
-//! else (a token to fetch or refresh, DPoP, bodies, errors) takes the full path in
-//! [`super::proxy`], unchanged. The decisions are the full path's own (routing, the origin
+//! WebCrypto), and a fresh token that is not due for its background refresh. For a DPoP token,
+//! the isolate must already hold the key's `CryptoKey` and the token's `ath`; Rust then makes
+//! the proof's signing input and the entry signs it with WebCrypto. Everything else (a token to
+//! fetch or refresh, a key to import, bodies, errors) takes the full path in [`super::proxy`],
+//! unchanged. The decisions are the full path's own (routing, the origin
 //! lock, the header policy): this module only skips the awaiting. An upstream's 4xx goes back
 //! to Rust ([`HotPath::answered`]), which evicts a rejected token and replays once, as the full
 //! path does.
@@ -18,6 +20,7 @@ use worker::{Context, Env};
 
 use super::outbound::{self, Outbound};
 use super::proxy::{connection_tokens, error_response, route, Route};
+use crate::dpop::htu;
 use crate::error::Error;
 use crate::log;
 use crate::route::{join_upstream, ALLOWED_METHODS};
@@ -40,21 +43,41 @@ pub struct HotPath;
 #[wasm_bindgen]
 impl HotPath {
     /// The signed upstream request for `req` as `[target, init]` for `fetch(target, init)`,
-    /// when it needs nothing asynchronous; `undefined` sends the request down the full path
-    /// (which also answers every error).
+    /// when it needs nothing asynchronous; for a DPoP token `[target, init, input, key]`: the
+    /// proof's signing input and the `CryptoKey` to sign it with (ES256), for the entry to put
+    /// in a `DPoP` header. `undefined` sends the request down the full path (which also answers
+    /// every error).
     pub fn ready(req: &web_sys::Request, env: &Env) -> Option<js_sys::Array> {
         prepare(req, env).ok().flatten()
     }
 
+    /// Remembers the DPoP nonce the API sent with its answer to `target` (RFC 9449 §9: any
+    /// answer may announce the next one); whether it was a usable one.
+    pub fn nonce(req: &web_sys::Request, env: &Env, target: &str, nonce: &str) -> bool {
+        let url = req.url();
+        let Ok(Route {
+            configs, profile, ..
+        }) = route(env, &url)
+        else {
+            return false;
+        };
+        configs
+            .client(env, profile)
+            .is_ok_and(|client| client.remember_dpop_nonce(target, nonce))
+    }
+
     /// The answer to `incoming` after the upstream answered `resp` (a 4xx) to `sent`: when it
     /// rejected the token (`OAUTH_RETRY_STATUSES`), the token is evicted and `sent` is signed
-    /// with a new one and sent once more, as on the full path; otherwise `resp` untouched.
+    /// with a new one and sent once more; when it asked for a DPoP nonce it gave
+    /// (`nonce_given`), `sent` is signed again with it and sent once more: as on the full path.
+    /// Otherwise `resp` untouched.
     pub async fn answered(
         incoming: web_sys::Request,
         sent: web_sys::Request,
         resp: web_sys::Response,
         env: Env,
         ctx: worker::worker_sys::Context,
+        nonce_given: bool,
     ) -> web_sys::Response {
         let url = incoming.url();
         let Ok(Route {
@@ -76,8 +99,9 @@ impl HotPath {
             .then(|| <web_sys::Request as Clone>::clone(&sent));
         let ctx = Context::new(ctx);
         let method = incoming.method();
+        let url = token.dpop_key().map(|_| sent.url());
         match client
-            .answered(token, resp, false, &method, None, spare, Some(&ctx))
+            .answered(token, resp, nonce_given, &method, url, spare, Some(&ctx))
             .await
         {
             Ok(resp) => resp,
@@ -123,6 +147,25 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         return Ok(None);
     };
     let target = join_upstream(proxy.upstream.as_str(), path_and_query);
+    // A DPoP proof: its input made here, signed by the entry (WebCrypto is asynchronous).
+    let proof = match token.dpop_key() {
+        None => None,
+        Some(key) => {
+            let Some((signing, ath)) = super::dpop::ready_signing(key, token.access_token()) else {
+                return Ok(None);
+            };
+            let nonce = client.dpop_nonce(&target);
+            let input = super::dpop::proof_input_now(
+                key,
+                &req.method(),
+                htu(&target),
+                super::now_secs(),
+                Some(&ath),
+                nonce.as_deref(),
+            )?;
+            Some((input, signing))
+        }
+    };
     let out = outbound::build_parts(
         req,
         Outbound {
@@ -137,6 +180,10 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         },
     )
     .map_err(|e| Error::Other(super::js_error_text(&e)))?;
+    if let Some((input, signing)) = proof {
+        out.push(&JsValue::from_str(&input));
+        out.push(&signing);
+    }
     remember(token);
     Ok(Some(out))
 }
