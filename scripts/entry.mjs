@@ -24,6 +24,11 @@ function trapped(e) {
   throw e;
 }
 
+// The full path: worker-build's handler, called without its per-request wrapping.
+function full(request, env, ctx) {
+  return Rust.prototype.fetch.call({ env, ctx }, request).catch(trapped);
+}
+
 const ES256 = { name: 'ECDSA', hash: 'SHA-256' };
 const utf8 = new TextEncoder();
 
@@ -37,7 +42,13 @@ async function send(request, env, ctx, [target, init, proofInput, key]) {
   // DPoP (RFC 9449 §4.2): Rust made the proof's input; the signature is WebCrypto's (ES256 gives
   // the raw r || s a JWS wants).
   if (proofInput !== undefined) {
-    const signature = await crypto.subtle.sign(ES256, key, utf8.encode(proofInput));
+    let signature;
+    try {
+      signature = await crypto.subtle.sign(ES256, key, utf8.encode(proofInput));
+    } catch {
+      // The full path signs again, and answers with an honest error if it cannot either.
+      return full(request, env, ctx);
+    }
     init.headers.set('dpop', `${proofInput}.${base64url(signature)}`);
   }
   let resp;
@@ -75,7 +86,7 @@ export default {
       }
       out = undefined;
     }
-    if (out !== undefined) return send(request, env, ctx, out);
-    return Rust.prototype.fetch.call({ env, ctx }, request).catch(trapped);
+    if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
+    return full(request, env, ctx);
   },
 };
