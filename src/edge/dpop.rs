@@ -73,13 +73,7 @@ pub async fn generate() -> Result<Rc<DpopKey>> {
 
 /// The `CryptoKey` for `key`, imported on first use in this isolate (a key read from KV).
 async fn signing_key(key: &Rc<DpopKey>) -> Result<CryptoKey> {
-    let known = KEYS.with(|keys| {
-        keys.borrow()
-            .iter()
-            .find(|(k, _)| Rc::ptr_eq(k, key) || k == key)
-            .map(|(_, c)| c.clone())
-    });
-    if let Some(c) = known {
+    if let Some(c) = known_key(key) {
         return Ok(c);
     }
     let imported = import_jwk(key.private_jwk().expose(), Alg::Es256, false)
@@ -91,13 +85,7 @@ async fn signing_key(key: &Rc<DpopKey>) -> Result<CryptoKey> {
 
 /// `ath`: base64url SHA-256 of the access token (RFC 9449 §4.2), once per token.
 pub async fn ath(token: &AccessToken) -> Result<Rc<str>> {
-    let cached = ATH.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(t, _)| t.same_as(token))
-            .map(|(_, a)| a.clone())
-    });
-    if let Some(a) = cached {
+    if let Some(a) = known_ath(token) {
         return Ok(a);
     }
     let digest = sha256(token.expose().as_bytes())
@@ -116,19 +104,27 @@ pub(crate) fn ready_signing(
     key: &Rc<DpopKey>,
     token: &AccessToken,
 ) -> Option<(CryptoKey, Rc<str>)> {
-    let signing = KEYS.with(|keys| {
+    Some((known_key(key)?, known_ath(token)?))
+}
+
+/// The `CryptoKey` for `key`, if this isolate has imported or generated it.
+fn known_key(key: &Rc<DpopKey>) -> Option<CryptoKey> {
+    KEYS.with(|keys| {
         keys.borrow()
             .iter()
             .find(|(k, _)| Rc::ptr_eq(k, key) || k == key)
             .map(|(_, c)| c.clone())
-    })?;
-    let ath = ATH.with(|c| {
+    })
+}
+
+/// `ath` of `token`, if it is the token last hashed.
+fn known_ath(token: &AccessToken) -> Option<Rc<str>> {
+    ATH.with(|c| {
         c.borrow()
             .as_ref()
             .filter(|(t, _)| t.same_as(token))
             .map(|(_, a)| a.clone())
-    })?;
-    Some((signing, ath))
+    })
 }
 
 /// The signing input of a proof by `key` (RFC 9449 §4.2: `header.claims`, base64url) with a
