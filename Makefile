@@ -20,10 +20,12 @@ build: setup
 test: setup lint test-native test-wasm build size build-example test-e2e
 
 # The library example (examples/two-apis, a Rust Worker with default features off), built so
-# the README's library section cannot rot; e2e/library.test.mjs runs it. Shares target/ so
-# only the two crates of ours compile again.
+# the README's library section cannot rot; e2e/library.test.mjs runs it. Its own target dir:
+# cargo also builds a dependency's cdylib, and in the proxy's target/ the example's build of this
+# crate (without the proxy) would overwrite the proxy's worker_m2m.wasm.
+EXAMPLE_TARGET := $(CURDIR)/target/example
 build-example: setup
-	cd examples/two-apis && CARGO_TARGET_DIR=$(CURDIR)/target worker-build --release
+	cd examples/two-apis && CARGO_TARGET_DIR=$(EXAMPLE_TARGET) worker-build --release
 
 lint: setup
 	cargo fmt --all -- --check
@@ -31,7 +33,7 @@ lint: setup
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --no-default-features -- -D warnings
 	cargo doc --no-deps --target wasm32-unknown-unknown 2>&1 | tee target/doc.log; ! grep -q '^warning' target/doc.log
-	cd examples/two-apis && cargo fmt -- --check && CARGO_TARGET_DIR=$(CURDIR)/target cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	cd examples/two-apis && cargo fmt -- --check && CARGO_TARGET_DIR=$(EXAMPLE_TARGET) cargo clippy --target wasm32-unknown-unknown -- -D warnings
 
 test-native: setup
 	cargo test
