@@ -6,12 +6,13 @@ use url::Url;
 
 use std::cell::RefCell;
 
-use crate::config::{parse_endpoint_url, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::runtime::LogSink;
 use crate::store::{TokenStore, Write};
 use crate::transport::{HttpClient, HttpRequest, HttpResponse};
+use crate::values::parse_endpoint_url;
 
 /// How long discovered metadata is kept, in memory and KV.
 pub const METADATA_TTL_SECS: u64 = 24 * 3600;

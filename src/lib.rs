@@ -46,6 +46,7 @@ mod jwt;
 mod log;
 mod lru;
 mod private_key;
+mod profile;
 #[cfg(any(feature = "proxy", feature = "fuzzing"))]
 mod proxy_config;
 mod redact;
@@ -61,6 +62,7 @@ mod token;
 mod token_request;
 mod token_response;
 mod transport;
+mod values;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
@@ -85,7 +87,7 @@ pub mod fuzzing {
 pub use config::{ClientAuth, Config, Dpop};
 pub use dpop::DpopKey;
 pub use private_key::PrivateKey;
-pub use settings::{Profile, PROFILES_SETTING};
+pub use profile::{Profile, PROFILES_SETTING};
 
 // Tokens, secrets and errors.
 pub use error::{Error, ErrorCode, Result};

@@ -6,10 +6,11 @@ use url::Url;
 
 use std::borrow::Cow;
 
-use crate::config::{exact_secret, parse_endpoint};
 use crate::error::{Error, Result};
+use crate::profile::Profile;
 use crate::secret::SharedSecret;
-use crate::settings::{Profile, Settings};
+use crate::settings::Settings;
+use crate::values::{exact_secret, parse_endpoint};
 
 /// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;

@@ -12,9 +12,9 @@ use super::env::{env_string, PerEnv};
 use super::kv::KvNamespace;
 use crate::config::Config;
 use crate::error::Result;
+use crate::profile::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
 #[cfg(feature = "proxy")]
 use crate::proxy_config::ProxyConfig;
-use crate::settings::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
 
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
 const UNPREFIXED: &str = "";

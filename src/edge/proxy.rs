@@ -245,7 +245,7 @@ async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> 
     SECRET_DIGESTS.with(|c| {
         let mut c = c.borrow_mut();
         // Rotations add values; the settings bound how many are current.
-        if c.len() >= 2 * crate::settings::MAX_PROFILES {
+        if c.len() >= 2 * crate::profile::MAX_PROFILES {
             c.clear();
         }
         c.push((secret.clone(), digest.clone()));

@@ -20,7 +20,7 @@ use crate::cache_key::{cache_key_material, CacheRoot};
 use crate::config::Config;
 use crate::log;
 use crate::lru::{LastUse, Lru};
-use crate::settings::MAX_PROFILES;
+use crate::profile::MAX_PROFILES;
 use crate::source::{Signers, TokenSource};
 
 /// Configurations remembered per isolate: every profile, and one rotation of each.
