@@ -129,7 +129,8 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
     if header("content-length").is_some() || header("transfer-encoding").is_some() {
         return Ok(None);
     }
-    if !ALLOWED_METHODS.contains(&req.method().as_str()) {
+    let method = req.method();
+    if !ALLOWED_METHODS.contains(&method.as_str()) {
         return Ok(None);
     }
     let url = req.url();
@@ -157,7 +158,7 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
             let nonce = client.dpop_nonce(&target);
             let input = super::dpop::proof_input_now(
                 key,
-                &req.method(),
+                &method,
                 htu(&target),
                 super::now_secs(),
                 Some(&ath),

@@ -3,7 +3,9 @@
 //! store and a clock the tests move.
 
 mod coordinator;
+mod discovery;
 mod dpop;
 mod hostile;
+mod refresh;
 mod source;
 mod support;
