@@ -7,5 +7,5 @@ use worker::{event, Context, Env, Result};
 
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
-    Ok(crate::edge::proxy::handle(req, &env, &ctx).await)
+    Ok(crate::edge::proxy::full::handle(req, &env, &ctx).await)
 }

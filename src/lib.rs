@@ -29,40 +29,17 @@
 // that only the edge calls would all be reported unused. The wasm32 build checks them.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
-// Private modules: the public surface is the re-exports below, nothing else.
-mod acquire;
-mod backoff;
-mod cache_key;
-mod challenge;
+// Private modules, one folder a layer, each importing only those above it in this list (checked
+// by `scripts/cycles.py` in `make lint`). The public surface is the re-exports below.
+mod base;
 mod config;
 mod coordinator;
-mod discovery;
-mod dpop;
-mod error;
+mod keys;
+mod oauth;
 #[cfg(any(feature = "proxy", feature = "fuzzing"))]
-mod headers;
-mod holddown;
-mod jwt;
-mod log;
-mod lru;
-mod private_key;
-mod profile;
-#[cfg(any(feature = "proxy", feature = "fuzzing"))]
-mod proxy_config;
-mod redact;
-#[cfg(any(feature = "proxy", feature = "fuzzing"))]
-mod route;
-mod runtime;
-mod secret;
+mod proxy;
 mod settings;
 mod source;
-mod store;
-mod tiers;
-mod token;
-mod token_request;
-mod token_response;
-mod transport;
-mod values;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
@@ -77,38 +54,38 @@ mod tests;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::proxy_config::ProxyConfig;
-    pub use crate::redact::Redactor;
-    pub use crate::route::{check_request, upstream_url, upstream_url_from_raw};
-    pub use crate::token_response::{parse_token_response, MIN_LIFETIME_SECS};
+    pub use crate::base::redact::Redactor;
+    pub use crate::oauth::token_response::{parse_token_response, MIN_LIFETIME_SECS};
+    pub use crate::proxy::config::ProxyConfig;
+    pub use crate::proxy::route::{check_request, upstream_url, upstream_url_from_raw};
 }
 
 // Settings and what they produce.
-pub use config::{ClientAuth, Config, Dpop};
-pub use dpop::DpopKey;
-pub use private_key::PrivateKey;
-pub use profile::{Profile, PROFILES_SETTING};
+pub use config::client::{ClientAuth, Config, Dpop};
+pub use keys::private_key::PrivateKey;
+pub use oauth::dpop::DpopKey;
+pub use settings::profile::{Profile, PROFILES_SETTING};
 
 // Tokens, secrets and errors.
-pub use error::{Error, ErrorCode, Result};
-pub use secret::{AccessToken, AuthorizationValue, ClientSecret, SharedSecret};
-pub use token::{Scheme, Token};
+pub use base::error::{Error, ErrorCode, Result};
+pub use base::secret::{AccessToken, AuthorizationValue, ClientSecret, SharedSecret};
+pub use oauth::token::{Scheme, Token};
 
 // The Workers API (wasm32 only).
 #[cfg(target_arch = "wasm32")]
-pub use edge::client::{sign_with, TokenClient, KV_BINDING, REPLAY_LIMIT_BYTES};
+pub use edge::assembly::client::{sign_with, TokenClient, KV_BINDING, REPLAY_LIMIT_BYTES};
 #[cfg(target_arch = "wasm32")]
-pub use edge::coordinator::{TokenCoordinator, COORDINATOR_BINDING};
+pub use edge::coordinator::object::{TokenCoordinator, COORDINATOR_BINDING};
 #[cfg(target_arch = "wasm32")]
-pub use edge::kv::KvNamespace;
+pub use edge::platform::kv::KvNamespace;
 
 // The I/O-free core, for running the token source on another platform or testing with it: the
 // source, and the traits it is driven through.
-pub use acquire::{Assertions, Signers};
-pub use coordinator::{serve as serve_coordinator, Answer, Ask, Coordinator};
-pub use dpop::Proofs;
-pub use holddown::HOLD_ENTRY;
-pub use runtime::{LogSink, Runtime};
-pub use source::TokenSource;
-pub use store::{NoStore, TokenStore, TOKEN_ENTRY};
-pub use transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+pub use coordinator::contract::{serve as serve_coordinator, Answer, Ask, Coordinator};
+pub use oauth::dpop::Proofs;
+pub use oauth::holddown::HOLD_ENTRY;
+pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+pub use source::acquire::{Assertions, Signers};
+pub use source::runtime::{LogSink, Runtime};
+pub use source::store::{NoStore, TokenStore, TOKEN_ENTRY};
+pub use source::token_source::TokenSource;

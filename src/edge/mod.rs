@@ -1,64 +1,20 @@
 //! The Workers edge: the only code that touches `fetch`, KV, WebCrypto and the clock.
 //! Each piece is a thin adapter from a platform API to a core trait or type.
+//!
+//! - `platform/`: adapters from platform APIs to the core's ports (fetch, KV, timers, WebCrypto,
+//!   sealing, the clock and console);
+//! - `signers/`: client assertions and DPoP proofs signed with WebCrypto;
+//! - `assembly/`: the Worker's configurations per `env`, one assembly of a token source, the
+//!   isolate's sources, and `TokenClient`;
+//! - `coordinator/`: the `TokenCoordinator` Durable Object and the isolates' stub for it;
+//! - `proxy/` (feature `proxy`): the proxy's full path, its hot path, the outbound request.
 
-pub(crate) mod client;
+pub(crate) mod assembly;
 pub(crate) mod coordinator;
-pub(crate) mod crypto;
-pub(crate) mod dpop;
-pub(crate) mod env;
-pub(crate) mod fetch;
-#[cfg(feature = "proxy")]
-pub(crate) mod hot;
-pub(crate) mod kv;
-#[cfg(feature = "proxy")]
-pub(crate) mod outbound;
-mod profiles;
+pub(crate) mod platform;
 #[cfg(feature = "proxy")]
 pub(crate) mod proxy;
-pub(crate) mod registry;
-pub(crate) mod runtime;
-pub(crate) mod seal;
-pub(crate) mod signing;
+pub(crate) mod signers;
 
 #[cfg(test)]
 mod tests;
-
-/// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
-pub fn now_secs() -> u64 {
-    (js_sys::Date::now() / 1000.0) as u64
-}
-
-/// Prints one log line with `console.log`, which Workers Logs and `wrangler tail` collect.
-pub fn log_line(line: &str) {
-    web_sys::console::log_1(&line.into());
-}
-
-/// The log sink of a source for `config`: its lines name the profile, when there is one.
-pub(crate) fn log_sink(config: &crate::config::Config) -> crate::source::LogSink {
-    match &config.profile {
-        Some(p) => {
-            let name = p.name().to_owned();
-            std::rc::Rc::new(move |line: &str| log_line(&crate::log::tagged(line, &name)))
-        }
-        None => std::rc::Rc::new(log_line),
-    }
-}
-
-/// A JS exception as text, for error messages. Platform errors carry no secrets of ours: request
-/// headers and bodies are never part of a `TypeError` from `fetch` or KV.
-pub(crate) fn js_error_text(e: &wasm_bindgen::JsValue) -> String {
-    use wasm_bindgen::JsCast;
-    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
-        return String::from(err.message());
-    }
-    e.as_string()
-        .unwrap_or_else(|| "unknown JavaScript error".into())
-}
-
-/// Lets a Worker's handler use `?` on this crate's results: the error's text (which names
-/// settings and fields, never a secret) becomes a `worker::Error::RustError`.
-impl From<crate::Error> for worker::Error {
-    fn from(err: crate::Error) -> Self {
-        worker::Error::RustError(err.to_string())
-    }
-}

@@ -3,9 +3,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::coordinator::{serve, Answer, Ask, Coordinator};
-use crate::holddown::HOLD_ENTRY;
-use crate::store::TOKEN_ENTRY;
+use crate::coordinator::contract::{serve, Answer, Ask, Coordinator};
+use crate::oauth::holddown::HOLD_ENTRY;
+use crate::source::store::TOKEN_ENTRY;
 use futures_executor::block_on;
 use futures_util::future::{join_all, LocalBoxFuture};
 

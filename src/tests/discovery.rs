@@ -3,9 +3,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::config::{ClientAuth, Config};
-use crate::store::TOKEN_ENTRY;
-use crate::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::config::client::{ClientAuth, Config};
+use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::source::store::TOKEN_ENTRY;
 use crate::TokenSource;
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -74,7 +74,10 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
     // The next token needs no discovery; another isolate reads the endpoint from KV.
     block_on(source.token(NOW + 3600)).unwrap();
     assert_eq!(calls.borrow().len(), 4);
-    assert!(kv.map.borrow().contains_key(crate::discovery::META_ENTRY));
+    assert!(kv
+        .map
+        .borrow()
+        .contains_key(crate::source::discovery::META_ENTRY));
     kv.map.borrow_mut().remove(TOKEN_ENTRY);
     let calls2 = Rc::new(RefCell::new(Vec::new()));
     let other = new_source(
@@ -115,7 +118,7 @@ fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
 /// A signer double that records the audience and makes a new assertion for every call.
 struct RecordingSigner(Rc<RefCell<Vec<(u64, String)>>>);
 
-impl crate::source::Assertions for RecordingSigner {
+impl crate::source::token_source::Assertions for RecordingSigner {
     fn assertion(
         &self,
         now: u64,
@@ -160,7 +163,7 @@ fn private_key_jwt_signs_a_fresh_assertion_for_the_discovered_endpoint_on_every_
             elapsed_ms: 1,
         })
     };
-    let key = crate::private_key::parse_private_key(
+    let key = crate::keys::private_key::parse_private_key(
         r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
         None,
     )

@@ -3,10 +3,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::config::Dpop;
-use crate::dpop::{DpopKey, Proofs};
-use crate::holddown::HOLD_ENTRY;
-use crate::store::TOKEN_ENTRY;
+use crate::config::client::Dpop;
+use crate::oauth::dpop::{DpopKey, Proofs};
+use crate::oauth::holddown::HOLD_ENTRY;
+use crate::source::store::TOKEN_ENTRY;
 use crate::{Error, Result, Scheme, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -45,7 +45,7 @@ struct TestProofs {
 
 fn key_name(key: &DpopKey) -> String {
     match key.public() {
-        crate::private_key::PublicJwk::Ec { x, .. } => x.clone(),
+        crate::keys::private_key::PublicJwk::Ec { x, .. } => x.clone(),
         other => panic!("{other:?}"),
     }
 }
@@ -90,7 +90,7 @@ fn logged_source(
     kv: &Kv,
     dpop: Dpop,
     proofs: &TestProofs,
-    log: crate::source::LogSink,
+    log: crate::source::token_source::LogSink,
 ) -> Source {
     let mut config = config();
     config.dpop = dpop;

@@ -2,9 +2,9 @@
 //! a hostile KV namespace can neither get a dead token handed out nor a credential shown.
 use std::rc::Rc;
 
-use crate::config::{ClientAuth, Config};
-use crate::store::{encode_record, TOKEN_ENTRY};
-use crate::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::config::client::{ClientAuth, Config};
+use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::source::store::{encode_record, TOKEN_ENTRY};
 use crate::{AccessToken, Scheme, Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -40,7 +40,10 @@ fn a_token_that_arrives_with_five_seconds_or_less_left_is_never_handed_out() {
         "{e}"
     );
     assert!(!kv.map.borrow().contains_key(TOKEN_ENTRY), "nothing cached");
-    assert!(!kv.map.borrow().contains_key(crate::holddown::HOLD_ENTRY));
+    assert!(!kv
+        .map
+        .borrow()
+        .contains_key(crate::oauth::holddown::HOLD_ENTRY));
     assert_eq!(ep.calls.get(), 1);
     assert_eq!(count(&lines, r#""outcome":"ok""#), 0);
 
@@ -165,7 +168,7 @@ struct EchoedSigner;
 
 const SIGNATURE: &str = "MEUCIQDsecretSignatureOfTheAssertion0123456789abcdefXYZ";
 
-impl crate::source::Assertions for EchoedSigner {
+impl crate::source::token_source::Assertions for EchoedSigner {
     fn assertion(&self, _: u64, _: &str) -> LocalBoxFuture<'static, crate::Result<String>> {
         Box::pin(std::future::ready(Ok(format!(
             "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjIn0.{SIGNATURE}"
@@ -197,7 +200,7 @@ fn an_echoed_client_assertion_is_redacted_in_every_form() {
             elapsed_ms: 1,
         })
     };
-    let key = crate::private_key::parse_private_key(
+    let key = crate::keys::private_key::parse_private_key(
         r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"k"}"#,
         None,
     )

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::Context;
 
-use crate::config::Config;
-use crate::store::TOKEN_ENTRY;
+use crate::config::client::Config;
+use crate::source::store::TOKEN_ENTRY;
 use futures_executor::block_on;
 
 use super::support::*;

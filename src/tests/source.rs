@@ -4,10 +4,10 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::Context;
 
-use crate::config::Config;
-use crate::holddown::HOLD_ENTRY;
-use crate::store::{encode_record, TOKEN_ENTRY};
-use crate::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::config::client::Config;
+use crate::oauth::holddown::HOLD_ENTRY;
+use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::source::store::{encode_record, TOKEN_ENTRY};
 use crate::{AccessToken, Scheme, Token};
 use futures_executor::block_on;
 use futures_util::future::join_all;
@@ -335,7 +335,7 @@ fn network_errors_are_unavailable() {
     let source = new_source(
         config(),
         http,
-        crate::store::NoStore,
+        crate::source::store::NoStore,
         TestRuntime::default(),
         logs().1,
     );
@@ -375,7 +375,7 @@ fn a_waiter_gives_up_on_a_flight_that_never_ends() {
     assert!(rt
         .sleeps
         .borrow()
-        .contains(&(1000 + crate::source::FLIGHT_SLACK_MS)));
+        .contains(&(1000 + crate::source::token_source::FLIGHT_SLACK_MS)));
     let ep2_calls = ep.calls.get();
     let _ = Box::pin(source.token(NOW + 2))
         .as_mut()
@@ -389,7 +389,7 @@ fn echoed_credentials_are_scrubbed_in_every_form() {
     let body: &'static str = Box::leak(
         format!(
             r#"{{"error":"invalid_client","error_description":"got client_secret=s3cr%25t%2B%3A%2F%3D%26 and {}"}}"#,
-            crate::token_request::basic_credentials("client", SECRET)
+            crate::oauth::token_request::basic_credentials("client", SECRET)
         )
         .into_boxed_str(),
     );

@@ -9,12 +9,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::config::{ClientAuth, Config};
-use crate::secret::ClientSecret;
-use crate::source::Runtime;
-pub use crate::source::Signers;
-use crate::store::TokenStore;
-use crate::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+use crate::base::secret::ClientSecret;
+use crate::config::client::{ClientAuth, Config};
+use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+use crate::source::store::TokenStore;
+use crate::source::token_source::Runtime;
+pub use crate::source::token_source::Signers;
 use crate::{Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
@@ -197,7 +197,7 @@ impl Runtime for TestRuntime {
     }
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
         self.sleeps.borrow_mut().push(ms);
-        if ms >= crate::source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
+        if ms >= crate::source::token_source::FLIGHT_SLACK_MS && !self.bounds_fire.get() {
             futures_util::future::Either::Left(std::future::pending())
         } else {
             advance(ms);
@@ -231,18 +231,18 @@ pub fn no_signers(config: &Config) -> Signers {
 }
 
 /// A source for a configuration that needs no signers.
-pub fn new_source<H: crate::transport::HttpClient + 'static, S: TokenStore + 'static>(
+pub fn new_source<H: crate::oauth::transport::HttpClient + 'static, S: TokenStore + 'static>(
     config: Config,
     http: H,
     store: S,
     runtime: TestRuntime,
-    log: crate::source::LogSink,
+    log: crate::source::token_source::LogSink,
 ) -> TokenSource<H, S, TestRuntime> {
     let signers = no_signers(&config);
     TokenSource::new(config, http, signers, store, runtime, log)
 }
 
-pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::LogSink) -> Source {
+pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::token_source::LogSink) -> Source {
     new_source(
         config(),
         ep.clone(),
@@ -287,7 +287,7 @@ impl TokenStore for Kv {
 
 pub type Lines = Rc<RefCell<Vec<String>>>;
 
-pub fn logs() -> (Lines, crate::source::LogSink) {
+pub fn logs() -> (Lines, crate::source::token_source::LogSink) {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let sink = lines.clone();
     (

@@ -4,8 +4,8 @@ use super::*;
 
 #[wasm_bindgen_test]
 async fn jwk_thumbprint_matches_rfc7638_example() {
-    use crate::edge::signing::thumbprint;
-    use crate::private_key::PublicJwk;
+    use crate::edge::signers::assertions::thumbprint;
+    use crate::keys::private_key::PublicJwk;
     let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
     let t = thumbprint(&PublicJwk::Rsa {
         e: "AQAB".into(),
@@ -40,8 +40,8 @@ async fn checked(jws: &str, token: &str) -> serde_json::Value {
 
 #[wasm_bindgen_test]
 async fn dpop_proofs_verify_against_the_key_in_their_header() {
-    use crate::dpop::DpopKey;
-    use crate::edge::dpop::{ath, generate, proof};
+    use crate::edge::signers::dpop::{ath, generate, proof};
+    use crate::oauth::dpop::DpopKey;
     use crate::AccessToken;
 
     let token = AccessToken::new("tok-abc.def");

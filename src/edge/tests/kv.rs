@@ -52,7 +52,7 @@ async fn sealed_values_open_only_with_the_same_key_and_aad() {
 
 #[wasm_bindgen_test]
 async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
-    use crate::cache_key::{cache_key_material, NAME_KEY_INFO, STRETCH_ITERATIONS};
+    use crate::config::cache_key::{cache_key_material, NAME_KEY_INFO, STRETCH_ITERATIONS};
     let material = b"material with the secret in it";
     let plain = sha256(material).await.unwrap();
     // Stretched (a client secret) and not (TOKEN_CACHE_KEY): each a function of its root only.
@@ -90,8 +90,9 @@ async fn kv_names_are_keyed_not_a_hash_of_the_secret() {
                 .and_then(|v| v.as_string())
         })
         .unwrap();
-        let hashed =
-            crate::cache_key::cache_key(&sha256(&cache_key_material(&config)).await.unwrap());
+        let hashed = crate::config::cache_key::cache_key(
+            &sha256(&cache_key_material(&config)).await.unwrap(),
+        );
         assert!(
             name.starts_with("m2m:v2:") && !name.starts_with(&hashed),
             "{name}"

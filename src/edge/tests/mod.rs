@@ -7,10 +7,10 @@ mod dpop;
 mod kv;
 #[cfg(feature = "proxy")]
 mod outbound;
-use crate::edge::crypto::{keyed_name, open, root_key, seal, sealing_key, sha256};
-use crate::edge::fetch::PlatformHttp;
-use crate::edge::kv::KvNamespace;
-use crate::transport::{HttpClient, HttpRequest};
+use crate::edge::platform::crypto::{keyed_name, open, root_key, seal, sealing_key, sha256};
+use crate::edge::platform::fetch::PlatformHttp;
+use crate::edge::platform::kv::KvNamespace;
+use crate::oauth::transport::{HttpClient, HttpRequest};
 use crate::{Config, TokenClient};
 use futures_util::future::join_all;
 use wasm_bindgen::prelude::*;
@@ -118,7 +118,7 @@ pub(super) fn env_with_kv(
 
 /// Lets a flight's second phase (its KV writes, after callers have their answer) finish.
 pub(super) async fn written() {
-    let _ = crate::edge::runtime::sleep(50).await;
+    let _ = crate::edge::platform::runtime::sleep(50).await;
 }
 
 /// The names and the (sealed) values in the Map-backed KV namespace of `env`.

@@ -4,9 +4,9 @@ use super::*;
 
 #[wasm_bindgen_test]
 fn outbound_headers_follow_the_policy_table() {
-    use crate::edge::outbound::{build, Outbound};
-    use crate::headers::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
-    use crate::secret::AccessToken;
+    use crate::base::secret::AccessToken;
+    use crate::edge::proxy::outbound::{build, Outbound};
+    use crate::proxy::headers::{header_dropped, DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
     use crate::{Scheme, Token};
     let mut names: Vec<String> = NEVER_FORWARDED
         .iter()
@@ -96,7 +96,7 @@ fn request(
 
 #[wasm_bindgen_test]
 async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path() {
-    use crate::edge::hot::HotPath;
+    use crate::edge::proxy::hot::HotPath;
     let srv = server("token").await;
     let env_js = env(
         &srv.url(),

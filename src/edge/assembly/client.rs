@@ -1,0 +1,401 @@
+//! [`TokenClient`]: the library API for Rust Workers.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Context, Env, Request, Response};
+
+use crate::base::error::{Error, Result};
+use crate::base::log;
+use crate::base::lru::LastUse;
+use crate::config::client::Config;
+use crate::edge::assembly::registry::{self, EdgeSource};
+use crate::edge::platform::fetch::global_fetch;
+use crate::edge::platform::kv::KvNamespace;
+use crate::edge::platform::runtime::FlightHandle;
+use crate::oauth::challenge::{may_replay, token_rejected};
+use crate::oauth::dpop::{htu, resource_wants_nonce};
+use crate::oauth::token::Token;
+
+/// Name of the KV binding used as the shared token cache.
+pub const KV_BINDING: &str = "TOKEN_CACHE";
+
+/// Largest request body kept (teed in memory) so the request can be replayed once after an
+/// upstream rejects the token or asks for a DPoP nonce; larger or unknown-length bodies stream
+/// without a copy and are not replayed.
+pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
+
+/// Gets client credentials tokens (RFC 6749 §4.4) and signs requests with them (RFC 6750 §2.1).
+///
+/// Cheap to create on every request: the token cache lives in the isolate, not in the client.
+#[derive(Clone)]
+pub struct TokenClient {
+    source: EdgeSource,
+    /// Marks the source used, for the isolate's least-recently-used bound.
+    used: LastUse,
+}
+
+impl TokenClient {
+    /// Reads the settings of the configuration contract from the Worker's vars and secrets, and
+    /// the `TOKEN_CACHE` KV binding when there is one (memory-only otherwise, said once in the log).
+    ///
+    /// With `M2M_PROFILES` set every configuration is a profile: this is then a configuration
+    /// error, and [`Self::for_profile`] picks one.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        crate::edge::assembly::profiles::configs(env)?.client(env, None)
+    }
+
+    /// The client of the profile `profile`, one of those `M2M_PROFILES` lists: its settings
+    /// are read with the profile's prefix (`BILLING_OAUTH_CLIENT_ID` for `billing`; see
+    /// the README's "Several APIs"). Each profile has its own tokens, KV entries, coordinator object
+    /// and hold-down: one profile's failure never touches another.
+    pub fn for_profile(env: &Env, profile: &str) -> Result<Self> {
+        crate::edge::assembly::profiles::configs(env)?.client(env, Some(profile))
+    }
+
+    /// A client for an explicit configuration and optional KV namespace. It asks no
+    /// coordinator: the coordinator reads its configuration from the Worker's own settings, so
+    /// only [`Self::from_env`] can share it.
+    pub fn new(config: Config, kv: Option<KvNamespace>) -> Self {
+        Self::with_env(config, kv, None)
+    }
+
+    /// A client whose source asks the `TOKEN_COORDINATOR` bound on `env`, when there is one.
+    pub(crate) fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
+        let (source, used) = registry::source(config, kv, env);
+        Self { source, used }
+    }
+
+    /// The current access token: from memory, else KV, else one token request shared by every
+    /// concurrent caller in the isolate.
+    ///
+    /// A DPoP token (`OAUTH_DPOP=true`, [`Token::dpop_key`]) is refused by its API without a
+    /// proof for each request: send with [`Self::fetch`], or sign with [`Self::sign`] or
+    /// [`Self::proof_for`].
+    pub async fn token(&self) -> Result<Token> {
+        registry::touch(&self.used);
+        self.source
+            .token(crate::edge::platform::js::now_secs())
+            .await
+    }
+
+    /// Like [`Self::token`], and when the token is in its refresh window, refreshes it in the
+    /// background under `ctx.waitUntil` (so no request ever waits for a token while a valid one
+    /// exists). Without a `Context` a background task could be cancelled with the request.
+    pub async fn token_with(&self, ctx: &Context) -> Result<Token> {
+        // Every token request this call starts runs under waitUntil: it finishes (and lands in
+        // memory and KV) even if this request is cancelled, instead of dying with it.
+        registry::touch(&self.used);
+        let keep_alive = |flight: &FlightHandle| {
+            let promise = flight.promise.clone();
+            ctx.wait_until(async move {
+                let _ = JsFuture::from(promise).await;
+            });
+        };
+        self.source
+            .token_ahead(
+                crate::edge::platform::js::now_secs(),
+                true,
+                Some(&keep_alive),
+            )
+            .await
+    }
+
+    /// Whether a request may ever be sent twice: after a rejected token (`OAUTH_RETRY_STATUSES`
+    /// not `off`) or a DPoP nonce challenge. Callers skip keeping a copy of the body otherwise.
+    pub fn replays_enabled(&self) -> bool {
+        let config = self.source.config();
+        !config.retry_statuses.is_empty() || config.dpop.is_on()
+    }
+
+    /// The `DPoP` header value for a request with `token` (RFC 9449 §7.1): a proof for `method`
+    /// and `url` with the token's `ath` and the server's latest nonce. `None` for a Bearer token.
+    pub async fn proof_for(
+        &self,
+        token: &Token,
+        method: &str,
+        url: &str,
+    ) -> Result<Option<String>> {
+        let Some(key) = token.dpop_key() else {
+            return Ok(None);
+        };
+        let ath = crate::edge::signers::dpop::ath(token.access_token()).await?;
+        let nonce = self.source.dpop_nonce(url);
+        crate::edge::signers::dpop::proof(
+            key,
+            method,
+            htu(url),
+            crate::edge::platform::js::now_secs(),
+            Some(&ath),
+            nonce.as_deref(),
+        )
+        .await
+        .map(Some)
+    }
+
+    /// The token in memory when a request can be signed with it at `now` with nothing else to
+    /// do (see [`crate::TokenSource::ready`]).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn ready(&self, now: u64) -> Option<Token> {
+        registry::touch(&self.used);
+        self.source.ready(now)
+    }
+
+    /// Remembers the DPoP nonce an API's answer to `url` carried (RFC 9449 §9); whether it was
+    /// a usable one.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn remember_dpop_nonce(&self, url: &str, nonce: &str) -> bool {
+        self.source.remember_dpop_nonce(url, nonce)
+    }
+
+    /// The API's latest DPoP nonce for `url` that this isolate knows.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn dpop_nonce(&self, url: &str) -> Option<String> {
+        self.source.dpop_nonce(url)
+    }
+
+    pub(crate) async fn current(&self, ctx: Option<&Context>) -> Result<Token> {
+        match ctx {
+            Some(ctx) => self.token_with(ctx).await,
+            None => self.token().await,
+        }
+    }
+
+    /// A new request like `request` (method, URL, headers, body, redirect mode) with
+    /// `Authorization: <scheme> <token>`, and for a DPoP token a fresh `DPoP` proof (with the
+    /// API's latest nonce this isolate knows); the caller's own `Authorization` and `DPoP` are
+    /// replaced. Who sends it sees the answer: nonce challenges and rejected tokens are theirs
+    /// to handle. [`Self::fetch`] handles both.
+    pub async fn sign(&self, request: Request) -> Result<Request> {
+        let token = self.token().await?;
+        self.sign_raw(&token, request.inner())
+            .await
+            .map(Request::from)
+    }
+
+    /// Signs `request` and sends it with the platform `fetch`, replaying it once with a fresh
+    /// token when the upstream answers a status in `OAUTH_RETRY_STATUSES`, or with a DPoP nonce
+    /// when the upstream asks for one (see [`Self::send`]).
+    pub async fn fetch(&self, request: Request) -> Result<Response> {
+        // `Clone::clone` copies the handle; the inherent `clone` would be JS `Request.clone()`.
+        self.send(<web_sys::Request as Clone>::clone(request.inner()), None)
+            .await
+            .map(Response::from)
+    }
+
+    /// Like [`Self::fetch`], refreshing the token ahead of expiry under `ctx` (see
+    /// [`Self::token_with`]). Prefer this in a fetch handler.
+    pub async fn fetch_with(&self, request: Request, ctx: &Context) -> Result<Response> {
+        self.send(
+            <web_sys::Request as Clone>::clone(request.inner()),
+            Some(ctx),
+        )
+        .await
+        .map(Response::from)
+    }
+
+    /// Forgets `token` because an upstream rejected it (RFC 6750 §3.1); whether a new token is
+    /// worth fetching (see [`TokenSource::invalidate`](crate::TokenSource::invalidate)).
+    pub async fn invalidate(&self, token: &Token) -> bool {
+        self.source
+            .invalidate(token, crate::edge::platform::js::now_secs())
+            .await
+    }
+
+    /// Signs and sends `unsigned`. When the upstream answers a status in `OAUTH_RETRY_STATUSES`
+    /// (default 401: the token was revoked or expired early), the token is evicted from memory
+    /// and KV, one fresh token is fetched (shared with concurrent callers), and the request is
+    /// replayed once if its body can be replayed: no body, or a `Content-Length` of at most
+    /// [`REPLAY_LIMIT_BYTES`]. Otherwise, or if no new token can be had, the upstream's answer
+    /// is returned untouched. With DPoP, a `401` asking for a nonce (RFC 9449 §9) is answered
+    /// the same way: the request is sent once more, with the nonce, and the token is kept.
+    /// Never more than one replay. With `ctx`, tokens are refreshed ahead.
+    pub async fn send(
+        &self,
+        unsigned: web_sys::Request,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
+        let js =
+            |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
+        let token = self.current(ctx).await?;
+        let spare = if !self.replays_enabled() {
+            None
+        } else if unsigned.body().is_none() {
+            // Nothing to consume: the same request can be signed and sent again.
+            Some(<web_sys::Request as Clone>::clone(&unsigned))
+        } else if replayable(&unsigned) {
+            // JS `Request.clone()`: tees the body so the spare can be sent later.
+            Some(unsigned.clone().map_err(js)?)
+        } else {
+            None
+        };
+        let signed = self.sign_raw(&token, &unsigned).await?;
+        self.send_signed(token, signed, spare, ctx).await
+    }
+
+    /// Sends `signed` (which carries `token`). On a DPoP nonce challenge, signs the `spare` copy
+    /// again with the nonce and sends it once. On a status in `OAUTH_RETRY_STATUSES`, evicts the
+    /// token and, when there is a spare and a new token, signs the spare with it and sends it once.
+    pub(crate) async fn send_signed(
+        &self,
+        token: Token,
+        signed: web_sys::Request,
+        spare: Option<web_sys::Request>,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
+        // Read before sending: a sent request's method is still there, but this keeps the hot
+        // path (a status not in the list) to one comparison after the fetch.
+        let method = if self.source.config().retry_statuses.is_empty() {
+            String::new()
+        } else {
+            signed.method()
+        };
+        let url = token.dpop_key().map(|_| signed.url());
+        let (resp, nonce_given) = self.send_noting(signed, url.as_deref()).await?;
+        self.answered(token, resp, nonce_given, &method, url, spare, ctx)
+            .await
+    }
+
+    /// What to do with `resp`, the upstream's answer to a request of `method` signed with
+    /// `token`: answer a DPoP nonce challenge (`nonce_given`, for a DPoP request to `url`), or
+    /// evict a rejected token and send the `spare` once more (see [`Self::send_signed`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn answered(
+        &self,
+        token: Token,
+        resp: web_sys::Response,
+        nonce_given: bool,
+        method: &str,
+        url: Option<String>,
+        spare: Option<web_sys::Request>,
+        ctx: Option<&Context>,
+    ) -> Result<web_sys::Response> {
+        let retry_statuses = &self.source.config().retry_statuses;
+        // RFC 9449 §9: a 401 asking for a nonce is retried once with it, whether or not this
+        // request used an older one (concurrent requests all get the challenge, and each needs
+        // its retry). The server refused at authentication, so even a POST is safe to send
+        // again, and the token is fine: it is not evicted.
+        if nonce_given && resp.status() == 401 {
+            let challenge = resp.headers().get("www-authenticate").ok().flatten();
+            if resource_wants_nonce(401, challenge.as_deref()) {
+                let Some(spare) = spare else {
+                    crate::edge::platform::js::log_line(&log::cache_event(
+                        "dpop_nonce_unanswered",
+                        "upstream asked for a DPoP nonce; the body was not kept, so its 401 \
+                         goes back; the next request carries the nonce",
+                    ));
+                    return Ok(resp);
+                };
+                crate::edge::platform::js::log_line(&log::cache_event(
+                    "dpop_nonce",
+                    "upstream asked for a DPoP nonce; sending the request again with it",
+                ));
+                if let Some(body) = resp.body() {
+                    let _ = body.cancel();
+                }
+                let again = self.sign_raw(&token, &spare).await?;
+                return Ok(self.send_noting(again, url.as_deref()).await?.0);
+            }
+        }
+        if !retry_statuses.contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let challenge = resp.headers().get("www-authenticate").ok().flatten();
+        if !token_rejected(resp.status(), challenge.as_deref(), retry_statuses) {
+            return Ok(resp);
+        }
+        let worth_retrying = self.invalidate(&token).await;
+        let Some(spare) =
+            spare.filter(|_| worth_retrying && may_replay(method, challenge.as_deref()))
+        else {
+            return Ok(resp);
+        };
+        let fresh = match self.current(ctx).await {
+            Ok(fresh) if fresh.access_token() != token.access_token() => fresh,
+            _ => return Ok(resp),
+        };
+        crate::edge::platform::js::log_line(&log::replay(resp.status()));
+        if let Some(body) = resp.body() {
+            let _ = body.cancel();
+        }
+        let url = fresh.dpop_key().map(|_| spare.url());
+        let again = self.sign_raw(&fresh, &spare).await?;
+        Ok(self.send_noting(again, url.as_deref()).await?.0)
+    }
+
+    /// Sends `req`; for a DPoP request to `url`, remembers the nonce its answer carries (RFC 9449
+    /// §9: any answer may announce the next one) and says whether there was a usable one.
+    async fn send_noting(
+        &self,
+        req: web_sys::Request,
+        url: Option<&str>,
+    ) -> Result<(web_sys::Response, bool)> {
+        let resp = send_raw(req).await?;
+        let Some(url) = url else {
+            return Ok((resp, false));
+        };
+        let nonce = resp.headers().get("dpop-nonce").ok().flatten();
+        let usable = nonce.is_some_and(|n| self.source.remember_dpop_nonce(url, &n));
+        Ok((resp, usable))
+    }
+
+    /// `new Request(req, { headers })`: the same request with our `Authorization` and, for a
+    /// DPoP token, a new proof for it.
+    async fn sign_raw(&self, token: &Token, req: &web_sys::Request) -> Result<web_sys::Request> {
+        let proof = match token.dpop_key() {
+            Some(_) => self.proof_for(token, &req.method(), &req.url()).await?,
+            None => None,
+        };
+        build_signed(token, req, proof.as_deref())
+    }
+}
+
+/// A request can be replayed when its body is absent or small enough to keep a copy of.
+fn replayable(req: &web_sys::Request) -> bool {
+    if req.body().is_none() {
+        return true;
+    }
+    let len = req.headers().get("content-length").ok().flatten();
+    len.and_then(|l| l.trim().parse::<u64>().ok())
+        .is_some_and(|l| l <= REPLAY_LIMIT_BYTES)
+}
+
+fn build_signed(
+    token: &Token,
+    req: &web_sys::Request,
+    proof: Option<&str>,
+) -> Result<web_sys::Request> {
+    let js = |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
+    let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(js)?;
+    headers
+        .set("authorization", token.authorization().expose())
+        .map_err(js)?;
+    // A caller's own proof is for its own token, never for ours.
+    match proof {
+        Some(p) => headers.set("dpop", p).map_err(js)?,
+        None => headers.delete("dpop").map_err(js)?,
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_headers_headers(&headers);
+    // Never follow a redirect with our token attached: the caller sees the 3xx instead.
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    web_sys::Request::new_with_request_and_init(req, &init).map_err(js)
+}
+
+async fn send_raw(req: web_sys::Request) -> Result<web_sys::Response> {
+    let resp = JsFuture::from(global_fetch(&req))
+        .await
+        .map_err(|e| Error::Upstream(crate::edge::platform::js::js_error_text(&e)))?;
+    resp.dyn_into()
+        .map_err(|_| Error::Other("fetch returned a non-Response".into()))
+}
+
+/// Signs `request` with a Bearer `token`. Requests are immutable in Workers, so this builds a
+/// new one. A DPoP token needs a new proof for every request: sign with [`TokenClient::sign`].
+pub fn sign_with(token: &Token, request: Request) -> Result<Request> {
+    if token.dpop_key().is_some() {
+        return Err(Error::Other(
+            "a DPoP token needs a proof per request: use TokenClient::sign or fetch".into(),
+        ));
+    }
+    build_signed(token, request.inner(), None).map(Request::from)
+}

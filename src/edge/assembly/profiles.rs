@@ -1,0 +1,121 @@
+//! The Worker's configurations as read from `env`: its unprefixed settings, or each profile that
+//! `M2M_PROFILES` lists (see [`crate::settings::lookup`]). Parsed once per `env` object and per profile,
+//! so the hot path is a reference comparison and a map lookup.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::Env;
+
+use crate::base::error::Result;
+use crate::config::client::Config;
+use crate::edge::assembly::client::{TokenClient, KV_BINDING};
+use crate::edge::platform::env::{env_string, PerEnv};
+use crate::edge::platform::kv::KvNamespace;
+#[cfg(feature = "proxy")]
+use crate::proxy::config::ProxyConfig;
+use crate::settings::profile::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
+
+/// Key of the unprefixed configuration in the maps below (a profile name is never empty).
+const UNPREFIXED: &str = "";
+
+/// What one `env` holds: the profiles, and the clients and proxy settings made so far (a few
+/// dozen at most: a list costs less wasm than a map and is as fast at this size).
+pub(crate) struct Configs {
+    profiles: Option<Vec<Profile>>,
+    clients: RefCell<Vec<(String, TokenClient)>>,
+    #[cfg(feature = "proxy")]
+    proxies: RefCell<Vec<(String, Rc<ProxyConfig>)>>,
+}
+
+fn find<T: Clone>(list: &RefCell<Vec<(String, T)>>, key: &str) -> Option<T> {
+    list.borrow()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+thread_local! {
+    static LAST: PerEnv<Rc<Configs>> = const { PerEnv::new() };
+}
+
+/// The configurations of `env`.
+pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
+    LAST.with(|last| {
+        last.get_or_try(env, || {
+            Ok(Rc::new(Configs {
+                profiles: parse_profiles(env_string(env, PROFILES_SETTING))?,
+                clients: RefCell::default(),
+                #[cfg(feature = "proxy")]
+                proxies: RefCell::default(),
+            }))
+        })
+    })
+}
+
+/// The token settings of `profile` (`None`: the unprefixed ones) as `env` has them now.
+pub(crate) fn read_config(env: &Env, profile: Option<&str>) -> Result<Config> {
+    let profiles = parse_profiles(env_string(env, PROFILES_SETTING))?;
+    match choose_profile(profiles.as_deref(), profile)? {
+        Some(p) => Config::for_profile(|name| env_string(env, name), p),
+        None => Config::from_lookup(|name| env_string(env, name)),
+    }
+}
+
+impl Configs {
+    /// Whether the Worker has profiles, and so whether the proxy routes by path.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn profiled(&self) -> bool {
+        self.profiles.is_some()
+    }
+
+    /// Whether `name` is one of the listed profiles.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.profiles
+            .as_deref()
+            .is_some_and(|list| list.iter().any(|p| p.name() == name))
+    }
+
+    fn profile(&self, wanted: Option<&str>) -> Result<Option<&Profile>> {
+        choose_profile(self.profiles.as_deref(), wanted)
+    }
+
+    /// The token client of `profile` (`None`: the unprefixed settings), made on first use.
+    /// A configuration error is not remembered: the next call reads the settings again.
+    pub(crate) fn client(&self, env: &Env, profile: Option<&str>) -> Result<TokenClient> {
+        let key = profile.unwrap_or(UNPREFIXED);
+        if let Some(client) = find(&self.clients, key) {
+            return Ok(client);
+        }
+        let lookup = |name: &str| env_string(env, name);
+        let config = match self.profile(profile)? {
+            Some(p) => Config::for_profile(lookup, p)?,
+            None => Config::from_lookup(lookup)?,
+        };
+        let client =
+            TokenClient::with_env(config, KvNamespace::from_env(env, KV_BINDING), Some(env));
+        self.clients
+            .borrow_mut()
+            .push((key.to_owned(), client.clone()));
+        Ok(client)
+    }
+
+    /// The proxy settings of `profile` (`None`: the unprefixed ones), read on first use.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn proxy(&self, env: &Env, profile: Option<&str>) -> Result<Rc<ProxyConfig>> {
+        let key = profile.unwrap_or(UNPREFIXED);
+        if let Some(proxy) = find(&self.proxies, key) {
+            return Ok(proxy);
+        }
+        let lookup = |name: &str| env_string(env, name);
+        let proxy = Rc::new(match self.profile(profile)? {
+            Some(p) => ProxyConfig::for_profile(lookup, p)?,
+            None => ProxyConfig::from_lookup(lookup)?,
+        });
+        self.proxies
+            .borrow_mut()
+            .push((key.to_owned(), proxy.clone()));
+        Ok(proxy)
+    }
+}

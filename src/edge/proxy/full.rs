@@ -1,0 +1,274 @@
+//! The egress proxy: `/<path>?<query>` goes to `UPSTREAM_ORIGIN/<path>?<query>`, signed; with
+//! profiles (`M2M_PROFILES`), `/<profile>/<path>?<query>` goes to that profile's upstream with
+//! its token.
+//! Bodies stream in both directions; only a small body is teed for a replay after a 401.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Context, Env};
+
+use crate::base::error::Error;
+use crate::base::log;
+use crate::base::secret::SharedSecret;
+use crate::edge::assembly::client::REPLAY_LIMIT_BYTES;
+use crate::edge::assembly::profiles::{configs, Configs};
+use crate::edge::platform::crypto::sha256;
+use crate::edge::proxy::outbound;
+use crate::proxy::route::{
+    check_request, constant_time_eq, error_body, join_upstream, path_and_query,
+    presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
+};
+
+/// Serves one proxied request. Never fails: every error becomes a JSON error response.
+///
+/// Works on the raw `web_sys` request and response: wrapping them in `worker::Request` and
+/// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
+pub async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
+    match forward(req, env, ctx).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let status = err.http_status();
+            crate::edge::platform::js::log_line(&log::proxy_error(status, &err));
+            error_response(&err)
+        }
+    }
+}
+
+async fn forward(
+    req: web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+) -> Result<web_sys::Response, Error> {
+    let js = |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
+    let url = req.url();
+    let Route {
+        configs,
+        profile,
+        path_and_query,
+    } = route(env, &url)?;
+    let proxy = configs.proxy(env, profile)?;
+    let inner = &req;
+    let headers = inner.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
+
+    if let Some(secret) = &proxy.shared_secret {
+        let presented = presented_proxy_secret(header("proxy-authorization").as_deref())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        // Digests first: equal lengths, so the comparison time says nothing about the secret.
+        // The configured secret's digest is made once per isolate, the caller's per request.
+        let (want, got) = (
+            shared_secret_digest(secret).await,
+            sha256(presented.as_bytes()).await,
+        );
+        if !matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
+            return Err(Error::rejected(
+                401,
+                "unauthorized",
+                "this proxy requires Proxy-Authorization: Bearer <PROXY_SHARED_SECRET>",
+            ));
+        }
+    }
+    let method = inner.method();
+    let content_length = header("content-length");
+    let transfer_encoding = header("transfer-encoding");
+    check_request(
+        &method,
+        content_length
+            .as_deref()
+            .map(|v| ("content-length", v))
+            .into_iter()
+            .chain(
+                transfer_encoding
+                    .as_deref()
+                    .map(|v| ("transfer-encoding", v)),
+            ),
+        proxy.max_body_bytes,
+    )?;
+
+    let client = configs.client(env, profile)?;
+    let target = join_upstream(proxy.upstream.as_str(), path_and_query);
+    let connection_tokens = connection_tokens(header("connection"));
+
+    // The token first: nothing below can fail after the body stream is wrapped, so the wrapper
+    // is always consumed (or its request aborted) and never left behind.
+    let token = client.current(Some(ctx)).await?;
+    let proof = client.proof_for(&token, &method, &target).await?;
+    // Every body is counted as it streams and cut off past the limit, declared length or not: a
+    // service-binding caller's `Content-Length` is its own claim, not proof.
+    let declared = content_length
+        .as_deref()
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    let (body, signal, overflow) = match inner.body() {
+        Some(stream) => {
+            let abort = web_sys::AbortController::new().map_err(js)?;
+            let signal = abort.signal();
+            let (limited, overflow) = limit_stream(stream, proxy.max_body_bytes, abort);
+            (Some(limited), Some(signal), Some(overflow))
+        }
+        None => (None, None, None),
+    };
+    let small_body = declared.is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
+    let has_body = body.is_some();
+    let outbound = outbound::build(
+        inner,
+        outbound::Outbound {
+            target: target.as_str(),
+            connection_tokens: &connection_tokens,
+            allowed: &proxy.forward_headers,
+            token: &token,
+            dpop: proof.as_deref(),
+            body,
+            length: declared,
+            signal,
+        },
+    )
+    .map_err(js)?;
+    // What to send again after a 401: the same request when it has no body (nothing is consumed),
+    // a teed copy when its body is small, nothing otherwise.
+    let spare = if !client.replays_enabled() {
+        None
+    } else if !has_body {
+        Some(<web_sys::Request as Clone>::clone(&outbound))
+    } else if small_body {
+        Some(outbound.clone().map_err(js)?)
+    } else {
+        None
+    };
+    match client.send_signed(token, outbound, spare, Some(ctx)).await {
+        Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
+            Err(too_large(proxy.max_body_bytes))
+        }
+        other => other,
+    }
+}
+
+/// The names a caller listed in `Connection` (RFC 9110 §7.6.1), lower case: hop-by-hop for
+/// this request, never forwarded.
+pub(crate) fn connection_tokens(connection: Option<String>) -> Vec<String> {
+    connection
+        .map(|c| {
+            c.split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where a request goes: the Worker's configurations, the profile its first path segment names
+/// (with `M2M_PROFILES`), and the path and query to send upstream.
+pub(crate) struct Route<'u> {
+    pub(crate) configs: Rc<Configs>,
+    pub(crate) profile: Option<&'u str>,
+    pub(crate) path_and_query: &'u str,
+}
+
+/// Routes the incoming `url`: with profiles, the first path segment picks one, and an unknown
+/// one is a 404 that costs no token.
+pub(crate) fn route<'u>(env: &Env, url: &'u str) -> Result<Route<'u>, Error> {
+    let configs = configs(env)?;
+    let path_and_query = path_and_query(url)?;
+    let (profile, path_and_query) = if configs.profiled() {
+        let (segment, rest) = split_profile(path_and_query);
+        if !configs.has(segment) {
+            return Err(unknown_profile());
+        }
+        (Some(segment), rest)
+    } else {
+        (None, path_and_query)
+    };
+    Ok(Route {
+        configs,
+        profile,
+        path_and_query,
+    })
+}
+
+fn too_large(max: u64) -> Error {
+    Error::rejected(
+        413,
+        "request_too_large",
+        format!("request body exceeds {max} bytes"),
+    )
+}
+
+/// Passes `raw` through until more than `max` bytes went by; then aborts the upstream request
+/// (so the upstream sees a broken connection, never a body that merely ends early) and errors
+/// the stream. The flag tells the caller why the request failed.
+fn limit_stream(
+    raw: web_sys::ReadableStream,
+    max: u64,
+    abort: web_sys::AbortController,
+) -> (web_sys::ReadableStream, Rc<Cell<bool>>) {
+    let overflow = Rc::new(Cell::new(false));
+    let flag = overflow.clone();
+    let mut seen = 0u64;
+    let counted = wasm_streams::ReadableStream::from_raw(raw)
+        .into_stream()
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.unchecked_ref::<js_sys::Uint8Array>().length() as u64;
+            if seen > max {
+                flag.set(true);
+                abort.abort();
+                return Err(JsValue::from_str("request body too large"));
+            }
+            Ok(chunk)
+        });
+    (
+        wasm_streams::ReadableStream::from_stream(counted).into_raw(),
+        overflow,
+    )
+}
+
+thread_local! {
+    // One per profile at most (a profile may have its own `PROXY_SHARED_SECRET`).
+    static SECRET_DIGESTS: std::cell::RefCell<Vec<(SharedSecret, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// SHA-256 of a `PROXY_SHARED_SECRET`, computed once per isolate (per secret value).
+async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> {
+    let cached = SECRET_DIGESTS.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(s, _)| s.same_as(secret))
+            .map(|(_, d)| d.clone())
+    });
+    if let Some(digest) = cached {
+        return Ok(digest);
+    }
+    let digest = sha256(secret.expose().as_bytes()).await?;
+    SECRET_DIGESTS.with(|c| {
+        let mut c = c.borrow_mut();
+        // Rotations add values; the settings bound how many are current.
+        if c.len() >= 2 * crate::settings::profile::MAX_PROFILES {
+            c.clear();
+        }
+        c.push((secret.clone(), digest.clone()));
+    });
+    Ok(digest)
+}
+
+/// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.
+pub fn error_response(err: &Error) -> web_sys::Response {
+    let build = || -> Result<web_sys::Response, JsValue> {
+        let headers = web_sys::Headers::new()?;
+        headers.set("content-type", "application/json")?;
+        headers.set("cache-control", "no-store")?;
+        if let Some(secs) = err.retry_after() {
+            headers.set("retry-after", &secs.to_string())?;
+        }
+        if err.http_status() == 405 {
+            headers.set("allow", &ALLOWED_METHODS.join(", "))?;
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(err.http_status());
+        init.set_headers(&headers);
+        web_sys::Response::new_with_opt_str_and_init(Some(&error_body(err)), &init)
+    };
+    build().unwrap_or_else(|_| web_sys::Response::new().expect("an empty response"))
+}

@@ -1,0 +1,219 @@
+//! The proxy's hot path without a Rust future: when the token a request needs is in memory,
+//! one synchronous call builds the signed upstream request and the JavaScript entry
+//! (`scripts/entry.mjs`) sends it with `fetch` itself.
+//!
+//! Only a request that needs nothing asynchronous takes it: no body, no `Content-Length` or
+//! `Transfer-Encoding`, a forwarded method, no `PROXY_SHARED_SECRET` (its check hashes with
+//! WebCrypto), and a fresh token that is not due for its background refresh. For a DPoP token,
+//! the isolate must already hold the key's `CryptoKey` and the token's `ath`; Rust then makes
+//! the proof's signing input and the entry signs it with WebCrypto. Everything else (a token to
+//! fetch or refresh, a key to import, bodies, errors) takes the full path in [`crate::edge::proxy::full`],
+//! unchanged. The decisions are the full path's own (routing, the origin
+//! lock, the header policy): this module only skips the awaiting. An upstream's 4xx goes back
+//! to Rust ([`HotPath::answered`]), which evicts a rejected token and replays once, as the full
+//! path does.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::*;
+use worker::{Context, Env};
+
+use crate::base::error::Error;
+use crate::base::log;
+use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
+use crate::edge::proxy::outbound::{self, Outbound};
+use crate::oauth::dpop::htu;
+use crate::oauth::token::Token;
+use crate::proxy::route::{join_upstream, ALLOWED_METHODS};
+
+/// Tokens handed out lately, newest last: a rejection reported from JavaScript names its token
+/// by its `Authorization` value, and is matched here (a token is replaced while requests that
+/// carry the old one are still out).
+const RECENT_TOKENS: usize = 4;
+
+thread_local! {
+    static RECENT: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The hot path's entry points, as static methods of an exported class: worker-build exports
+/// classes from its bundle, and a static call goes straight to the wasm.
+#[wasm_bindgen]
+pub struct HotPath;
+
+#[wasm_bindgen]
+impl HotPath {
+    /// The signed upstream request for `req` as `[target, init]` for `fetch(target, init)`,
+    /// when it needs nothing asynchronous; for a DPoP token `[target, init, input, key]`: the
+    /// proof's signing input and the `CryptoKey` to sign it with (ES256), for the entry to put
+    /// in a `DPoP` header. `undefined` sends the request down the full path (which also answers
+    /// every error).
+    pub fn ready(req: &web_sys::Request, env: &Env) -> Option<js_sys::Array> {
+        prepare(req, env).ok().flatten()
+    }
+
+    /// Remembers the DPoP nonce the API sent with its answer to `target` (RFC 9449 §9: any
+    /// answer may announce the next one); whether it was a usable one.
+    pub fn nonce(req: &web_sys::Request, env: &Env, target: &str, nonce: &str) -> bool {
+        let url = req.url();
+        let Ok(Route {
+            configs, profile, ..
+        }) = route(env, &url)
+        else {
+            return false;
+        };
+        configs
+            .client(env, profile)
+            .is_ok_and(|client| client.remember_dpop_nonce(target, nonce))
+    }
+
+    /// The answer to `incoming` after the upstream answered `resp` (a 4xx) to `sent`: when it
+    /// rejected the token (`OAUTH_RETRY_STATUSES`), the token is evicted and `sent` is signed
+    /// with a new one and sent once more; when it asked for a DPoP nonce it gave
+    /// (`nonce_given`), `sent` is signed again with it and sent once more: as on the full path.
+    /// Otherwise `resp` untouched.
+    pub async fn answered(
+        incoming: web_sys::Request,
+        sent: web_sys::Request,
+        resp: web_sys::Response,
+        env: Env,
+        ctx: worker::worker_sys::Context,
+        nonce_given: bool,
+    ) -> web_sys::Response {
+        let url = incoming.url();
+        let Ok(Route {
+            configs, profile, ..
+        }) = route(&env, &url)
+        else {
+            return resp;
+        };
+        let Ok(client) = configs.client(&env, profile) else {
+            return resp;
+        };
+        let used = sent.headers().get("authorization").ok().flatten();
+        let Some(token) = used.and_then(|used| recent(&used)) else {
+            return resp;
+        };
+        // No body: the same request can be signed again.
+        let spare = client
+            .replays_enabled()
+            .then(|| <web_sys::Request as Clone>::clone(&sent));
+        let ctx = Context::new(ctx);
+        let method = incoming.method();
+        let url = token.dpop_key().map(|_| sent.url());
+        match client
+            .answered(token, resp, nonce_given, &method, url, spare, Some(&ctx))
+            .await
+        {
+            Ok(resp) => resp,
+            Err(err) => failed(&err),
+        }
+    }
+
+    /// The proxy's answer when `fetch` of the upstream request failed: 502 `upstream_unreachable`.
+    pub fn unreachable(reason: String) -> web_sys::Response {
+        failed(&Error::Upstream(reason))
+    }
+}
+
+fn failed(err: &Error) -> web_sys::Response {
+    crate::edge::platform::js::log_line(&log::proxy_error(err.http_status(), err));
+    error_response(err)
+}
+
+fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, Error> {
+    if req.body().is_some() {
+        return Ok(None);
+    }
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
+    if header("content-length").is_some() || header("transfer-encoding").is_some() {
+        return Ok(None);
+    }
+    let method = req.method();
+    if !ALLOWED_METHODS.contains(&method.as_str()) {
+        return Ok(None);
+    }
+    let url = req.url();
+    let Route {
+        configs,
+        profile,
+        path_and_query,
+    } = route(env, &url)?;
+    let proxy = configs.proxy(env, profile)?;
+    if proxy.shared_secret.is_some() {
+        return Ok(None);
+    }
+    let client = configs.client(env, profile)?;
+    let Some(token) = client.ready(crate::edge::platform::js::now_secs()) else {
+        return Ok(None);
+    };
+    let target = join_upstream(proxy.upstream.as_str(), path_and_query);
+    // A DPoP proof: its input made here, signed by the entry (WebCrypto is asynchronous).
+    let proof = match token.dpop_key() {
+        None => None,
+        Some(key) => {
+            let Some((signing, ath)) =
+                crate::edge::signers::dpop::ready_signing(key, token.access_token())
+            else {
+                return Ok(None);
+            };
+            let nonce = client.dpop_nonce(&target);
+            let input = crate::edge::signers::dpop::proof_input_now(
+                key,
+                &method,
+                htu(&target),
+                crate::edge::platform::js::now_secs(),
+                Some(&ath),
+                nonce.as_deref(),
+            )?;
+            Some((input, signing))
+        }
+    };
+    let out = outbound::build_parts(
+        req,
+        Outbound {
+            target: &target,
+            connection_tokens: &connection_tokens(header("connection")),
+            allowed: &proxy.forward_headers,
+            token: &token,
+            dpop: None,
+            body: None,
+            length: None,
+            signal: None,
+        },
+    )
+    .map_err(|e| Error::Other(crate::edge::platform::js::js_error_text(&e)))?;
+    if let Some((input, signing)) = proof {
+        out.push(&JsValue::from_str(&input));
+        out.push(&signing);
+    }
+    remember(token);
+    Ok(Some(out))
+}
+
+fn remember(token: Token) {
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if recent
+            .last()
+            .is_some_and(|t| t.authorization().same_as(token.authorization()))
+        {
+            return;
+        }
+        if recent.len() >= RECENT_TOKENS {
+            recent.remove(0);
+        }
+        recent.push(token);
+    });
+}
+
+fn recent(authorization: &str) -> Option<Token> {
+    RECENT.with(|recent| {
+        recent
+            .borrow()
+            .iter()
+            .rev()
+            .find(|t| t.authorization().expose() == authorization)
+            .cloned()
+    })
+}

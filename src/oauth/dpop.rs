@@ -1,0 +1,378 @@
+//! DPoP (RFC 9449): access tokens bound to a key the Worker holds, with no crypto and no I/O.
+//!
+//! A DPoP-bound token is worthless without its private key, so the key travels with the token:
+//! it is part of the cached record (sealed with the token in KV, see [`crate::source::store`]), and any
+//! isolate that reads the token can prove possession of it. With `OAUTH_DPOP_KEY` every isolate
+//! has the same key anyway; without it, a key is generated for each token request.
+//!
+//! The core builds the proofs' signing input (§4.2), trims request URIs to `htu` (§4.3),
+//! recognises nonce challenges (§8, §9) and remembers the latest nonce per origin. The edge
+//! generates and imports keys, signs proofs and hashes tokens for `ath`, all with WebCrypto.
+
+use std::fmt;
+use std::rc::Rc;
+
+use crate::base::error::{Error, ErrorCode, Result};
+use crate::base::secret::SharedSecret;
+use crate::keys::jwt::{json_string, signing_input};
+use crate::keys::private_key::{parse_key, Alg, KeyFormat, PublicJwk};
+use crate::oauth::challenge::challenge_error;
+use futures_util::future::LocalBoxFuture;
+
+/// The RFC 7517 Appendix A.2 example EC private key, for tests.
+#[cfg(test)]
+pub(crate) const TEST_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+
+/// The JWT `typ` of a DPoP proof (RFC 9449 §4.2).
+pub const PROOF_TYP: &str = "dpop+jwt";
+
+/// The error code with which a server asks for a nonce (RFC 9449 §8, §9).
+pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
+
+/// A DPoP key pair: ES256 (ECDSA P-256, RFC 7518 §3.4), the only algorithm proofs are signed
+/// with, which every DPoP server accepts.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DpopKey {
+    private_jwk: SharedSecret,
+    public: PublicJwk,
+}
+
+impl fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DpopKey {
+    /// Reads a private EC P-256 JWK (RFC 7517), as given in the setting `setting` (errors name
+    /// it and show none of the key).
+    pub fn from_jwk(setting: &str, raw: &str) -> Result<Self> {
+        if !raw.trim_start().starts_with('{') {
+            return Err(Error::config(
+                setting.to_owned(),
+                "must be a private EC P-256 JWK (JSON)",
+            ));
+        }
+        let key = parse_key(setting, raw, None)?;
+        match (key.alg, key.format, key.public) {
+            (Alg::Es256, KeyFormat::Jwk(private_jwk), Some(public)) => Ok(Self {
+                private_jwk,
+                public,
+            }),
+            _ => Err(Error::config(
+                setting.to_owned(),
+                "must be an EC P-256 key (DPoP proofs are signed with ES256)",
+            )),
+        }
+    }
+
+    /// The private JWK as JSON text, for WebCrypto and the sealed cache record.
+    pub(crate) fn private_jwk(&self) -> &SharedSecret {
+        &self.private_jwk
+    }
+
+    /// The public members, for the proof header and the RFC 7638 thumbprint.
+    pub(crate) fn public(&self) -> &PublicJwk {
+        &self.public
+    }
+}
+
+/// The claims of one proof (RFC 9449 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofClaims<'a> {
+    /// The request method.
+    pub htm: &'a str,
+    /// The request URI without query and fragment (see [`htu`]).
+    pub htu: &'a str,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// A unique identifier; the server refuses a proof it has seen (§11.1).
+    pub jti: &'a str,
+    /// base64url SHA-256 of the access token, on requests that carry one (§4.2, §7).
+    pub ath: Option<&'a str>,
+    /// The server's latest nonce, when it gave one (§8, §9).
+    pub nonce: Option<&'a str>,
+}
+
+/// The JWS signing input `BASE64URL(header) "." BASE64URL(claims)` of a proof by the key whose
+/// public members are `public` (RFC 9449 §4.2: `typ` `dpop+jwt`, `alg`, the public `jwk`).
+pub fn proof_input(public: &PublicJwk, claims: &ProofClaims<'_>) -> String {
+    let header = format!(
+        r#"{{"typ":"{PROOF_TYP}","alg":"{}","jwk":{}}}"#,
+        Alg::Es256.as_str(),
+        public_jwk_json(public)
+    );
+    let optional = |name: &str, value: Option<&str>| {
+        value.map_or_else(String::new, |v| format!(r#","{name}":{}"#, json_string(v)))
+    };
+    let body = format!(
+        r#"{{"jti":{},"htm":{},"htu":{},"iat":{}{}{}}}"#,
+        json_string(claims.jti),
+        json_string(claims.htm),
+        json_string(claims.htu),
+        claims.iat,
+        optional("ath", claims.ath),
+        optional("nonce", claims.nonce),
+    );
+    signing_input(&header, &body)
+}
+
+/// The public JWK (RFC 7517 §4) of the proof header: its required members only.
+fn public_jwk_json(public: &PublicJwk) -> String {
+    let j = json_string;
+    match public {
+        PublicJwk::Ec { crv, x, y } => {
+            format!(
+                r#"{{"kty":"EC","crv":{},"x":{},"y":{}}}"#,
+                j(crv),
+                j(x),
+                j(y)
+            )
+        }
+        PublicJwk::Rsa { e, n } => format!(r#"{{"kty":"RSA","e":{},"n":{}}}"#, j(e), j(n)),
+    }
+}
+
+/// The `htu` of a request to `url`: the URI without query and fragment (RFC 9449 §4.2, §4.3).
+pub fn htu(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// `scheme://authority` of an absolute URL: nonces are per server (RFC 9449 §8.2).
+fn origin(url: &str) -> &str {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url;
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    &url[..end]
+}
+
+/// A syntactically valid nonce (RFC 9449 §8.1: `1*NQCHAR`), of a sane length. Anything else
+/// from a server is ignored rather than echoed into a proof.
+pub fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+const MAX_NONCE_LEN: usize = 1024;
+
+/// Servers whose nonces an isolate remembers; more is a misconfiguration, not a workload.
+const MAX_ORIGINS: usize = 16;
+
+/// The latest nonce each server gave (RFC 9449 §8.2: a server may send a new one with any
+/// response, and expects it in the next proof).
+#[derive(Debug, Default, Clone)]
+pub struct Nonces(Vec<(String, String)>);
+
+impl Nonces {
+    /// The nonce for requests to `url`'s origin, if its server gave one.
+    pub fn get(&self, url: &str) -> Option<&str> {
+        let origin = origin(url);
+        self.0
+            .iter()
+            .find(|(o, _)| o == origin)
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// Remembers `nonce` for `url`'s origin; returns false (and keeps the old one) when the
+    /// nonce is malformed.
+    pub fn remember(&mut self, url: &str, nonce: &str) -> bool {
+        if !valid_nonce(nonce) {
+            return false;
+        }
+        let origin = origin(url);
+        match self.0.iter_mut().find(|(o, _)| o == origin) {
+            Some((_, n)) if n == nonce => {}
+            Some((_, n)) => *n = nonce.to_owned(),
+            None => {
+                if self.0.len() >= MAX_ORIGINS {
+                    self.0.remove(0);
+                }
+                self.0.push((origin.to_owned(), nonce.to_owned()));
+            }
+        }
+        true
+    }
+}
+
+/// Whether a resource server's answer asks for a nonce (RFC 9449 §9): `401` with
+/// `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+pub fn resource_wants_nonce(status: u16, www_authenticate: Option<&str>) -> bool {
+    status == 401 && www_authenticate.and_then(challenge_error) == Some(USE_DPOP_NONCE)
+}
+
+/// Whether a token endpoint's refusal asks for a nonce (RFC 9449 §8: `400 use_dpop_nonce`).
+pub fn token_endpoint_wants_nonce(err: &Error) -> bool {
+    matches!(err, Error::Refused { code: ErrorCode::Other(c), .. } if c == USE_DPOP_NONCE)
+}
+
+/// Makes DPoP keys and proofs; the edge does it with WebCrypto.
+pub trait Proofs {
+    /// The key for a token about to be requested: the configured one, or a new one.
+    fn key(&self) -> LocalBoxFuture<'static, Result<Rc<DpopKey>>>;
+    /// A signed proof (RFC 9449 §4.2) by `key` with `claims` (a unique `jti` is added here).
+    fn proof(
+        &self,
+        key: &Rc<DpopKey>,
+        htm: &str,
+        htu: &str,
+        iat: u64,
+        ath: Option<&str>,
+        nonce: Option<&str>,
+    ) -> LocalBoxFuture<'static, Result<String>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::jwt::decode_part as decode;
+    use serde_json::json;
+
+    #[test]
+    fn proof_claims_with_a_fixed_clock() {
+        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", TEST_JWK).unwrap();
+        let claims = ProofClaims {
+            htm: "POST",
+            htu: htu("https://api.example/v1/things?page=2#top"),
+            iat: 1_700_000_000,
+            jti: "jti-1",
+            ath: Some("fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"),
+            nonce: Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"),
+        };
+        let input = proof_input(key.public(), &claims);
+        let (h, c) = input.split_once('.').unwrap();
+        assert_eq!(
+            decode(h),
+            json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": {
+                "kty": "EC", "crv": "P-256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" } })
+        );
+        assert_eq!(
+            decode(c),
+            json!({ "jti": "jti-1", "htm": "POST", "htu": "https://api.example/v1/things",
+                    "iat": 1_700_000_000u64, "ath": "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo",
+                    "nonce": "eyJ7S_zG.eyJH0-Z.HX4w-7v" })
+        );
+        // The private part never goes into a proof.
+        assert!(!h.contains("jpsQnn") && !decode(h).to_string().contains("jpsQnn"));
+        // A token request's proof has neither ath nor nonce until the server asks.
+        let bare = proof_input(
+            key.public(),
+            &ProofClaims {
+                ath: None,
+                nonce: None,
+                ..claims
+            },
+        );
+        let c = decode(bare.split('.').nth(1).unwrap());
+        assert!(c.get("ath").is_none() && c.get("nonce").is_none());
+    }
+
+    #[test]
+    fn htu_drops_query_and_fragment() {
+        for (url, want) in [
+            ("https://a.example/p?q=1", "https://a.example/p"),
+            ("https://a.example/p#f", "https://a.example/p"),
+            ("https://a.example/p?q#f?g", "https://a.example/p"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/"),
+        ] {
+            assert_eq!(htu(url), want);
+        }
+    }
+
+    #[test]
+    fn nonces_are_per_origin_and_the_latest_wins() {
+        let mut n = Nonces::default();
+        assert_eq!(n.get("https://a.example/token"), None);
+        assert!(n.remember("https://a.example/token", "n1"));
+        assert_eq!(n.get("https://a.example/other?x"), Some("n1"));
+        assert_eq!(n.get("https://a.example:8443/token"), None);
+        assert_eq!(n.get("https://b.example/token"), None);
+        assert!(n.remember("https://a.example/x", "n2"));
+        assert_eq!(n.get("https://a.example/token"), Some("n2"));
+        // A malformed nonce is not kept (nor echoed into a proof).
+        for bad in ["", "a b", "a\"b", "a\\b", "x\r\ny", &"n".repeat(2000)] {
+            assert!(!n.remember("https://a.example/", bad), "{bad:?}");
+        }
+        assert_eq!(n.get("https://a.example/"), Some("n2"));
+        for i in 0..40 {
+            n.remember(&format!("https://h{i}.example/"), "n");
+        }
+        assert!(n.0.len() <= MAX_ORIGINS);
+    }
+
+    #[test]
+    fn nonce_challenges() {
+        assert!(resource_wants_nonce(
+            401,
+            Some(
+                r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+            )
+        ));
+        assert!(resource_wants_nonce(
+            401,
+            Some(r#"DPoP algs="ES256", error=use_dpop_nonce"#)
+        ));
+        assert!(!resource_wants_nonce(
+            401,
+            Some(r#"DPoP error="invalid_token""#)
+        ));
+        assert!(!resource_wants_nonce(401, None));
+        assert!(!resource_wants_nonce(
+            400,
+            Some(r#"DPoP error="use_dpop_nonce""#)
+        ));
+        let refusal = |code: &str| Error::Refused {
+            status: 400,
+            code: ErrorCode::parse(code),
+            description: None,
+        };
+        assert!(token_endpoint_wants_nonce(&refusal("use_dpop_nonce")));
+        assert!(!token_endpoint_wants_nonce(&refusal("invalid_dpop_proof")));
+        assert!(!token_endpoint_wants_nonce(&refusal("invalid_client")));
+    }
+
+    #[test]
+    fn keys_good_and_malformed() {
+        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", TEST_JWK).unwrap();
+        assert!(matches!(key.public(), PublicJwk::Ec { crv, .. } if crv == "P-256"));
+        assert!(!format!("{key:?}").contains("jpsQnn"));
+        for (raw, want) in [
+            ("", "must be a private EC P-256 JWK"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----",
+                "must be a private EC P-256 JWK",
+            ),
+            ("{nope", "is not valid JSON"),
+            (
+                r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#,
+                "is a public key",
+            ),
+            (
+                r#"{"kty":"EC","crv":"P-384","x":"a","y":"b","d":"c"}"#,
+                "crv P-256",
+            ),
+            (
+                r#"{"kty":"RSA","n":"a","e":"b","d":"c","p":"d","q":"e","dp":"f","dq":"g","qi":"h"}"#,
+                "must be an EC P-256 key",
+            ),
+        ] {
+            let err = DpopKey::from_jwk("OAUTH_DPOP_KEY", raw)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("configuration error: OAUTH_DPOP_KEY: "),
+                "{err}"
+            );
+            assert!(err.contains(want), "{raw:?}: {err}");
+        }
+    }
+}

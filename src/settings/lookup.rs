@@ -1,0 +1,208 @@
+//! Where a configuration's settings are read: the Worker's own names, or a named profile's
+//! ([`crate::settings::profile`]).
+//!
+//! Without `M2M_PROFILES` every setting is read under its own name (`OAUTH_CLIENT_ID`). With
+//! `M2M_PROFILES = "billing,crm"`, the profile `billing` reads `BILLING_OAUTH_CLIENT_ID` and so
+//! on (a `-` in the name becomes `_`), so each profile's secrets stay separate Worker secrets.
+//!
+//! What a profile may take from the unprefixed settings is fixed here, not left to chance:
+//!
+//! - **Its identity is its own** ([`OWN`]): where it gets tokens, as whom, with which
+//!   credential, for what, and where it sends them. A profile never inherits these; an
+//!   unprefixed one set next to `M2M_PROFILES` is a configuration error naming it (a profile
+//!   that silently took `OAUTH_CLIENT_SECRET` would authenticate as another client), unless
+//!   the profile sets its own.
+//! - **Tuning is shared** ([`SHARED`]): timeouts, margins, hold-down, retry statuses, refresh
+//!   ahead, the proxy's body limit and header allow-list, and the Worker's `TOKEN_CACHE_KEY` and
+//!   `PROXY_SHARED_SECRET`. A profile's own value wins; the unprefixed one is the default.
+//!
+//! Errors name the setting as the Worker reads it (`BILLING_OAUTH_CLIENT_SECRET`), never a value.
+
+use std::borrow::Cow;
+
+use crate::base::error::{Error, Result};
+use crate::settings::profile::{Profile, PROFILES_SETTING};
+
+/// Settings a profile never inherits from the unprefixed ones: its identity.
+pub const OWN: &[&str] = &[
+    "OAUTH_TOKEN_URL",
+    "OAUTH_ISSUER",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_AUTH_METHOD",
+    "OAUTH_CLIENT_SECRET",
+    "OAUTH_PRIVATE_KEY",
+    "OAUTH_PRIVATE_KEY_ID",
+    "OAUTH_SCOPE",
+    "OAUTH_AUDIENCE",
+    "OAUTH_RESOURCE",
+    "OAUTH_EXTRA_PARAMS",
+    "OAUTH_DPOP",
+    "OAUTH_DPOP_KEY",
+    "UPSTREAM_ORIGIN",
+];
+
+/// Settings a profile takes from the unprefixed ones when it does not set its own.
+pub const SHARED: &[&str] = &[
+    "OAUTH_EXPIRY_MARGIN_SECS",
+    "OAUTH_TIMEOUT_MS",
+    "OAUTH_HOLDDOWN_SECS",
+    "OAUTH_RETRY_STATUSES",
+    "OAUTH_REFRESH_AHEAD",
+    "TOKEN_CACHE_KEY",
+    "PROXY_SHARED_SECRET",
+    "PROXY_MAX_BODY_BYTES",
+    "PROXY_FORWARD_HEADERS",
+];
+
+/// Reads settings for one configuration: the Worker's own names, or one profile's.
+pub(crate) struct Settings<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    profile: Option<&'a Profile>,
+}
+
+impl<'a> Settings<'a> {
+    pub(crate) fn new(
+        lookup: &'a dyn Fn(&str) -> Option<String>,
+        profile: Option<&'a Profile>,
+    ) -> Self {
+        Self { lookup, profile }
+    }
+
+    /// The profile read for, if any.
+    pub(crate) fn profile(&self) -> Option<&'a Profile> {
+        self.profile
+    }
+
+    /// The name the Worker reads `setting` under for this profile (`BILLING_OAUTH_SCOPE`).
+    pub(crate) fn name(&self, setting: &'static str) -> Cow<'static, str> {
+        match self.profile {
+            Some(p) => Cow::Owned(format!("{}{setting}", p.prefix())),
+            None => Cow::Borrowed(setting),
+        }
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The raw value of `setting` (empty counts as unset), with the name it was read under:
+    /// the profile's own, else (for [`SHARED`] settings) the unprefixed one. An unprefixed
+    /// [`OWN`] setting that the profile would otherwise lack is an error, never borrowed.
+    pub(crate) fn get(&self, setting: &'static str) -> Result<Option<(Cow<'static, str>, String)>> {
+        let Some(profile) = self.profile else {
+            return Ok(self.read(setting).map(|v| (Cow::Borrowed(setting), v)));
+        };
+        let own = self.name(setting);
+        if let Some(value) = self.read(&own) {
+            return Ok(Some((own, value)));
+        }
+        if SHARED.contains(&setting) {
+            return Ok(self.read(setting).map(|v| (Cow::Borrowed(setting), v)));
+        }
+        debug_assert!(OWN.contains(&setting), "{setting} is in neither table");
+        if self.read(setting).is_some() {
+            return Err(Error::config(
+                setting,
+                format!(
+                    "is set, but with {PROFILES_SETTING} each profile sets its own (here \
+                     {own}, for the profile `{}`): a profile never takes its token endpoint, \
+                     client, credential, scope or upstream from the unprefixed settings",
+                    profile.name()
+                ),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Like [`Self::get`], trimmed: for plain vars.
+    pub(crate) fn var(&self, setting: &'static str) -> Result<Option<(Cow<'static, str>, String)>> {
+        Ok(self.get(setting)?.map(|(n, v)| (n, v.trim().to_owned())))
+    }
+
+    /// A trimmed var that must be set; the error names the profile's own setting.
+    pub(crate) fn require(&self, setting: &'static str) -> Result<(Cow<'static, str>, String)> {
+        self.var(setting)?
+            .ok_or_else(|| Error::config(self.name(setting), "is not set"))
+    }
+
+    /// A whole number from 0 to `max`, `default` when unset.
+    pub(crate) fn number(&self, setting: &'static str, default: u64, max: u64) -> Result<u64> {
+        match self.var(setting)? {
+            None => Ok(default),
+            Some((name, v)) => match v.parse::<u64>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(Error::config(
+                    name,
+                    format!("must be a whole number from 0 to {max}"),
+                )),
+            },
+        }
+    }
+
+    /// `true` or `false` (any case), `default` when unset.
+    pub(crate) fn flag(&self, setting: &'static str, default: bool) -> Result<bool> {
+        match self.var(setting)? {
+            None => Ok(default),
+            Some((name, v)) => match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Error::config(name, "must be true or false")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn a_profile_reads_its_own_names_and_shares_only_tuning() {
+        let l = lookup(&[
+            ("BILLING_OAUTH_CLIENT_ID", "billing-client"),
+            ("OAUTH_TIMEOUT_MS", "1500"),
+            ("CRM_OAUTH_TIMEOUT_MS", "900"),
+            ("OAUTH_SCOPE", "everything"),
+        ]);
+        let billing = Profile::new("billing").unwrap();
+        let crm = Profile::new("crm").unwrap();
+        let b = Settings::new(&l, Some(&billing));
+        let c = Settings::new(&l, Some(&crm));
+        assert_eq!(
+            b.get("OAUTH_CLIENT_ID").unwrap(),
+            Some(("BILLING_OAUTH_CLIENT_ID".into(), "billing-client".into()))
+        );
+        assert_eq!(b.number("OAUTH_TIMEOUT_MS", 10, 99_999).unwrap(), 1500);
+        assert_eq!(c.number("OAUTH_TIMEOUT_MS", 10, 99_999).unwrap(), 900);
+        // Never another's identity: unset, or refused when an unprefixed one lies around.
+        assert_eq!(c.get("OAUTH_CLIENT_ID").unwrap(), None);
+        let err = b.get("OAUTH_SCOPE").unwrap_err().to_string();
+        assert!(
+            err.contains("OAUTH_SCOPE: is set, but with M2M_PROFILES")
+                && err.contains("BILLING_OAUTH_SCOPE")
+                && !err.contains("everything"),
+            "{err}"
+        );
+        let err = c.require("OAUTH_CLIENT_ID").unwrap_err().to_string();
+        assert!(err.contains("CRM_OAUTH_CLIENT_ID: is not set"), "{err}");
+        // Without profiles, the plain names.
+        let plain = Settings::new(&l, None);
+        assert_eq!(plain.var("OAUTH_SCOPE").unwrap().unwrap().1, "everything");
+    }
+
+    #[test]
+    fn every_setting_is_in_exactly_one_table() {
+        for s in OWN {
+            assert!(!SHARED.contains(s), "{s}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Finding the token endpoint from the issuer: RFC 8414 authorization server metadata, falling
+//! back to OpenID Connect Discovery 1.0, with no I/O.
+
+use serde_json::Value;
+use url::Url;
+
+use std::cell::RefCell;
+
+use crate::base::error::{Error, Result};
+use crate::base::log;
+use crate::config::client::Config;
+use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse};
+use crate::settings::values::parse_endpoint_url;
+use crate::source::runtime::LogSink;
+use crate::source::store::{TokenStore, Write};
+
+/// How long discovered metadata is kept, in memory and KV.
+pub const METADATA_TTL_SECS: u64 = 24 * 3600;
+
+/// Name of the metadata entry in the store.
+pub const META_ENTRY: &str = "meta";
+
+/// The metadata entry as stored: the endpoint and until when (Unix seconds) it is trusted.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MetaRecord {
+    v: u8,
+    token_endpoint: String,
+    until: u64,
+}
+
+/// Serialises a discovered endpoint for the store, trusted until `until` (Unix seconds).
+pub fn encode_meta(endpoint: &str, until: u64) -> String {
+    let record = MetaRecord {
+        v: 1,
+        token_endpoint: endpoint.to_owned(),
+        until,
+    };
+    serde_json::to_string(&record).expect("strings and integers serialise")
+}
+
+/// A stored endpoint still trusted at `now`, held to the rules of a configured one; anything
+/// else is `None`, and discovery runs again.
+pub fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
+    let meta: MetaRecord = serde_json::from_str(raw).ok()?;
+    (meta.v == 1 && now < meta.until && parse_endpoint_url(&meta.token_endpoint).is_ok())
+        .then_some((meta.token_endpoint, meta.until))
+}
+
+/// Where to look, in order: RFC 8414 §3.1 inserts the well-known segment before the issuer's
+/// path; OIDC Discovery §4 appends it.
+pub fn metadata_urls(issuer: &Url) -> [String; 2] {
+    let origin = issuer.origin().ascii_serialization();
+    let path = issuer.path().trim_end_matches('/');
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ]
+}
+
+/// The token endpoint from a metadata response. The document's `issuer` must equal the
+/// configured one exactly (RFC 8414 §3.3), or an impostor's document could redirect our
+/// credentials; the endpoint must be https (http only on loopback).
+pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidResponse {
+        status: resp.status,
+        reason: format!("discovery: {reason}"),
+    };
+    if resp.status == 429 || resp.status >= 500 {
+        return Err(Error::Unavailable {
+            reason: format!("discovery: HTTP {}", resp.status),
+            retry_after: resp
+                .header("retry-after")
+                .and_then(crate::oauth::token_response::parse_retry_after),
+        });
+    }
+    if resp.status != 200 {
+        return Err(invalid(format!("HTTP {}", resp.status)));
+    }
+    let doc: Value =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("metadata is not JSON".into()))?;
+    let found = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let configured = issuer.as_str();
+    // Url adds a trailing slash to a bare origin; issuers are compared as the server writes them.
+    if found != configured && found != configured.trim_end_matches('/') {
+        return Err(invalid(
+            "the document's `issuer` does not equal OAUTH_ISSUER".into(),
+        ));
+    }
+    let endpoint = doc
+        .get("token_endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("metadata has no `token_endpoint`".into()))?;
+    let endpoint = parse_endpoint_url(endpoint)
+        .map_err(|_| invalid("`token_endpoint` is not an https URL".into()))?;
+    // Plain http is for local testing only: never from an https issuer's document.
+    if endpoint.scheme() != "https" && issuer.scheme() == "https" {
+        return Err(invalid("`token_endpoint` is not an https URL".into()));
+    }
+    Ok(endpoint)
+}
+
+/// The discovered token endpoint of one source, kept in memory and in the store for a day.
+#[derive(Default)]
+pub(crate) struct Discovery {
+    /// The endpoint and until when (Unix seconds) it is trusted.
+    endpoint: RefCell<Option<(String, u64)>>,
+}
+
+impl Discovery {
+    /// A discovered endpoint that cannot be reached, or is gone (404, 405), is forgotten in memory
+    /// and KV, so the next attempt discovers it again instead of trusting it for a day.
+    pub(crate) fn forget(&self, config: &Config, err: &Error, writes: &mut Vec<Write>) {
+        let gone = match err {
+            Error::Unavailable { reason, .. } => reason.starts_with("network error"),
+            Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
+            _ => false,
+        };
+        if config.token_url.is_none() && gone && self.endpoint.borrow_mut().take().is_some() {
+            writes.push(Write::Delete(META_ENTRY));
+        }
+    }
+
+    /// The token endpoint: as configured, or discovered from `OAUTH_ISSUER` (RFC 8414, then OIDC
+    /// Discovery), kept in memory and KV for a day. Time spent on the network is added to `spent`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn endpoint<H: HttpClient, S: TokenStore>(
+        &self,
+        config: &Config,
+        http: &H,
+        store: &S,
+        now: u64,
+        spent: &mut u64,
+        writes: &mut Vec<Write>,
+        log: &LogSink,
+    ) -> Result<String> {
+        let issuer = match (&config.token_url, &config.issuer) {
+            (Some(url), _) => return Ok(url.to_string()),
+            (None, Some(issuer)) => issuer,
+            (None, None) => {
+                return Err(Error::config(
+                    "OAUTH_TOKEN_URL",
+                    "is not set (nor OAUTH_ISSUER)",
+                ))
+            }
+        };
+        if let Some((url, _)) = self
+            .endpoint
+            .borrow()
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+        {
+            return Ok(url.clone());
+        }
+        if let Ok(Some(raw)) = store.get(META_ENTRY).await {
+            if let Some((endpoint, until)) = decode_meta(&raw, now) {
+                *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+                return Ok(endpoint);
+            }
+        }
+        let mut last = None;
+        for url in metadata_urls(issuer) {
+            let request = HttpRequest {
+                method: "GET",
+                url,
+                headers: vec![("accept".into(), "application/json".into())],
+                body: Vec::new(),
+                // Discovery spends the same budget as the token request it serves.
+                timeout_ms: config.timeout_ms.saturating_sub(*spent).max(1),
+            };
+            let resp = match http.execute(request).await {
+                Ok(resp) => {
+                    *spent += resp.elapsed_ms;
+                    resp
+                }
+                Err(e) => {
+                    *spent += e.elapsed_ms;
+                    last = Some(Error::Unavailable {
+                        reason: format!("discovery: network error: {}", e.reason),
+                        retry_after: None,
+                    });
+                    continue;
+                }
+            };
+            match parse_metadata(&resp, issuer) {
+                Ok(endpoint) => {
+                    let endpoint = endpoint.to_string();
+                    let until = now + METADATA_TTL_SECS;
+                    (log)(&log::cache_event(
+                        "discovered",
+                        &format!("token endpoint {endpoint}"),
+                    ));
+                    *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
+                    writes.push(Write::Put(
+                        META_ENTRY,
+                        encode_meta(&endpoint, until),
+                        METADATA_TTL_SECS,
+                    ));
+                    return Ok(endpoint);
+                }
+                // Not found, unusable or failing here: try the next location.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Other("discovery found nothing".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            elapsed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn well_known_locations() {
+        let with_path: Url = "https://idp.example/oauth2/default".parse().unwrap();
+        assert_eq!(
+            metadata_urls(&with_path),
+            [
+                "https://idp.example/.well-known/oauth-authorization-server/oauth2/default"
+                    .to_owned(),
+                "https://idp.example/oauth2/default/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+        let bare: Url = "https://idp.example".parse().unwrap();
+        assert_eq!(
+            metadata_urls(&bare),
+            [
+                "https://idp.example/.well-known/oauth-authorization-server".to_owned(),
+                "https://idp.example/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_table() {
+        let issuer: Url = "https://idp.example/oauth2/default".parse().unwrap();
+        let ok = r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"https://idp.example/oauth2/default/v1/token"}"#;
+        assert_eq!(
+            parse_metadata(&resp(200, ok), &issuer).unwrap().as_str(),
+            "https://idp.example/oauth2/default/v1/token"
+        );
+        let bare: Url = "https://idp.example".parse().unwrap();
+        let ok_bare =
+            r#"{"issuer":"https://idp.example","token_endpoint":"https://idp.example/token"}"#;
+        assert!(parse_metadata(&resp(200, ok_bare), &bare).is_ok());
+        for (status, body, want) in [
+            (
+                200,
+                r#"{"issuer":"https://evil.example/oauth2/default","token_endpoint":"https://evil.example/t"}"#,
+                "does not equal",
+            ),
+            (
+                200,
+                r#"{"issuer":"https://idp.example/oauth2/default"}"#,
+                "no `token_endpoint`",
+            ),
+            (
+                200,
+                r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"http://idp.example/t"}"#,
+                "not an https URL",
+            ),
+            (200, "<html>", "not JSON"),
+            (404, "", "HTTP 404"),
+            (503, "", "HTTP 503"),
+        ] {
+            let err = parse_metadata(&resp(status, body), &issuer)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{body}: {err}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The token path: the token source (memory, single flight, hold-down, eviction), the tiers
+//! below memory (KV, coordinator, endpoint), one token acquisition, discovery, the store port
+//! and its records, the runtime port.
+
+pub(crate) mod acquire;
+pub(crate) mod discovery;
+pub(crate) mod runtime;
+pub(crate) mod store;
+pub(crate) mod tiers;
+pub(crate) mod token_source;
