@@ -62,8 +62,8 @@ pub mod fuzzing {
 
 // Settings and what they produce.
 pub use config::client::{ClientAuth, Config, Dpop};
+pub use keys::dpop_key::DpopKey;
 pub use keys::private_key::PrivateKey;
-pub use oauth::dpop::DpopKey;
 pub use settings::profile::{Profile, PROFILES_SETTING};
 
 // Tokens, secrets and errors.
@@ -81,11 +81,12 @@ pub use edge::platform::kv::KvNamespace;
 
 // The I/O-free core, for running the token source on another platform or testing with it: the
 // source, and the traits it is driven through.
-pub use coordinator::contract::{serve as serve_coordinator, Answer, Ask, Coordinator};
+pub use coordinator::serve::serve as serve_coordinator;
 pub use oauth::dpop::Proofs;
 pub use oauth::holddown::HOLD_ENTRY;
 pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 pub use source::acquire::{Assertions, Signers};
+pub use source::coordinator::{Answer, Ask, Coordinator};
 pub use source::runtime::{LogSink, Runtime};
 pub use source::store::{NoStore, TokenStore, TOKEN_ENTRY};
 pub use source::token_source::TokenSource;

@@ -15,8 +15,6 @@
 
 use base64::Engine as _;
 
-use crate::config::client::{ClientAuth, Config};
-
 /// Shortest value worth matching: shorter ones would redact ordinary words.
 const MIN_MATCH_LEN: usize = 4;
 
@@ -31,29 +29,20 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// The forms of the configuration's credential: the client secret (and Basic credentials)
-    /// for the `client_secret_*` methods; for `private_key_jwt`, the key text (never sent, but
-    /// never to be shown either). Signed values are added with [`Redactor::add_signed`].
-    pub fn for_config(config: &Config) -> Self {
-        let mut r = Self::default();
-        let secret = config.auth.credential();
-        r.add(secret);
-        if let ClientAuth::Basic(_) | ClientAuth::Post(_) = config.auth {
-            for encoded in percent_forms(secret) {
-                r.add(&encoded);
-            }
-            r.add(&json_escaped(secret));
-            r.add_base64(secret.as_bytes());
-            let basic = crate::oauth::token_request::basic_credentials(&config.client_id, secret);
-            let b64 = basic.trim_start_matches("Basic ");
-            r.add(&basic);
-            if let Ok(joined) = base64::engine::general_purpose::STANDARD.decode(b64) {
-                r.add_base64(&joined);
-            }
-            // Clients that skip the §2.3.1 encoding send `id:secret` raw; a server may echo that.
-            r.add_base64(format!("{}:{secret}", config.client_id).as_bytes());
+    /// Adds a secret that was sent, in every form it may come back in: raw, form-encoded
+    /// (RFC 6749 §2.3.1, every spelling), JSON-escaped, and in base64 of every alphabet.
+    pub(crate) fn add_secret(&mut self, secret: &str) {
+        self.add(secret);
+        for encoded in percent_forms(secret) {
+            self.add(&encoded);
         }
-        r
+        self.add(&json_escaped(secret));
+        self.add_base64(secret.as_bytes());
+    }
+
+    /// Adds a value exactly as it stands (no other forms), e.g. key text that is never sent.
+    pub(crate) fn add_exact(&mut self, value: &str) {
+        self.add(value);
     }
 
     /// Adds a signed value that was sent (a client assertion or a DPoP proof): the whole JWS and
@@ -66,7 +55,8 @@ impl Redactor {
         }
     }
 
-    fn add_base64(&mut self, bytes: &[u8]) {
+    /// Adds `bytes` in base64 of every alphabet (standard, URL-safe, padded or not).
+    pub(crate) fn add_base64(&mut self, bytes: &[u8]) {
         use base64::engine::general_purpose::{
             STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
         };
@@ -209,6 +199,8 @@ fn json_escaped(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::base::secret::ClientSecret;
+    use crate::config::client::{ClientAuth, Config};
+    use crate::oauth::token_request::redactor_for;
 
     fn config(auth: ClientAuth) -> Config {
         Config::for_tests("client id", auth)
@@ -221,7 +213,7 @@ mod tests {
         use base64::engine::general_purpose::{
             STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
         };
-        let r = Redactor::for_config(&config(ClientAuth::Basic(ClientSecret::new(SECRET))));
+        let r = redactor_for(&config(ClientAuth::Basic(ClientSecret::new(SECRET))));
         let form: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
         let basic = crate::oauth::token_request::basic_credentials("client id", SECRET);
         let b64 = basic.trim_start_matches("Basic ").to_owned();
@@ -254,7 +246,7 @@ mod tests {
 
     #[test]
     fn control_characters_cannot_split_an_echo_and_cutting_comes_last() {
-        let r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(
+        let r = redactor_for(&config(ClientAuth::Post(ClientSecret::new(
             "hunter2hunter2",
         ))));
         assert_eq!(r.clean("x hunter2\u{0}hunter2\n y", 100), "x [redacted] y");
@@ -267,7 +259,7 @@ mod tests {
 
     #[test]
     fn signed_values_are_redacted_whole_and_by_signature() {
-        let mut r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(
+        let mut r = redactor_for(&config(ClientAuth::Post(ClientSecret::new(
             "hunter2hunter2",
         ))));
         let jws = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiIxIn0.c2lnbmF0dXJlLW9mLXRoZS1hc3NlcnRpb24";
@@ -284,7 +276,7 @@ mod tests {
     #[test]
     fn base64_of_a_whole_request_body_is_redacted() {
         use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let r = Redactor::for_config(&config(ClientAuth::Post(ClientSecret::new(SECRET))));
+        let r = redactor_for(&config(ClientAuth::Post(ClientSecret::new(SECRET))));
         let form: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
         let body = format!("grant_type=client_credentials&client_id=c&client_secret={form}");
         for encoded in [STANDARD.encode(&body), URL_SAFE_NO_PAD.encode(&body)] {
@@ -301,7 +293,7 @@ mod tests {
 
     #[test]
     fn short_values_are_not_matched() {
-        let r = Redactor::for_config(&config(ClientAuth::Basic(ClientSecret::new("abc"))));
+        let r = redactor_for(&config(ClientAuth::Basic(ClientSecret::new("abc"))));
         assert_eq!(r.clean("abc def", 100), "abc def");
     }
 }

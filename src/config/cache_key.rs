@@ -151,9 +151,9 @@ mod tests {
             ("dpop", |c| c.dpop = Dpop::GeneratedKey),
             ("dpop key", |c| {
                 c.dpop = Dpop::Key(std::rc::Rc::new(
-                    crate::oauth::dpop::DpopKey::from_jwk(
+                    crate::keys::dpop_key::DpopKey::from_jwk(
                         "OAUTH_DPOP_KEY",
-                        crate::oauth::dpop::TEST_JWK,
+                        crate::keys::dpop_key::TEST_JWK,
                     )
                     .unwrap(),
                 ))

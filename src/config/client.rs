@@ -10,8 +10,8 @@ use url::Url;
 
 use crate::base::error::{Error, Result};
 use crate::base::secret::{ClientSecret, SharedSecret};
+use crate::keys::dpop_key::DpopKey;
 use crate::keys::private_key::{parse_key, PrivateKey};
-use crate::oauth::dpop::DpopKey;
 use crate::settings::lookup::Settings;
 use crate::settings::profile::Profile;
 use crate::settings::values::{exact_secret, parse_endpoint};
@@ -379,7 +379,7 @@ mod tests {
         );
         let keyed = with(&[
             ("OAUTH_DPOP", "true"),
-            ("OAUTH_DPOP_KEY", crate::oauth::dpop::TEST_JWK),
+            ("OAUTH_DPOP_KEY", crate::keys::dpop_key::TEST_JWK),
         ])
         .unwrap();
         assert!(matches!(keyed.dpop, Dpop::Key(_)) && keyed.dpop.is_on());
@@ -389,7 +389,7 @@ mod tests {
                 "OAUTH_DPOP: must be true or false",
             ),
             (
-                &[("OAUTH_DPOP_KEY", crate::oauth::dpop::TEST_JWK)][..],
+                &[("OAUTH_DPOP_KEY", crate::keys::dpop_key::TEST_JWK)][..],
                 "OAUTH_DPOP_KEY: is set but OAUTH_DPOP is not true",
             ),
             (
@@ -682,7 +682,7 @@ mod tests {
                 "BILLING_OAUTH_PRIVATE_KEY: is not set",
             ),
             (
-                &[("BILLING_OAUTH_DPOP_KEY", crate::oauth::dpop::TEST_JWK)][..],
+                &[("BILLING_OAUTH_DPOP_KEY", crate::keys::dpop_key::TEST_JWK)][..],
                 "BILLING_OAUTH_DPOP_KEY: is set but BILLING_OAUTH_DPOP is not true",
             ),
             (

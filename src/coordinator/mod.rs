@@ -1,4 +1,6 @@
-//! The fleet's coordinator tier: the contract an isolate asks through, the wire format, and
-//! `serve`, the coordinator's side.
+//! The fleet's coordinator, its side: `serve` (answering an isolate's ask from the coordinator's
+//! own token source) and the wire format of asks and answers. What an isolate asks through is
+//! the port [`crate::source::coordinator`]; the Durable Object is in `edge/coordinator/`.
 
-pub(crate) mod contract;
+pub(crate) mod serve;
+pub(crate) mod wire;

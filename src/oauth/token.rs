@@ -23,7 +23,7 @@
 use std::rc::Rc;
 
 use crate::base::secret::{AccessToken, AuthorizationValue};
-use crate::oauth::dpop::DpopKey;
+use crate::keys::dpop_key::DpopKey;
 
 /// The `Authorization` scheme a token is presented with (RFC 6750 §2.1; RFC 9449 §7.1 for DPoP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

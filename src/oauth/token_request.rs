@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use url::form_urlencoded::{byte_serialize, Serializer};
 
+use crate::base::redact::Redactor;
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::HttpRequest;
 
@@ -74,6 +75,30 @@ pub fn build_token_request(
         body: form.finish().into_bytes(),
         timeout_ms: config.timeout_ms,
     }
+}
+
+/// What a token request for `config` sends that must never come back out of server text
+/// (RFC 6749 §10.3): the client secret in every form, and the Basic credentials, for the
+/// `client_secret_*` methods; for `private_key_jwt`, the key text (never sent, never to be
+/// shown either). Signed values are added as they are made ([`Redactor::add_signed`]).
+pub(crate) fn redactor_for(config: &Config) -> Redactor {
+    let mut r = Redactor::default();
+    let secret = config.auth.credential();
+    match config.auth {
+        ClientAuth::Basic(_) | ClientAuth::Post(_) => {
+            r.add_secret(secret);
+            let basic = basic_credentials(&config.client_id, secret);
+            r.add_exact(&basic);
+            let b64 = basic.trim_start_matches("Basic ");
+            if let Ok(joined) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                r.add_base64(&joined);
+            }
+            // Clients that skip the §2.3.1 encoding send `id:secret` raw; a server may echo that.
+            r.add_base64(format!("{}:{secret}", config.client_id).as_bytes());
+        }
+        ClientAuth::PrivateKeyJwt(_) => r.add_exact(secret),
+    }
+    r
 }
 
 #[cfg(test)]

@@ -12,13 +12,13 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::base::error::{Error, Result};
 use crate::base::log::{self, Source};
-use crate::base::redact::Redactor;
 use crate::config::client::{ClientAuth, Config, Dpop};
+use crate::keys::dpop_key::DpopKey;
 use crate::keys::private_key::PrivateKey;
 use crate::oauth::backoff::retry_delay;
-use crate::oauth::dpop::{htu, token_endpoint_wants_nonce, DpopKey, Nonces, Proofs};
+use crate::oauth::dpop::{htu, token_endpoint_wants_nonce, Nonces, Proofs};
 use crate::oauth::token::{Scheme, Token};
-use crate::oauth::token_request::build_token_request;
+use crate::oauth::token_request::{build_token_request, redactor_for};
 use crate::oauth::token_response::parse_token_response;
 use crate::oauth::transport::HttpClient;
 use crate::source::discovery::Discovery;
@@ -107,7 +107,7 @@ impl<H: HttpClient> Acquirer<H> {
     ) -> Result<Token> {
         let config = &self.config;
         // Everything sent is kept from what comes back: secret forms now, signed values as made.
-        let mut redactor = Redactor::for_config(config);
+        let mut redactor = redactor_for(config);
         let budget = config.timeout_ms;
         let started_ms = clock.elapsed_ms();
         let mut reported = 0u64;

@@ -3,6 +3,7 @@
 //! and its records, the runtime port.
 
 pub(crate) mod acquire;
+pub(crate) mod coordinator;
 pub(crate) mod discovery;
 pub(crate) mod runtime;
 pub(crate) mod store;

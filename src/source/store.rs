@@ -10,7 +10,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::base::secret::AccessToken;
-use crate::oauth::dpop::DpopKey;
+use crate::keys::dpop_key::DpopKey;
 use crate::oauth::token::{Scheme, Token};
 
 /// Workers KV refuses an `expirationTtl` below 60 seconds; shorter-lived tokens stay in memory.
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn dpop_tokens_keep_their_key() {
         let key = std::rc::Rc::new(
-            DpopKey::from_jwk("OAUTH_DPOP_KEY", crate::oauth::dpop::TEST_JWK).unwrap(),
+            DpopKey::from_jwk("OAUTH_DPOP_KEY", crate::keys::dpop_key::TEST_JWK).unwrap(),
         );
         let t = Token::new(AccessToken::new("abc.def"), Scheme::DPoP, 100, 3700, 60)
             .with_dpop_key(key.clone());
@@ -179,7 +179,7 @@ mod tests {
             '}',
             &format!(
                 r#","dpop_jwk":{}}}"#,
-                serde_json::json!(crate::oauth::dpop::TEST_JWK)
+                serde_json::json!(crate::keys::dpop_key::TEST_JWK)
             ),
         );
         assert_eq!(decode_record(&with_key, 60), None);

@@ -7,11 +7,11 @@ use futures_util::future::join;
 use crate::base::error::{Error, Result};
 use crate::base::log::{self, Source};
 use crate::config::client::{Config, Dpop};
-use crate::coordinator::contract::{Answer, Ask};
 use crate::oauth::holddown::{decode_hold, encode_hold, held_error, hold_secs, shared, HOLD_ENTRY};
 use crate::oauth::token::Token;
 use crate::oauth::transport::HttpClient;
 use crate::source::acquire::arrived_too_late;
+use crate::source::coordinator::{Answer, Ask};
 use crate::source::runtime::{Clock, Runtime};
 use crate::source::store::{
     decode_record, encode_record, TokenStore, Write, KV_MIN_TTL_SECS, TOKEN_ENTRY,
@@ -299,12 +299,12 @@ async fn ask_coordinator<H, S, R: Runtime>(
             ));
             None
         }
-        Ok(Answer::Held(err, until)) if at < until => {
+        Ok(Answer::Held { error: err, until }) if at < until => {
             // The coordinator shared the hold in KV already; this isolate keeps it in memory.
             *inner.held.borrow_mut() = Some((until, err));
             held_answer(inner, at)
         }
-        Ok(Answer::Held(..)) => None,
+        Ok(Answer::Held { .. }) => None,
         Err(reason) => {
             (inner.log)(&log::cache_event("coordinator_fallback", &reason));
             None

@@ -14,12 +14,12 @@ use crate::base::error::{Error, Result};
 use crate::base::log;
 use crate::base::secret::AccessToken;
 use crate::config::client::Config;
-use crate::coordinator::contract::Coordinator;
 use crate::oauth::dpop::Nonces;
 use crate::oauth::token::Token;
 use crate::oauth::transport::HttpClient;
 use crate::source::acquire::Acquirer;
 pub use crate::source::acquire::{Assertions, Signers};
+use crate::source::coordinator::Coordinator;
 pub use crate::source::runtime::{LogSink, Runtime};
 use crate::source::store::{decode_record, TokenStore, STORE_TIMEOUT_MS, TOKEN_ENTRY};
 use crate::source::tiers::{acquire, end_flight, held_answer, persist};
@@ -67,7 +67,7 @@ pub(crate) struct Inner<H, S, R: Runtime> {
     /// The last token an upstream rejected: never taken from KV again, whatever KV says.
     pub(crate) revoked: RefCell<Option<Token>>,
     pub(crate) flight: RefCell<Option<Flight<R::Handle>>>,
-    /// The fleet's coordinator, asked before the token endpoint (see [`crate::coordinator::contract`]).
+    /// The fleet's coordinator, asked before the token endpoint (see [`crate::source::coordinator`]).
     pub(crate) coordinator: RefCell<Option<Rc<dyn Coordinator>>>,
     /// The latest DPoP nonce of each resource server (RFC 9449 §9). Kept apart from the token
     /// endpoint's: an authorization server and an API on one origin keep separate nonces.

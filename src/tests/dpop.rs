@@ -4,7 +4,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::client::Dpop;
-use crate::oauth::dpop::{DpopKey, Proofs};
+use crate::keys::dpop_key::DpopKey;
+use crate::oauth::dpop::Proofs;
 use crate::oauth::holddown::HOLD_ENTRY;
 use crate::source::store::TOKEN_ENTRY;
 use crate::{Error, Result, Scheme, TokenSource};

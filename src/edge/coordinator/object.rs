@@ -18,8 +18,8 @@ use worker::Env;
 use crate::base::log;
 use crate::config::cache_key::{cache_key_material, CacheRoot};
 use crate::config::client::Config;
-use crate::coordinator::contract::{decode_answer, decode_ask, encode_answer, encode_ask, serve};
-use crate::coordinator::contract::{Addressed, Answer, Ask, Coordinator};
+use crate::coordinator::serve::serve;
+use crate::coordinator::wire::{decode_answer, decode_ask, encode_answer, encode_ask, Addressed};
 use crate::edge::assembly::profiles::read_config;
 use crate::edge::assembly::registry::signers;
 use crate::edge::platform::fetch::PlatformHttp;
@@ -27,6 +27,7 @@ use crate::edge::platform::kv::{bounded, EdgeStore, KvNamespace};
 use crate::edge::platform::runtime::{sleep, EdgeRuntime};
 use crate::edge::platform::seal::Sealer;
 use crate::oauth::holddown::HOLD_ENTRY;
+use crate::source::coordinator::{Answer, Ask, Coordinator};
 use crate::source::store::{TokenStore, TOKEN_ENTRY};
 use crate::source::token_source::{TokenSource, COORDINATOR_SLACK_MS};
 

@@ -17,9 +17,10 @@ use crate::base::error::{Error, Result};
 use crate::base::secret::AccessToken;
 use crate::edge::platform::crypto::{call, random_bytes, sha256, SUBTLE};
 use crate::edge::signers::assertions::{import_jwk, import_params, sign_jws};
+use crate::keys::dpop_key::DpopKey;
 use crate::keys::jwt::b64url;
 use crate::keys::private_key::Alg;
-use crate::oauth::dpop::{proof_input, DpopKey, ProofClaims, Proofs};
+use crate::oauth::dpop::{proof_input, ProofClaims, Proofs};
 
 /// Signing keys held per isolate: the current token's, the configured one, and a rotation's
 /// worth of spares.

@@ -41,7 +41,7 @@ async fn checked(jws: &str, token: &str) -> serde_json::Value {
 #[wasm_bindgen_test]
 async fn dpop_proofs_verify_against_the_key_in_their_header() {
     use crate::edge::signers::dpop::{ath, generate, proof};
-    use crate::oauth::dpop::DpopKey;
+    use crate::keys::dpop_key::DpopKey;
     use crate::AccessToken;
 
     let token = AccessToken::new("tok-abc.def");

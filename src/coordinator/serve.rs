@@ -1,0 +1,76 @@
+//! The coordinator's side of the coordinator tier: answering an isolate's ask from the
+//! coordinator's own token source, one eviction per rejected token, one refresh for every ask.
+
+use crate::base::error::Error;
+use crate::oauth::holddown::shared;
+use crate::oauth::token::Token;
+use crate::oauth::transport::HttpClient;
+use crate::source::coordinator::{Answer, Ask};
+use crate::source::runtime::Runtime;
+use crate::source::store::TokenStore;
+use crate::source::token_source::TokenSource;
+
+/// The coordinator's side: answers `ask` at `now` from `source`, the coordinator's own token
+/// source (its store is the coordinator's storage, mirrored to KV). `Err` means "do it
+/// yourself": this coordinator cannot serve (its configuration is broken).
+///
+/// - A reported rejection of the coordinator's current token evicts it, once for the fleet
+///   (later reports of the same token find a newer one and get it), whether the coordinator
+///   held it in memory or loads it from its storage.
+/// - A refresh ask gets a token newer than the isolate's, if the coordinator holds one that is
+///   not itself due; otherwise the coordinator refreshes (one token request, joined by every
+///   concurrent ask) and answers with the result.
+/// - Any other ask gets the current token, fetched if need be.
+pub async fn serve<H, S, R>(
+    source: &TokenSource<H, S, R>,
+    ask: Ask,
+    now: u64,
+) -> Result<Answer, String>
+where
+    H: HttpClient + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+{
+    let rejected = |t: &Token| {
+        ask.rejected
+            .is_some_and(|(issued, expires)| t.issued_at() == issued && t.expires_at() == expires)
+    };
+    if let Some(current) = source.peek().filter(|t| rejected(t)) {
+        source.invalidate(&current, now).await;
+    }
+    let newer = source.peek().filter(|t| {
+        t.is_fresh(now) && !t.refresh_due(now) && ask.have.is_none_or(|h| t.issued_at() > h)
+    });
+    let mut result = match newer {
+        Some(t) if ask.refresh => Ok(t),
+        _ if ask.refresh => source.refresh(now).await,
+        _ => source.token(now).await,
+    };
+    // A coordinator that was not in memory loads the rejected token from its storage: evict it
+    // now, once, and answer with a new one. If its eviction hold-down keeps the token (an
+    // upstream that rejects every token), that token is the answer, as it would be in an
+    // isolate without a coordinator.
+    if let Some(t) = result.as_ref().ok().filter(|t| rejected(t)).cloned() {
+        if source.invalidate(&t, now).await {
+            result = source.token(now).await;
+        }
+    }
+    match result {
+        Ok(t) => Ok(Answer::Token(t)),
+        // What the endpoint answered (a refusal, nonsense, a 5xx or 429) is the fleet's answer:
+        // the fleet backs off as one. The coordinator's own trouble (its network, a timeout, a
+        // token that reached it too late) is not: the isolate then asks the endpoint itself.
+        Err(e) => match source.hold(now) {
+            Some((until, cause)) if shared(&cause) || answered_unavailable(&cause) => {
+                Ok(Answer::Held { error: e, until })
+            }
+            _ => Err(format!("coordinator could not get a token: {e}")),
+        },
+    }
+}
+
+/// The endpoint answered with an unavailable status (5xx or 429): its state, not the
+/// coordinator's network (see [`crate::oauth::token_response::parse_token_response`]).
+fn answered_unavailable(err: &Error) -> bool {
+    matches!(err, Error::Unavailable { reason, .. } if reason.starts_with("HTTP "))
+}

@@ -1,0 +1,51 @@
+//! The coordinator port: what the token source asks the fleet's coordinator, and what it
+//! answers.
+//!
+//! Token path, tier by tier: isolate memory → KV → coordinator → token endpoint. Without a
+//! coordinator every isolate that misses KV (KV is eventually consistent: a write takes up to a
+//! minute to reach other locations) asks the token endpoint itself. With one (a Durable Object
+//! on Workers), isolates ask it instead: it answers from its memory or storage, or makes the one
+//! token request for its configuration, and is the only writer of the configuration's KV entries.
+//! A coordinator that errs, is slow or is absent is never fatal: the source falls back to its own
+//! token request and says so in the log. The coordinator's side is [`crate::coordinator`].
+
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::base::error::Error;
+use crate::oauth::token::Token;
+
+/// What an isolate asks the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ask {
+    /// The isolate's token is in its refresh window: answer a newer one than `have`, refreshing
+    /// if need be, rather than the current one.
+    pub refresh: bool,
+    /// Issue time (Unix seconds) of the token the isolate holds, if any.
+    pub have: Option<u64>,
+    /// An upstream rejected this token (issue and expiry times, Unix seconds: the token itself
+    /// never travels in an ask): evict it if it is still the coordinator's, once for the fleet.
+    pub rejected: Option<(u64, u64)>,
+}
+
+/// What the coordinator answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A token (with its DPoP key, for a DPoP token).
+    Token(Token),
+    /// The token endpoint refused or is held down, until `until`: the same answer the isolate
+    /// would have got itself, without asking the endpoint.
+    Held {
+        /// What the endpoint said (or the hold-down that keeps it from being asked).
+        error: Error,
+        /// Unix seconds.
+        until: u64,
+    },
+}
+
+/// A coordinator as the token source sees it. `Err` is the coordinator's own trouble (absent,
+/// slow, failing, another configuration): the source then does the work itself.
+pub trait Coordinator {
+    /// Asks for a token.
+    fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>>;
+}
