@@ -593,7 +593,7 @@ mod sim {
                     }
                     let started = now_ms();
                     let mut errors = 0;
-                    match source.token_ahead(now_ms() / 1000, true, None).await {
+                    match source.token_ahead(now_ms() / 1000, None).await {
                         Ok(token) => {
                             // The API rejects every token issued before the revocation.
                             let revoked = pattern == Pattern::Revoked

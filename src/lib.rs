@@ -83,10 +83,10 @@ pub use edge::platform::kv::KvNamespace;
 // source, and the traits it is driven through.
 pub use coordinator::serve::serve as serve_coordinator;
 pub use oauth::dpop::Proofs;
-pub use oauth::holddown::HOLD_ENTRY;
 pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 pub use source::acquire::{Assertions, Signers};
 pub use source::coordinator::{Answer, Ask, Coordinator};
+pub use source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 pub use source::runtime::{LogSink, Runtime};
-pub use source::store::{NoStore, TokenStore, TOKEN_ENTRY};
+pub use source::store::{NoStore, TokenStore};
 pub use source::token_source::TokenSource;

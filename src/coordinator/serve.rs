@@ -61,8 +61,11 @@ where
         // the fleet backs off as one. The coordinator's own trouble (its network, a timeout, a
         // token that reached it too late) is not: the isolate then asks the endpoint itself.
         Err(e) => match source.hold(now) {
-            Some((until, cause)) if shared(&cause) || answered_unavailable(&cause) => {
-                Ok(Answer::Held { error: e, until })
+            Some(hold) if shared(&hold.error) || answered_unavailable(&hold.error) => {
+                Ok(Answer::Held {
+                    error: e,
+                    until: hold.until,
+                })
             }
             _ => Err(format!("coordinator could not get a token: {e}")),
         },

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::holddown::{decode_hold, encode_hold};
 use crate::source::coordinator::{Answer, Ask};
-use crate::source::store::{decode_record, encode_record};
+use crate::source::records::{decode_hold, encode_hold};
+use crate::source::records::{decode_record, encode_record};
 
 #[derive(Serialize, Deserialize)]
 struct Wire {

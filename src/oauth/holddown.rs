@@ -6,15 +6,10 @@
 //! same answer at once for `OAUTH_HOLDDOWN_SECS`; after a 429 or 503 with `Retry-After`, for as
 //! long as the server asked (capped). The hold-down goes to KV too, so other isolates back off.
 
-use serde::{Deserialize, Serialize};
-
-use crate::base::error::{Error, ErrorCode, DEFAULT_RETRY_AFTER_SECS};
+use crate::base::error::{Error, DEFAULT_RETRY_AFTER_SECS};
 
 /// Longest hold-down taken from a server's `Retry-After`.
 pub const MAX_RETRY_AFTER_HOLD_SECS: u64 = 300;
-
-/// Name of the hold-down entry in the store.
-pub const HOLD_ENTRY: &str = "hold";
 
 /// How long to leave the endpoint alone after `err`, in seconds (0: not at all).
 pub fn hold_secs(err: &Error, refusal_holddown_secs: u64) -> u64 {
@@ -53,74 +48,10 @@ pub fn held_error(err: &Error, until: u64, now: u64) -> Error {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Record {
-    v: u8,
-    until: u64,
-    kind: String,
-    status: u16,
-    code: Option<String>,
-    text: Option<String>,
-}
-
-/// Serialises a hold-down for the shared store.
-pub fn encode_hold(until: u64, err: &Error) -> Option<String> {
-    let (kind, status, code, text) = match err {
-        Error::Refused {
-            status,
-            code,
-            description,
-        } => (
-            "refused",
-            *status,
-            Some(code.as_str().to_owned()),
-            description.clone(),
-        ),
-        Error::InvalidResponse { status, reason } => {
-            ("invalid", *status, None, Some(reason.clone()))
-        }
-        Error::Unavailable { reason, .. } => ("unavailable", 0, None, Some(reason.clone())),
-        _ => return None,
-    };
-    let r = Record {
-        v: 1,
-        until,
-        kind: kind.into(),
-        status,
-        code,
-        text,
-    };
-    serde_json::to_string(&r).ok()
-}
-
-/// Reads a hold-down; `None` for anything unreadable.
-pub fn decode_hold(raw: &str) -> Option<(u64, Error)> {
-    let r: Record = serde_json::from_str(raw).ok()?;
-    if r.v != 1 {
-        return None;
-    }
-    let err = match r.kind.as_str() {
-        "refused" => Error::Refused {
-            status: r.status,
-            code: ErrorCode::parse(&r.code?),
-            description: r.text,
-        },
-        "invalid" => Error::InvalidResponse {
-            status: r.status,
-            reason: r.text?,
-        },
-        "unavailable" => Error::Unavailable {
-            reason: r.text?,
-            retry_after: None,
-        },
-        _ => return None,
-    };
-    Some((r.until, err))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::error::ErrorCode;
 
     fn refused() -> Error {
         Error::Refused {
@@ -159,30 +90,5 @@ mod tests {
         };
         assert_eq!(held_error(&e, 1_020, 1_005).retry_after(), Some(15));
         assert_eq!(held_error(&refused(), 1_020, 1_005), refused());
-    }
-
-    #[test]
-    fn round_trip_and_garbage() {
-        for e in [
-            refused(),
-            Error::InvalidResponse {
-                status: 200,
-                reason: "HTML".into(),
-            },
-            Error::Unavailable {
-                reason: "HTTP 503".into(),
-                retry_after: None,
-            },
-        ] {
-            assert_eq!(decode_hold(&encode_hold(77, &e).unwrap()), Some((77, e)));
-        }
-        for raw in [
-            "",
-            "{}",
-            r#"{"v":2,"until":1,"kind":"refused","status":1}"#,
-            r#"{"v":1,"until":1,"kind":"x","status":1}"#,
-        ] {
-            assert_eq!(decode_hold(raw), None, "{raw}");
-        }
     }
 }

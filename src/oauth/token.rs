@@ -192,6 +192,12 @@ impl Token {
     pub fn authorization(&self) -> &AuthorizationValue {
         &self.authorization
     }
+
+    /// Whether `other` is this token (the same access token; copies from memory, KV or the
+    /// coordinator differ in nothing else that matters).
+    pub fn same(&self, other: &Token) -> bool {
+        self.access_token == other.access_token
+    }
 }
 
 #[cfg(test)]

@@ -5,26 +5,23 @@
 //!
 //! Like golang/oauth2's `clientcredentials.go`: it builds and sends the request, nothing more.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
 
 use crate::base::error::{Error, Result};
 use crate::base::log::{self, Source};
+use crate::base::redact::Redactor;
 use crate::config::client::{ClientAuth, Config, Dpop};
 use crate::keys::dpop_key::DpopKey;
 use crate::keys::private_key::PrivateKey;
 use crate::oauth::backoff::retry_delay;
-use crate::oauth::dpop::{htu, token_endpoint_wants_nonce, Nonces, Proofs};
-use crate::oauth::token::{Scheme, Token};
+use crate::oauth::dpop::{htu, token_endpoint_wants_nonce, Proofs};
+use crate::oauth::token::{Scheme, Token, MIN_REMAINING_SECS};
 use crate::oauth::token_request::{build_token_request, redactor_for};
 use crate::oauth::token_response::parse_token_response;
-use crate::oauth::transport::HttpClient;
-use crate::source::discovery::Discovery;
-use crate::source::runtime::{Clock, LogSink, Runtime};
-use crate::source::store::{TokenStore, Write};
-
+use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::source::context::{Context, Moment};
 /// Signs client assertions for `private_key_jwt` (RFC 7523 §2.2); the edge does it with WebCrypto.
 pub trait Assertions {
     /// A fresh signed client assertion (unique `jti`) for a token request sent at `now` to the
@@ -63,183 +60,322 @@ impl Signers {
             },
         }
     }
-}
 
-/// Gets tokens from the token endpoint for one configuration.
-pub(crate) struct Acquirer<H> {
-    pub(crate) config: Config,
-    http: H,
-    signers: Signers,
-    /// The latest DPoP nonce of the token endpoint's origin (RFC 9449 §8.2).
-    pub(crate) token_nonces: RefCell<Nonces>,
-    discovery: Discovery,
-}
-
-impl<H: HttpClient> Acquirer<H> {
-    pub(crate) fn new(config: Config, http: H, signers: Signers) -> Self {
-        Self {
-            config,
-            http,
-            signers,
-            token_nonces: RefCell::default(),
-            discovery: Discovery::default(),
-        }
+    /// The client assertion signer, for `private_key_jwt`.
+    pub(super) fn assertions(&self) -> Option<&Rc<dyn Assertions>> {
+        self.assertions.as_ref()
     }
 
-    /// The DPoP maker and the key for a token request, when DPoP is on.
-    async fn dpop_key(&self) -> Result<Option<(Rc<dyn Proofs>, Rc<DpopKey>)>> {
-        match &self.signers.proofs {
-            Some(proofs) => Ok(Some((proofs.clone(), proofs.key().await?))),
-            None => Ok(None),
-        }
+    /// The DPoP key and proof maker, with DPoP on.
+    pub(super) fn proofs(&self) -> Option<&Rc<dyn Proofs>> {
+        self.proofs.as_ref()
     }
+}
 
-    /// Token requests until one succeeds, one is refused, or the budget (`OAUTH_TIMEOUT_MS`) is
-    /// spent. The budget counts from the first request by the flight's clock, and at least what
-    /// each attempt and each backoff reported taking.
-    pub(crate) async fn token<S: TokenStore, R: Runtime>(
-        &self,
-        runtime: &R,
-        log: &LogSink,
-        clock: &Clock<'_, R>,
-        store: &S,
-        writes: &mut Vec<Write>,
-    ) -> Result<Token> {
-        let config = &self.config;
-        // Everything sent is kept from what comes back: secret forms now, signed values as made.
-        let mut redactor = redactor_for(config);
-        let budget = config.timeout_ms;
-        let started_ms = clock.elapsed_ms();
-        let mut reported = 0u64;
-        let spent = |reported: u64| reported.max(clock.elapsed_ms().saturating_sub(started_ms));
-        let mut failures = 0u32;
-        let token_url = match self
-            .discovery
-            .endpoint(
-                config,
-                &self.http,
-                store,
-                clock.now(),
-                &mut reported,
-                writes,
-                log,
-            )
-            .await
-        {
-            Ok(url) => url,
-            Err(e) => {
-                let e = e.redact(&redactor);
-                (log)(&log::token_error(None, None, &e));
-                return Err(e);
-            }
+/// What an acquisition needs done before it can go on.
+#[derive(Debug)]
+pub(super) enum Need {
+    /// The token endpoint's URL: configured, or discovered (see [`crate::source::discovery`]).
+    Endpoint,
+    /// The DPoP key for this acquisition's token (one key for the whole acquisition: the token
+    /// that comes back is bound to it).
+    DpopKey,
+    /// A client assertion for a request sent at `at` to `audience` (RFC 7523 §3).
+    Assertion { at: u64, audience: String },
+    /// A DPoP proof for the token request (RFC 9449 §4.2).
+    Proof(ProofOrder),
+    /// The token request, ready to send.
+    Send(HttpRequest),
+    /// A pause before the next attempt, in milliseconds.
+    Sleep(u64),
+}
+
+/// A DPoP proof to sign for the token request.
+#[derive(Debug)]
+pub(super) struct ProofOrder {
+    pub(super) key: Rc<DpopKey>,
+    pub(super) htu: String,
+    pub(super) at: u64,
+    pub(super) nonce: Option<String>,
+}
+
+/// Where an acquisition goes from here.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// It needs this done, then [`Acquisition`] is told what came of it.
+    Need(Need),
+    /// It is over. With `endpoint_gone`, the (discovered) token endpoint could not be reached or
+    /// is gone, and is worth discovering again.
+    Done {
+        result: Result<Token>,
+        endpoint_gone: bool,
+    },
+}
+
+/// What the acquisition waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Endpoint,
+    Key,
+    Assertion,
+    Proof,
+    Answer,
+    Pause(u64),
+}
+
+/// One token acquisition in progress: requests until one succeeds, one is refused, or the
+/// budget (`OAUTH_TIMEOUT_MS`) is spent. The budget counts from the acquisition's start by the
+/// flight's clock, and at least what each attempt and each pause reported taking.
+pub(super) struct Acquisition {
+    waiting: Waiting,
+    /// Everything sent is kept from what comes back: secret forms now, signed values as made.
+    redactor: Redactor,
+    /// The flight's start, Unix seconds: send times count from it.
+    start_secs: u64,
+    /// [`Moment::ms`] at this acquisition's start.
+    started_ms: u64,
+    /// What the network and pauses reported taking, in milliseconds.
+    reported: u64,
+    failures: u32,
+    nonce_retried: bool,
+    token_url: String,
+    key: Option<Rc<DpopKey>>,
+    /// The request being made, once built, and when it is sent (Unix seconds).
+    request: Option<HttpRequest>,
+    sent_at: u64,
+}
+
+impl Acquisition {
+    /// Starts an acquisition for `cx.config` at `at`, in a flight that started at `start_secs`.
+    pub(super) fn start(config: &Config, start_secs: u64, at: Moment) -> (Self, Step) {
+        let acquisition = Self {
+            waiting: Waiting::Endpoint,
+            redactor: redactor_for(config),
+            start_secs,
+            started_ms: at.ms,
+            reported: 0,
+            failures: 0,
+            nonce_retried: false,
+            token_url: String::new(),
+            key: None,
+            request: None,
+            sent_at: start_secs,
         };
-        // One key for the whole flight: the token that comes back is bound to it.
-        let dpop = self.dpop_key().await?;
-        let mut nonce_retried = false;
-        loop {
-            let sent_at = clock.start_secs + spent(reported) / 1000;
-            // Made with the source exactly when the configuration uses `private_key_jwt`.
-            let assertion = match &self.signers.assertions {
-                Some(signer) => {
-                    let assertion = signer.assertion(sent_at, &token_url).await?;
-                    redactor.add_signed(&assertion);
-                    Some(assertion)
-                }
-                None => None,
-            };
-            let mut request = build_token_request(config, &token_url, assertion.as_deref());
-            request.timeout_ms = budget.saturating_sub(spent(reported)).max(1);
-            if let Some((proofs, key)) = &dpop {
-                let nonce = self
-                    .token_nonces
-                    .borrow()
-                    .get(&token_url)
-                    .map(str::to_owned);
-                let proof = proofs
-                    .proof(
-                        key,
-                        "POST",
-                        htu(&token_url),
-                        sent_at,
-                        None,
-                        nonce.as_deref(),
-                    )
-                    .await?;
-                redactor.add_signed(&proof);
-                request.headers.push(("dpop".into(), proof));
-            }
-            let mut got_nonce = false;
-            let (result, status, latency) = match self.http.execute(request).await {
-                Ok(resp) => {
-                    if let (Some(_), Some(nonce)) = (&dpop, resp.header("dpop-nonce")) {
-                        got_nonce = self.token_nonces.borrow_mut().remember(&token_url, nonce);
-                    }
-                    let parsed =
-                        parse_token_response(&resp, sent_at, config.expiry_margin_secs, &redactor)
-                            .and_then(|t| bind(t, dpop.as_ref().map(|(_, k)| k), resp.status));
-                    (parsed, Some(resp.status), resp.elapsed_ms)
-                }
-                Err(e) => (
-                    Err(Error::Unavailable {
-                        reason: format!("network error: {}", e.reason),
-                        retry_after: None,
-                    }),
-                    None,
-                    e.elapsed_ms,
-                ),
-            };
-            reported += latency;
-            let err = match result {
-                // Counted from when it was sent; checked against when it arrived.
-                Ok(token) if token.usable_at(clock.now()) => {
-                    let expires_in = token.expires_at().saturating_sub(sent_at);
-                    (log)(&log::token_ok(
-                        Source::Network,
-                        status,
-                        Some(latency),
-                        expires_in,
-                    ));
-                    return Ok(token);
-                }
-                Ok(late) => arrived_too_late(&late, clock.now(), spent(reported)),
-                Err(e) => e.redact(&redactor),
-            };
-            // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
-            // same token request, at once and only once. Expected on every cold isolate, so it is
-            // logged as what it is, not as an error.
-            if got_nonce && !nonce_retried && token_endpoint_wants_nonce(&err) {
-                nonce_retried = true;
-                (log)(&log::cache_event(
-                    "dpop_nonce",
-                    "token endpoint asked for a DPoP nonce; retrying with it",
-                ));
-                continue;
-            }
-            (log)(&log::token_error(status, Some(latency), &err));
-            failures += 1;
-            let delay = match &err {
-                // A token was issued, only too slowly: another request would cost another token
-                // and, from here, likely be as slow.
-                _ if status.is_some_and(|s| (200..300).contains(&s)) => None,
-                Error::Unavailable { retry_after, .. } => retry_delay(
-                    failures,
-                    *retry_after,
-                    budget.saturating_sub(spent(reported)),
-                    runtime.random(),
-                ),
-                _ => None, // refusals and nonsense are not retried
-            };
-            match delay {
-                Some(ms) => {
-                    runtime.sleep(ms).await;
-                    reported += ms;
-                }
-                None => {
-                    self.discovery.forget(config, &err, writes);
-                    return Err(err);
-                }
+        (acquisition, Step::Need(Need::Endpoint))
+    }
+
+    /// Milliseconds spent of the budget at `at`.
+    fn spent(&self, at: Moment) -> u64 {
+        self.reported.max(at.ms.saturating_sub(self.started_ms))
+    }
+
+    /// The endpoint is known (`spent_ms`: what finding it took on the network).
+    pub(super) fn endpoint(
+        &mut self,
+        found: Result<String>,
+        spent_ms: u64,
+        at: Moment,
+        cx: &mut Context<'_>,
+    ) -> Step {
+        debug_assert_eq!(self.waiting, Waiting::Endpoint);
+        self.reported += spent_ms;
+        match found {
+            Ok(url) => self.token_url = url,
+            Err(e) => {
+                let e = e.redact(&self.redactor);
+                (cx.log)(&log::token_error(None, None, &e));
+                return self.done(Err(e), false);
             }
         }
+        if cx.config.dpop.is_on() {
+            self.waiting = Waiting::Key;
+            return Step::Need(Need::DpopKey);
+        }
+        self.attempt(at, cx)
+    }
+
+    /// The DPoP key is ready.
+    pub(super) fn dpop_key(
+        &mut self,
+        key: Result<Rc<DpopKey>>,
+        at: Moment,
+        cx: &mut Context<'_>,
+    ) -> Step {
+        debug_assert_eq!(self.waiting, Waiting::Key);
+        match key {
+            Ok(key) => self.key = Some(key),
+            Err(e) => return self.done(Err(e), false),
+        }
+        self.attempt(at, cx)
+    }
+
+    /// One attempt: an assertion to sign, a proof to sign, or the request to send.
+    fn attempt(&mut self, at: Moment, cx: &mut Context<'_>) -> Step {
+        self.sent_at = self.start_secs + self.spent(at) / 1000;
+        if let ClientAuth::PrivateKeyJwt(_) = cx.config.auth {
+            self.waiting = Waiting::Assertion;
+            return Step::Need(Need::Assertion {
+                at: self.sent_at,
+                audience: self.token_url.clone(),
+            });
+        }
+        self.build(None, at, cx)
+    }
+
+    /// What a signer made: the client assertion or the DPoP proof this acquisition asked for.
+    pub(super) fn signed(
+        &mut self,
+        signed: Result<String>,
+        at: Moment,
+        cx: &mut Context<'_>,
+    ) -> Step {
+        let value = match signed {
+            Ok(value) => value,
+            Err(e) => return self.done(Err(e), false),
+        };
+        self.redactor.add_signed(&value);
+        match self.waiting {
+            Waiting::Assertion => self.build(Some(&value), at, cx),
+            Waiting::Proof => {
+                let mut request = self.request.take().expect("a proof is asked for a request");
+                request.headers.push(("dpop".into(), value));
+                self.send(request)
+            }
+            other => unreachable!("signed while waiting for {other:?}"),
+        }
+    }
+
+    fn build(&mut self, assertion: Option<&str>, at: Moment, cx: &mut Context<'_>) -> Step {
+        let mut request = build_token_request(cx.config, &self.token_url, assertion);
+        request.timeout_ms = cx.config.timeout_ms.saturating_sub(self.spent(at)).max(1);
+        let Some(key) = self.key.clone() else {
+            return self.send(request);
+        };
+        self.request = Some(request);
+        self.waiting = Waiting::Proof;
+        Step::Need(Need::Proof(ProofOrder {
+            key,
+            htu: htu(&self.token_url).to_owned(),
+            at: self.sent_at,
+            nonce: cx
+                .state
+                .token_nonces
+                .get(&self.token_url)
+                .map(str::to_owned),
+        }))
+    }
+
+    fn send(&mut self, request: HttpRequest) -> Step {
+        self.waiting = Waiting::Answer;
+        Step::Need(Need::Send(request))
+    }
+
+    /// The token endpoint answered, or could not be reached.
+    pub(super) fn answered(
+        &mut self,
+        answer: std::result::Result<HttpResponse, TransportError>,
+        at: Moment,
+        cx: &mut Context<'_>,
+    ) -> Step {
+        debug_assert_eq!(self.waiting, Waiting::Answer);
+        let mut got_nonce = false;
+        let (result, status, latency) = match answer {
+            Ok(resp) => {
+                if let (Some(_), Some(nonce)) = (&self.key, resp.header("dpop-nonce")) {
+                    got_nonce = cx.state.token_nonces.remember(&self.token_url, nonce);
+                }
+                let margin = cx.config.expiry_margin_secs;
+                let parsed = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
+                    .and_then(|t| bind(t, self.key.as_ref(), resp.status));
+                (parsed, Some(resp.status), resp.elapsed_ms)
+            }
+            Err(e) => (
+                Err(Error::Unavailable {
+                    reason: format!("network error: {}", e.reason),
+                    retry_after: None,
+                }),
+                None,
+                e.elapsed_ms,
+            ),
+        };
+        self.reported += latency;
+        let err = match result {
+            // Counted from when it was sent; checked against when it arrived.
+            Ok(token) if token.usable_at(at.secs) => {
+                let expires_in = token.expires_at().saturating_sub(self.sent_at);
+                (cx.log)(&log::token_ok(
+                    Source::Network,
+                    status,
+                    Some(latency),
+                    expires_in,
+                ));
+                return self.done(Ok(token), false);
+            }
+            Ok(late) => arrived_too_late(&late, at.secs, self.spent(at)),
+            Err(e) => e.redact(&self.redactor),
+        };
+        // RFC 9449 §8: the server wants a nonce and sent one; the retry with it is part of the
+        // same token request, at once and only once. Expected on every cold isolate, so it is
+        // logged as what it is, not as an error.
+        if got_nonce && !self.nonce_retried && token_endpoint_wants_nonce(&err) {
+            self.nonce_retried = true;
+            (cx.log)(&log::cache_event(
+                "dpop_nonce",
+                "token endpoint asked for a DPoP nonce; retrying with it",
+            ));
+            return self.attempt(at, cx);
+        }
+        (cx.log)(&log::token_error(status, Some(latency), &err));
+        self.failures += 1;
+        let delay = match &err {
+            // A token was issued, only too slowly: another request would cost another token
+            // and, from here, likely be as slow.
+            _ if status.is_some_and(|s| (200..300).contains(&s)) => None,
+            Error::Unavailable { retry_after, .. } => retry_delay(
+                self.failures,
+                *retry_after,
+                cx.config.timeout_ms.saturating_sub(self.spent(at)),
+                (cx.random)(),
+            ),
+            _ => None, // refusals and nonsense are not retried
+        };
+        match delay {
+            Some(ms) => {
+                self.waiting = Waiting::Pause(ms);
+                Step::Need(Need::Sleep(ms))
+            }
+            None => {
+                let gone = endpoint_gone(&err);
+                self.done(Err(err), gone)
+            }
+        }
+    }
+
+    /// The pause before the next attempt is over.
+    pub(super) fn slept(&mut self, at: Moment, cx: &mut Context<'_>) -> Step {
+        let Waiting::Pause(ms) = self.waiting else {
+            unreachable!("woken while waiting for {:?}", self.waiting);
+        };
+        self.reported += ms;
+        self.attempt(at, cx)
+    }
+
+    fn done(&mut self, result: Result<Token>, endpoint_gone: bool) -> Step {
+        Step::Done {
+            result,
+            endpoint_gone,
+        }
+    }
+}
+
+/// Whether a failed token request says its endpoint cannot be reached, or is gone (404, 405):
+/// a discovered endpoint is then forgotten, so the next attempt discovers it again instead of
+/// trusting it for a day.
+fn endpoint_gone(err: &Error) -> bool {
+    match err {
+        Error::Unavailable { reason, .. } => reason.starts_with("network error"),
+        Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
+        _ => false,
     }
 }
 
@@ -247,13 +383,13 @@ impl<H: HttpClient> Acquirer<H> {
 ///
 /// It says the endpoint was too slow for the token's lifetime, as seen from this isolate: an
 /// unavailability, held down here only (another isolate may reach the endpoint faster).
-pub(crate) fn arrived_too_late(token: &Token, now: u64, elapsed_ms: u64) -> Error {
+pub(super) fn arrived_too_late(token: &Token, now: u64, elapsed_ms: u64) -> Error {
     Error::Unavailable {
         reason: format!(
             "the token had {} s left when it arrived, after {elapsed_ms} ms (tokens are used \
              only with more than {} s left)",
             token.expires_at().saturating_sub(now),
-            crate::oauth::token::MIN_REMAINING_SECS
+            MIN_REMAINING_SECS
         ),
         retry_after: None,
     }

@@ -11,40 +11,12 @@ use crate::base::log;
 use crate::config::client::Config;
 use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse};
 use crate::settings::values::parse_endpoint_url;
+use crate::source::records::{decode_meta, encode_meta, META_ENTRY};
 use crate::source::runtime::LogSink;
 use crate::source::store::{TokenStore, Write};
 
 /// How long discovered metadata is kept, in memory and KV.
 pub const METADATA_TTL_SECS: u64 = 24 * 3600;
-
-/// Name of the metadata entry in the store.
-pub const META_ENTRY: &str = "meta";
-
-/// The metadata entry as stored: the endpoint and until when (Unix seconds) it is trusted.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct MetaRecord {
-    v: u8,
-    token_endpoint: String,
-    until: u64,
-}
-
-/// Serialises a discovered endpoint for the store, trusted until `until` (Unix seconds).
-pub fn encode_meta(endpoint: &str, until: u64) -> String {
-    let record = MetaRecord {
-        v: 1,
-        token_endpoint: endpoint.to_owned(),
-        until,
-    };
-    serde_json::to_string(&record).expect("strings and integers serialise")
-}
-
-/// A stored endpoint still trusted at `now`, held to the rules of a configured one; anything
-/// else is `None`, and discovery runs again.
-pub fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
-    let meta: MetaRecord = serde_json::from_str(raw).ok()?;
-    (meta.v == 1 && now < meta.until && parse_endpoint_url(&meta.token_endpoint).is_ok())
-        .then_some((meta.token_endpoint, meta.until))
-}
 
 /// Where to look, in order: RFC 8414 §3.1 inserts the well-known segment before the issuer's
 /// path; OIDC Discovery §4 appends it.
@@ -109,32 +81,53 @@ pub(crate) struct Discovery {
     endpoint: RefCell<Option<(String, u64)>>,
 }
 
+/// What finding the token endpoint came to.
+pub(super) struct Found {
+    pub(super) url: Result<String>,
+    /// Milliseconds spent on the network.
+    pub(super) spent_ms: u64,
+    /// The discovered endpoint, to store once the flight's waiters have their answer.
+    pub(super) write: Option<Write>,
+}
+
 impl Discovery {
-    /// A discovered endpoint that cannot be reached, or is gone (404, 405), is forgotten in memory
-    /// and KV, so the next attempt discovers it again instead of trusting it for a day.
-    pub(crate) fn forget(&self, config: &Config, err: &Error, writes: &mut Vec<Write>) {
-        let gone = match err {
-            Error::Unavailable { reason, .. } => reason.starts_with("network error"),
-            Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
-            _ => false,
-        };
-        if config.token_url.is_none() && gone && self.endpoint.borrow_mut().take().is_some() {
-            writes.push(Write::Delete(META_ENTRY));
-        }
+    /// Forgets a discovered endpoint that cannot be reached or is gone, in memory and (by the
+    /// write returned) in KV, so the next attempt discovers it again instead of trusting it for
+    /// a day. A configured endpoint is never forgotten.
+    pub(super) fn forget(&self, config: &Config) -> Option<Write> {
+        let discovered = config.token_url.is_none();
+        (discovered && self.endpoint.borrow_mut().take().is_some())
+            .then_some(Write::Delete(META_ENTRY))
     }
 
     /// The token endpoint: as configured, or discovered from `OAUTH_ISSUER` (RFC 8414, then OIDC
-    /// Discovery), kept in memory and KV for a day. Time spent on the network is added to `spent`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn endpoint<H: HttpClient, S: TokenStore>(
+    /// Discovery), kept in memory and KV for a day.
+    pub(super) async fn endpoint<H: HttpClient, S: TokenStore>(
         &self,
         config: &Config,
         http: &H,
         store: &S,
         now: u64,
-        spent: &mut u64,
-        writes: &mut Vec<Write>,
         log: &LogSink,
+    ) -> Found {
+        let mut found = Found {
+            url: Ok(String::new()),
+            spent_ms: 0,
+            write: None,
+        };
+        found.url = self.find(config, http, store, now, log, &mut found).await;
+        found
+    }
+
+    /// The endpoint; what finding it spent and would store go to `found`.
+    async fn find<H: HttpClient, S: TokenStore>(
+        &self,
+        config: &Config,
+        http: &H,
+        store: &S,
+        now: u64,
+        log: &LogSink,
+        found: &mut Found,
     ) -> Result<String> {
         let issuer = match (&config.token_url, &config.issuer) {
             (Some(url), _) => return Ok(url.to_string()),
@@ -168,15 +161,15 @@ impl Discovery {
                 headers: vec![("accept".into(), "application/json".into())],
                 body: Vec::new(),
                 // Discovery spends the same budget as the token request it serves.
-                timeout_ms: config.timeout_ms.saturating_sub(*spent).max(1),
+                timeout_ms: config.timeout_ms.saturating_sub(found.spent_ms).max(1),
             };
             let resp = match http.execute(request).await {
                 Ok(resp) => {
-                    *spent += resp.elapsed_ms;
+                    found.spent_ms += resp.elapsed_ms;
                     resp
                 }
                 Err(e) => {
-                    *spent += e.elapsed_ms;
+                    found.spent_ms += e.elapsed_ms;
                     last = Some(Error::Unavailable {
                         reason: format!("discovery: network error: {}", e.reason),
                         retry_after: None,
@@ -193,7 +186,7 @@ impl Discovery {
                         &format!("token endpoint {endpoint}"),
                     ));
                     *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
-                    writes.push(Write::Put(
+                    found.write = Some(Write::Put(
                         META_ENTRY,
                         encode_meta(&endpoint, until),
                         METADATA_TTL_SECS,

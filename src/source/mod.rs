@@ -3,9 +3,13 @@
 //! and its records, the runtime port.
 
 pub(crate) mod acquire;
+pub(crate) mod context;
 pub(crate) mod coordinator;
 pub(crate) mod discovery;
+pub(crate) mod driver;
+pub(crate) mod flight;
+pub(crate) mod records;
 pub(crate) mod runtime;
+pub(crate) mod state;
 pub(crate) mod store;
-pub(crate) mod tiers;
 pub(crate) mod token_source;

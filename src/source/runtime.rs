@@ -35,7 +35,7 @@ pub trait Runtime {
 
 /// A flight's view of time: the caller's `now` (Unix seconds) moved on by what the runtime's
 /// clock says has passed since, rounded up, so a deadline is never judged early.
-pub(crate) struct Clock<'a, R: Runtime> {
+pub(super) struct Clock<'a, R: Runtime> {
     runtime: &'a R,
     /// The caller's `now` when the flight started (Unix seconds).
     pub(crate) start_secs: u64,

@@ -4,9 +4,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::coordinator::serve::serve;
-use crate::oauth::holddown::HOLD_ENTRY;
 use crate::source::coordinator::{Answer, Ask, Coordinator};
-use crate::source::store::TOKEN_ENTRY;
+use crate::source::records::HOLD_ENTRY;
+use crate::source::records::TOKEN_ENTRY;
 use futures_executor::block_on;
 use futures_util::future::{join_all, LocalBoxFuture};
 

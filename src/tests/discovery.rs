@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
-use crate::source::store::TOKEN_ENTRY;
+use crate::source::records::TOKEN_ENTRY;
 use crate::TokenSource;
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -77,7 +77,7 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
     assert!(kv
         .map
         .borrow()
-        .contains_key(crate::source::discovery::META_ENTRY));
+        .contains_key(crate::source::records::META_ENTRY));
     kv.map.borrow_mut().remove(TOKEN_ENTRY);
     let calls2 = Rc::new(RefCell::new(Vec::new()));
     let other = new_source(
@@ -118,7 +118,7 @@ fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
 /// A signer double that records the audience and makes a new assertion for every call.
 struct RecordingSigner(Rc<RefCell<Vec<(u64, String)>>>);
 
-impl crate::source::token_source::Assertions for RecordingSigner {
+impl crate::source::acquire::Assertions for RecordingSigner {
     fn assertion(
         &self,
         now: u64,

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use crate::config::client::Dpop;
 use crate::keys::dpop_key::DpopKey;
 use crate::oauth::dpop::Proofs;
-use crate::oauth::holddown::HOLD_ENTRY;
-use crate::source::store::TOKEN_ENTRY;
+use crate::source::records::HOLD_ENTRY;
+use crate::source::records::TOKEN_ENTRY;
 use crate::{Error, Result, Scheme, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -91,7 +91,7 @@ fn logged_source(
     kv: &Kv,
     dpop: Dpop,
     proofs: &TestProofs,
-    log: crate::source::token_source::LogSink,
+    log: crate::source::runtime::LogSink,
 ) -> Source {
     let mut config = config();
     config.dpop = dpop;

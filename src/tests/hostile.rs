@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
-use crate::source::store::{encode_record, TOKEN_ENTRY};
+use crate::source::records::{encode_record, TOKEN_ENTRY};
 use crate::{AccessToken, Scheme, Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
@@ -43,7 +43,7 @@ fn a_token_that_arrives_with_five_seconds_or_less_left_is_never_handed_out() {
     assert!(!kv
         .map
         .borrow()
-        .contains_key(crate::oauth::holddown::HOLD_ENTRY));
+        .contains_key(crate::source::records::HOLD_ENTRY));
     assert_eq!(ep.calls.get(), 1);
     assert_eq!(count(&lines, r#""outcome":"ok""#), 0);
 
@@ -168,7 +168,7 @@ struct EchoedSigner;
 
 const SIGNATURE: &str = "MEUCIQDsecretSignatureOfTheAssertion0123456789abcdefXYZ";
 
-impl crate::source::token_source::Assertions for EchoedSigner {
+impl crate::source::acquire::Assertions for EchoedSigner {
     fn assertion(&self, _: u64, _: &str) -> LocalBoxFuture<'static, crate::Result<String>> {
         Box::pin(std::future::ready(Ok(format!(
             "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjIn0.{SIGNATURE}"

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::task::Context;
 
 use crate::config::client::Config;
-use crate::source::store::TOKEN_ENTRY;
+use crate::source::records::TOKEN_ENTRY;
 use futures_executor::block_on;
 
 use super::support::*;

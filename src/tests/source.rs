@@ -5,9 +5,9 @@ use std::rc::Rc;
 use std::task::Context;
 
 use crate::config::client::Config;
-use crate::oauth::holddown::HOLD_ENTRY;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
-use crate::source::store::{encode_record, TOKEN_ENTRY};
+use crate::source::records::HOLD_ENTRY;
+use crate::source::records::{encode_record, TOKEN_ENTRY};
 use crate::{AccessToken, Scheme, Token};
 use futures_executor::block_on;
 use futures_util::future::join_all;

@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use crate::base::secret::ClientSecret;
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
+pub use crate::source::acquire::Signers;
+use crate::source::runtime::Runtime;
 use crate::source::store::TokenStore;
-use crate::source::token_source::Runtime;
-pub use crate::source::token_source::Signers;
 use crate::{Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
@@ -216,7 +216,7 @@ pub type Handle = Shared<LocalBoxFuture<'static, ()>>;
 pub fn ahead(source: &Source, now: u64) -> (crate::Result<Token>, Option<Handle>) {
     let started = RefCell::new(None);
     let record = |h: &Handle| *started.borrow_mut() = Some(h.clone());
-    let t = block_on(source.token_ahead(now, true, Some(&record)));
+    let t = block_on(source.token_ahead(now, Some(&record)));
     (t, started.into_inner())
 }
 
@@ -236,13 +236,13 @@ pub fn new_source<H: crate::oauth::transport::HttpClient + 'static, S: TokenStor
     http: H,
     store: S,
     runtime: TestRuntime,
-    log: crate::source::token_source::LogSink,
+    log: crate::source::runtime::LogSink,
 ) -> TokenSource<H, S, TestRuntime> {
     let signers = no_signers(&config);
     TokenSource::new(config, http, signers, store, runtime, log)
 }
 
-pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::token_source::LogSink) -> Source {
+pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::runtime::LogSink) -> Source {
     new_source(
         config(),
         ep.clone(),
@@ -287,7 +287,7 @@ impl TokenStore for Kv {
 
 pub type Lines = Rc<RefCell<Vec<String>>>;
 
-pub fn logs() -> (Lines, crate::source::token_source::LogSink) {
+pub fn logs() -> (Lines, crate::source::runtime::LogSink) {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let sink = lines.clone();
     (

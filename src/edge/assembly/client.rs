@@ -92,11 +92,7 @@ impl TokenClient {
             });
         };
         self.source
-            .token_ahead(
-                crate::edge::platform::js::now_secs(),
-                true,
-                Some(&keep_alive),
-            )
+            .token_ahead(crate::edge::platform::js::now_secs(), Some(&keep_alive))
             .await
     }
 

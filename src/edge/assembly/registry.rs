@@ -21,7 +21,8 @@ use crate::edge::platform::seal::Sealer;
 use crate::edge::signers::assertions::EdgeAssertions;
 use crate::edge::signers::dpop::EdgeProofs;
 use crate::settings::profile::MAX_PROFILES;
-use crate::source::token_source::{Signers, TokenSource};
+use crate::source::acquire::Signers;
+use crate::source::token_source::TokenSource;
 
 /// Configurations remembered per isolate: every profile, and one rotation of each.
 const MAX_SOURCES: usize = 2 * MAX_PROFILES;

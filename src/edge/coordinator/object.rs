@@ -26,9 +26,10 @@ use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::kv::{bounded, EdgeStore, KvNamespace};
 use crate::edge::platform::runtime::{sleep, EdgeRuntime};
 use crate::edge::platform::seal::Sealer;
-use crate::oauth::holddown::HOLD_ENTRY;
 use crate::source::coordinator::{Answer, Ask, Coordinator};
-use crate::source::store::{TokenStore, TOKEN_ENTRY};
+use crate::source::records::HOLD_ENTRY;
+use crate::source::records::TOKEN_ENTRY;
+use crate::source::store::TokenStore;
 use crate::source::token_source::{TokenSource, COORDINATOR_SLACK_MS};
 
 /// Workers KV takes at most one write per second to one key.

@@ -11,9 +11,7 @@ pub fn log_line(line: &str) {
 }
 
 /// The log sink of a source for `config`: its lines name the profile, when there is one.
-pub(crate) fn log_sink(
-    config: &crate::config::client::Config,
-) -> crate::source::token_source::LogSink {
+pub(crate) fn log_sink(config: &crate::config::client::Config) -> crate::source::runtime::LogSink {
     match &config.profile {
         Some(p) => {
             let name = p.name().to_owned();

@@ -9,7 +9,7 @@ use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::source::token_source::Runtime;
+use crate::source::runtime::Runtime;
 
 #[wasm_bindgen]
 extern "C" {

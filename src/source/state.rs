@@ -1,0 +1,162 @@
+//! What one token source remembers between flights, as named sub-states with the rules that
+//! read them: the token in memory (and which tokens are old news), the hold-down, and the DPoP
+//! nonces of the token endpoint and the resource servers. Private fields: only these methods
+//! change them.
+
+use crate::base::error::Error;
+use crate::base::secret::AccessToken;
+use crate::config::client::{Config, Dpop};
+use crate::oauth::dpop::Nonces;
+use crate::oauth::holddown::held_error;
+use crate::oauth::token::Token;
+
+/// A hold-down: the token endpoint is left alone until `until` (Unix seconds), and callers get
+/// `error` (what the endpoint said) meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Unix seconds.
+    pub until: u64,
+    /// What caused it, as the endpoint gave it.
+    pub error: Error,
+}
+
+/// The token in memory, and what tells news from old tokens.
+#[derive(Default)]
+pub(super) struct Memory {
+    token: Option<Token>,
+    /// The newest token this source has held, by issue time: a KV record older than that (or as
+    /// old and another token: times are whole seconds) is a replay (someone with write access
+    /// put back an old value) or a stale read, never news.
+    newest: Option<(u64, AccessToken)>,
+    /// The last token an upstream rejected: never taken from KV again, whatever KV says.
+    revoked: Option<Token>,
+}
+
+impl Memory {
+    /// The token held, fresh or not.
+    pub(super) fn token(&self) -> Option<&Token> {
+        self.token.as_ref()
+    }
+
+    /// The token held if it is fresh at `now`.
+    pub(super) fn fresh(&self, now: u64) -> Option<&Token> {
+        self.token.as_ref().filter(|t| t.is_fresh(now))
+    }
+
+    /// The token held if it still has [`crate::oauth::token::MIN_REMAINING_SECS`] to live at
+    /// `now` (it may be past its margin): the request that uses it still has to travel.
+    pub(super) fn usable(&self, now: u64) -> Option<&Token> {
+        self.token.as_ref().filter(|t| t.usable_at(now))
+    }
+
+    /// Takes `token` into memory, and remembers how new it is.
+    pub(super) fn adopt(&mut self, token: Token) {
+        if self
+            .newest
+            .as_ref()
+            .is_none_or(|(at, _)| token.issued_at() >= *at)
+        {
+            self.newest = Some((token.issued_at(), token.access_token().clone()));
+        }
+        self.token = Some(token);
+    }
+
+    /// Whether `t` is older than the newest token this source has held.
+    pub(super) fn is_older(&self, t: &Token) -> bool {
+        self.newest.as_ref().is_some_and(|(at, token)| {
+            t.issued_at() < *at || (t.issued_at() == *at && t.access_token() != token)
+        })
+    }
+
+    /// Whether `t` is the token an upstream last rejected.
+    pub(super) fn is_revoked(&self, t: &Token) -> bool {
+        self.revoked.as_ref().is_some_and(|r| r.same(t))
+    }
+
+    /// Whether `t` is the token held now.
+    pub(super) fn holds(&self, t: &Token) -> bool {
+        self.token.as_ref().is_some_and(|m| m.same(t))
+    }
+
+    /// The rejected token, for the coordinator's ask.
+    pub(super) fn revoked(&self) -> Option<&Token> {
+        self.revoked.as_ref()
+    }
+
+    /// Forgets `used` after an upstream rejected it; it is never taken from KV again.
+    pub(super) fn evict(&mut self, used: &Token) {
+        self.revoked = Some(used.clone());
+        self.token = None;
+    }
+}
+
+/// The hold-down in force, and when an upstream rejection last evicted a token.
+#[derive(Default)]
+pub(super) struct HoldDown {
+    hold: Option<Hold>,
+    last_eviction: Option<u64>,
+}
+
+impl HoldDown {
+    /// The hold in force at `now`.
+    pub(super) fn active(&self, now: u64) -> Option<&Hold> {
+        self.hold.as_ref().filter(|h| now < h.until)
+    }
+
+    /// Holds the endpoint down until `until` with `error`.
+    pub(super) fn set(&mut self, until: u64, error: Error) {
+        self.hold = Some(Hold { until, error });
+    }
+
+    /// A token was obtained: no hold any more.
+    pub(super) fn clear(&mut self) {
+        self.hold = None;
+    }
+
+    /// Whether an eviction at `now` comes too soon after the last one (within `window` seconds):
+    /// an upstream that rejects every token must not turn each request into a token request.
+    /// If not, the eviction is counted.
+    pub(super) fn evict_too_soon(&mut self, now: u64, window: u64) -> bool {
+        if self.last_eviction.is_some_and(|at| now < at + window) {
+            return true;
+        }
+        self.last_eviction = Some(now);
+        false
+    }
+}
+
+/// Everything a token source remembers between flights.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) memory: Memory,
+    pub(super) hold_down: HoldDown,
+    /// The latest DPoP nonce of the token endpoint's origin (RFC 9449 §8.2).
+    pub(super) token_nonces: Nonces,
+    /// The latest DPoP nonce of each resource server (RFC 9449 §9). Kept apart from the token
+    /// endpoint's: an authorization server and an API on one origin keep separate nonces.
+    pub(super) resource_nonces: Nonces,
+}
+
+impl State {
+    /// While a hold-down lasts: the still-usable token if there is one, else the held error
+    /// with its `Retry-After` counted down to `now`.
+    pub(super) fn held_answer(&self, now: u64) -> Option<Result<Token, Error>> {
+        let hold = self.hold_down.active(now)?;
+        Some(
+            self.memory
+                .usable(now)
+                .cloned()
+                .ok_or_else(|| held_error(&hold.error, hold.until, now)),
+        )
+    }
+}
+
+/// Whether a cached token suits the configuration: DPoP-bound exactly when DPoP is on, and to
+/// the configured key when there is one (the cache key says so too; this guards a stale entry).
+pub(super) fn fits(config: &Config, t: &Token) -> bool {
+    match (&config.dpop, t.dpop_key()) {
+        (Dpop::Off, None) | (Dpop::GeneratedKey, Some(_)) => true,
+        (Dpop::Key(want), Some(have)) => want == have,
+        _ => false,
+    }
+}
