@@ -28,6 +28,7 @@ build-example: setup
 	cd examples/two-apis && CARGO_TARGET_DIR=$(EXAMPLE_TARGET) worker-build --release
 
 lint: setup
+	python3 scripts/cycles.py
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings

@@ -73,9 +73,11 @@ pub use oauth::token::{Scheme, Token};
 
 // The Workers API (wasm32 only).
 #[cfg(target_arch = "wasm32")]
-pub use edge::assembly::client::{sign_with, TokenClient, KV_BINDING, REPLAY_LIMIT_BYTES};
+pub use edge::assembly::client::{sign_with, TokenClient, REPLAY_LIMIT_BYTES};
 #[cfg(target_arch = "wasm32")]
-pub use edge::coordinator::object::{TokenCoordinator, COORDINATOR_BINDING};
+pub use edge::coordinator::object::TokenCoordinator;
+#[cfg(target_arch = "wasm32")]
+pub use edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING};
 #[cfg(target_arch = "wasm32")]
 pub use edge::platform::kv::KvNamespace;
 

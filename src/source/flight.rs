@@ -16,7 +16,7 @@ use crate::keys::dpop_key::DpopKey;
 use crate::oauth::holddown::{held_error, hold_secs, shared};
 use crate::oauth::token::Token;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
-use crate::source::acquire::{arrived_too_late, Acquisition, Need, ProofOrder, Step};
+use crate::source::acquire::{arrived_too_late, out_of_order, Acquisition, Need, ProofOrder, Step};
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::{Answer, Ask};
 use crate::source::records::encode_hold;
@@ -129,7 +129,8 @@ impl Flight {
                 self.stage = Stage::Kv;
                 Action::ReadKv
             }
-            (Stage::Kv, Event::KvRead { token, hold }) => match self.kv_answer(token, hold, at, cx) {
+            (Stage::Kv, Event::KvRead { token, hold }) => match self.kv_answer(token, hold, at, cx)
+            {
                 Some(answer) => self.done(answer, false),
                 None => self.after_kv(at, cx),
             },
@@ -148,12 +149,15 @@ impl Flight {
                     Event::Signed(value) => acquisition.signed(value, at, cx),
                     Event::HttpAnswered(answer) => acquisition.answered(answer, at, cx),
                     Event::TimerFired => acquisition.slept(at, cx),
-                    other => unreachable!("{other:?} during a token request"),
+                    _ => out_of_order(),
                 };
                 self.stage = Stage::Endpoint(acquisition);
                 self.step(step, at, cx)
             }
-            (_, event) => unreachable!("{event:?} out of order"),
+            (_, _) => {
+                let err = Error::Other("token path: an event out of order".into());
+                self.done(Err(err), false)
+            }
         }
     }
 

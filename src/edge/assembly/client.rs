@@ -8,16 +8,14 @@ use crate::base::error::{Error, Result};
 use crate::base::log;
 use crate::base::lru::LastUse;
 use crate::config::client::Config;
-use crate::edge::assembly::registry::{self, EdgeSource};
+use crate::edge::assembly::profiles::Configs;
+use crate::edge::assembly::registry::{self, EdgeSource, Registered};
 use crate::edge::platform::fetch::global_fetch;
 use crate::edge::platform::kv::KvNamespace;
 use crate::edge::platform::runtime::FlightHandle;
 use crate::oauth::challenge::{may_replay, token_rejected};
 use crate::oauth::dpop::{htu, resource_wants_nonce};
 use crate::oauth::token::Token;
-
-/// Name of the KV binding used as the shared token cache.
-pub const KV_BINDING: &str = "TOKEN_CACHE";
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an
 /// upstream rejects the token or asks for a DPoP nonce; larger or unknown-length bodies stream
@@ -34,6 +32,15 @@ pub struct TokenClient {
     used: LastUse,
 }
 
+impl From<Registered> for TokenClient {
+    fn from(r: Registered) -> Self {
+        Self {
+            source: r.source,
+            used: r.used,
+        }
+    }
+}
+
 impl TokenClient {
     /// Reads the settings of the configuration contract from the Worker's vars and secrets, and
     /// the `TOKEN_CACHE` KV binding when there is one (memory-only otherwise, said once in the log).
@@ -41,7 +48,7 @@ impl TokenClient {
     /// With `M2M_PROFILES` set every configuration is a profile: this is then a configuration
     /// error, and [`Self::for_profile`] picks one.
     pub fn from_env(env: &Env) -> Result<Self> {
-        crate::edge::assembly::profiles::configs(env)?.client(env, None)
+        Self::of(&*crate::edge::assembly::profiles::configs(env)?, env, None)
     }
 
     /// The client of the profile `profile`, one of those `M2M_PROFILES` lists: its settings
@@ -49,20 +56,23 @@ impl TokenClient {
     /// the README's "Several APIs"). Each profile has its own tokens, KV entries, coordinator object
     /// and hold-down: one profile's failure never touches another.
     pub fn for_profile(env: &Env, profile: &str) -> Result<Self> {
-        crate::edge::assembly::profiles::configs(env)?.client(env, Some(profile))
+        Self::of(
+            &*crate::edge::assembly::profiles::configs(env)?,
+            env,
+            Some(profile),
+        )
     }
 
     /// A client for an explicit configuration and optional KV namespace. It asks no
     /// coordinator: the coordinator reads its configuration from the Worker's own settings, so
     /// only [`Self::from_env`] can share it.
     pub fn new(config: Config, kv: Option<KvNamespace>) -> Self {
-        Self::with_env(config, kv, None)
+        Self::from(registry::source(config, kv, None))
     }
 
-    /// A client whose source asks the `TOKEN_COORDINATOR` bound on `env`, when there is one.
-    pub(crate) fn with_env(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Self {
-        let (source, used) = registry::source(config, kv, env);
-        Self { source, used }
+    /// The client of `profile` among `configs`, the configurations of `env`.
+    pub(crate) fn of(configs: &Configs, env: &Env, profile: Option<&str>) -> Result<Self> {
+        configs.source(env, profile).map(Self::from)
     }
 
     /// The current access token: from memory, else KV, else one token request shared by every

@@ -1,6 +1,7 @@
 //! Putting a token source together on Workers: the configurations an `env` holds, the
 //! isolate's sources (one per configuration), and `TokenClient`, the library's face.
 
+pub(crate) mod build;
 pub(crate) mod client;
 pub(crate) mod profiles;
 pub(crate) mod registry;

@@ -9,7 +9,8 @@ use worker::Env;
 
 use crate::base::error::Result;
 use crate::config::client::Config;
-use crate::edge::assembly::client::{TokenClient, KV_BINDING};
+use crate::edge::assembly::registry::{self, Registered};
+use crate::edge::platform::bindings::KV_BINDING;
 use crate::edge::platform::env::{env_string, PerEnv};
 use crate::edge::platform::kv::KvNamespace;
 #[cfg(feature = "proxy")]
@@ -23,7 +24,7 @@ const UNPREFIXED: &str = "";
 /// dozen at most: a list costs less wasm than a map and is as fast at this size).
 pub(crate) struct Configs {
     profiles: Option<Vec<Profile>>,
-    clients: RefCell<Vec<(String, TokenClient)>>,
+    sources: RefCell<Vec<(String, Registered)>>,
     #[cfg(feature = "proxy")]
     proxies: RefCell<Vec<(String, Rc<ProxyConfig>)>>,
 }
@@ -45,7 +46,7 @@ pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
         last.get_or_try(env, || {
             Ok(Rc::new(Configs {
                 profiles: parse_profiles(env_string(env, PROFILES_SETTING))?,
-                clients: RefCell::default(),
+                sources: RefCell::default(),
                 #[cfg(feature = "proxy")]
                 proxies: RefCell::default(),
             }))
@@ -81,24 +82,23 @@ impl Configs {
         choose_profile(self.profiles.as_deref(), wanted)
     }
 
-    /// The token client of `profile` (`None`: the unprefixed settings), made on first use.
+    /// The token source of `profile` (`None`: the unprefixed settings), made on first use.
     /// A configuration error is not remembered: the next call reads the settings again.
-    pub(crate) fn client(&self, env: &Env, profile: Option<&str>) -> Result<TokenClient> {
+    pub(crate) fn source(&self, env: &Env, profile: Option<&str>) -> Result<Registered> {
         let key = profile.unwrap_or(UNPREFIXED);
-        if let Some(client) = find(&self.clients, key) {
-            return Ok(client);
+        if let Some(source) = find(&self.sources, key) {
+            return Ok(source);
         }
         let lookup = |name: &str| env_string(env, name);
         let config = match self.profile(profile)? {
             Some(p) => Config::for_profile(lookup, p)?,
             None => Config::from_lookup(lookup)?,
         };
-        let client =
-            TokenClient::with_env(config, KvNamespace::from_env(env, KV_BINDING), Some(env));
-        self.clients
+        let source = registry::source(config, KvNamespace::from_env(env, KV_BINDING), Some(env));
+        self.sources
             .borrow_mut()
-            .push((key.to_owned(), client.clone()));
-        Ok(client)
+            .push((key.to_owned(), source.clone()));
+        Ok(source)
     }
 
     /// The proxy settings of `profile` (`None`: the unprefixed ones), read on first use.

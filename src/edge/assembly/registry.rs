@@ -11,17 +11,14 @@ use worker::Env;
 
 use crate::base::log;
 use crate::base::lru::{LastUse, Lru};
-use crate::config::cache_key::{cache_key_material, CacheRoot};
 use crate::config::client::Config;
-use crate::edge::coordinator::object::{EdgeCoordinator, COORDINATOR_BINDING};
+use crate::edge::assembly::build::{sealer_for, token_source};
+use crate::edge::coordinator::stub::EdgeCoordinator;
+use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::kv::{EdgeStore, KvNamespace};
 use crate::edge::platform::runtime::EdgeRuntime;
-use crate::edge::platform::seal::Sealer;
-use crate::edge::signers::assertions::EdgeAssertions;
-use crate::edge::signers::dpop::EdgeProofs;
 use crate::settings::profile::MAX_PROFILES;
-use crate::source::acquire::Signers;
 use crate::source::token_source::TokenSource;
 
 /// Configurations remembered per isolate: every profile, and one rotation of each.
@@ -30,8 +27,21 @@ const MAX_SOURCES: usize = 2 * MAX_PROFILES;
 /// A token source on Workers.
 pub(crate) type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
 
-/// A configuration, and whether it has KV and a coordinator.
-type SourceKey = (Config, bool, bool);
+/// What tells one source from another: a configuration, and the bindings it is used with.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SourceKey {
+    config: Config,
+    with_kv: bool,
+    coordinated: bool,
+}
+
+/// A source in the registry, and its use mark.
+#[derive(Clone)]
+pub(crate) struct Registered {
+    pub(crate) source: EdgeSource,
+    /// Marks the source used, for the isolate's least-recently-used bound.
+    pub(crate) used: LastUse,
+}
 
 thread_local! {
     static SOURCES: RefCell<Lru<SourceKey, EdgeSource>> = RefCell::new(Lru::new(MAX_SOURCES));
@@ -48,76 +58,44 @@ pub(crate) fn touch(used: &LastUse) {
 
 /// The source for `config` with `kv`, asking the `TOKEN_COORDINATOR` bound on `env` when there
 /// is one: the isolate's existing one, or a new one; and its use mark.
-pub(crate) fn source(
-    config: Config,
-    kv: Option<KvNamespace>,
-    env: Option<&Env>,
-) -> (EdgeSource, LastUse) {
+pub(crate) fn source(config: Config, kv: Option<KvNamespace>, env: Option<&Env>) -> Registered {
     if kv.is_none() && !WARNED_NO_KV.replace(true) {
         crate::edge::platform::js::log_line(&log::cache_event(
             "memory_only",
             "no TOKEN_CACHE KV binding: tokens are cached in this isolate only",
         ));
     }
-    let coordinated = env.is_some_and(|env| {
-        js_sys::Reflect::get(env, &COORDINATOR_BINDING.into()).is_ok_and(|b| b.is_object())
-    });
-    let key = (config, kv.is_some(), coordinated);
-    SOURCES.with(|sources| {
+    let coordinated = env.is_some_and(|env| bound(env, COORDINATOR_BINDING));
+    let key = SourceKey {
+        config,
+        with_kv: kv.is_some(),
+        coordinated,
+    };
+    let (source, used) = SOURCES.with(|sources| {
         // A source with a token request under way stays: dropping it would let the next lookup
         // start a second, billed request for the same configuration.
         sources.borrow_mut().get_or_insert_with(
             &key,
-            || {
-                let material = cache_key_material(&key.0);
-                build_source(&key.0, kv, material, env.filter(|_| coordinated))
-            },
+            || build_source(&key.config, kv, env.filter(|_| coordinated)),
             |source| !source.in_flight(),
         )
-    })
+    });
+    Registered { source, used }
 }
 
-/// A token source for `config` with its store, and the signers its settings call for.
+/// A token source for `config` with KV (sealed under its identity) and, with `coordinator_env`,
+/// the coordinator bound there.
 fn build_source(
     config: &Config,
     kv: Option<KvNamespace>,
-    material: Vec<u8>,
     coordinator_env: Option<&Env>,
 ) -> EdgeSource {
-    let sealer = Rc::new(Sealer::new(material, CacheRoot::of(config)));
-    let source = TokenSource::new(
-        config.clone(),
-        PlatformHttp,
-        signers(config),
-        EdgeStore::new(kv, sealer.clone()),
-        EdgeRuntime,
-        crate::edge::platform::js::log_sink(config),
-    );
+    let sealer = sealer_for(config);
+    let source = token_source(config, EdgeStore::new(kv, sealer.clone()));
     if let Some(coordinator) =
         coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))
     {
         source.set_coordinator(Rc::new(coordinator));
     }
     source
-}
-
-/// The signers `config` calls for, with WebCrypto: client assertions for `private_key_jwt`, DPoP
-/// keys and proofs for `OAUTH_DPOP`.
-pub(crate) fn signers(config: &Config) -> Signers {
-    Signers::for_config(
-        config,
-        |key| {
-            Rc::new(EdgeAssertions::new(
-                key.clone(),
-                config.client_id.clone(),
-                config.setting("OAUTH_PRIVATE_KEY"),
-            ))
-        },
-        |key| {
-            Rc::new(EdgeProofs::new(
-                key.cloned(),
-                config.setting("OAUTH_DPOP_KEY"),
-            ))
-        },
-    )
 }

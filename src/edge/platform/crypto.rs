@@ -9,7 +9,6 @@
 use base64::Engine as _;
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::CryptoKey;
 
 #[wasm_bindgen]
@@ -29,9 +28,7 @@ pub(crate) fn text(e: JsValue) -> String {
     crate::edge::platform::js::js_error_text(&e)
 }
 
-pub(crate) async fn call(promise: Result<js_sys::Promise, JsValue>) -> Result<JsValue, String> {
-    JsFuture::from(promise.map_err(text)?).await.map_err(text)
-}
+pub(crate) use crate::edge::platform::js::settle as call;
 
 pub(crate) fn object(pairs: &[(&str, &JsValue)]) -> Object {
     let o = Object::new();

@@ -39,3 +39,14 @@ impl From<crate::Error> for worker::Error {
         worker::Error::RustError(err.to_string())
     }
 }
+
+/// Awaits a promise-returning platform call (which may also throw at once), with either
+/// failure as text (see [`js_error_text`]).
+pub(crate) async fn settle(
+    promise: Result<js_sys::Promise, wasm_bindgen::JsValue>,
+) -> Result<wasm_bindgen::JsValue, String> {
+    let text = |e: wasm_bindgen::JsValue| js_error_text(&e);
+    wasm_bindgen_futures::JsFuture::from(promise.map_err(text)?)
+        .await
+        .map_err(text)
+}

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use futures_util::future::{select, Either};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::edge::platform::runtime::sleep;
 use crate::edge::platform::seal::Sealer;
@@ -42,15 +41,9 @@ impl KvNamespace {
 }
 
 async fn settle(op: &str, promise: Result<Promise, JsValue>) -> Result<JsValue, String> {
-    let failed = |e: JsValue| {
-        format!(
-            "KV {op} failed: {}",
-            crate::edge::platform::js::js_error_text(&e)
-        )
-    };
-    JsFuture::from(promise.map_err(failed)?)
+    crate::edge::platform::js::settle(promise)
         .await
-        .map_err(failed)
+        .map_err(|e| format!("KV {op} failed: {e}"))
 }
 
 /// Longest wait for one KV operation, key derivation included; past it the read is a miss and

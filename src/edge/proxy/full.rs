@@ -13,6 +13,7 @@ use worker::{Context, Env};
 use crate::base::error::Error;
 use crate::base::log;
 use crate::base::secret::SharedSecret;
+use crate::edge::assembly::client::TokenClient;
 use crate::edge::assembly::client::REPLAY_LIMIT_BYTES;
 use crate::edge::assembly::profiles::{configs, Configs};
 use crate::edge::platform::crypto::sha256;
@@ -89,7 +90,7 @@ async fn forward(
         proxy.max_body_bytes,
     )?;
 
-    let client = configs.client(env, profile)?;
+    let client = TokenClient::of(&configs, env, profile)?;
     let target = join_upstream(proxy.upstream.as_str(), path_and_query);
     let connection_tokens = connection_tokens(header("connection"));
 

@@ -20,6 +20,7 @@ use worker::{Context, Env};
 
 use crate::base::error::Error;
 use crate::base::log;
+use crate::edge::assembly::client::TokenClient;
 use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
 use crate::edge::proxy::outbound::{self, Outbound};
 use crate::oauth::dpop::htu;
@@ -61,8 +62,7 @@ impl HotPath {
         else {
             return false;
         };
-        configs
-            .client(env, profile)
+        TokenClient::of(&configs, env, profile)
             .is_ok_and(|client| client.remember_dpop_nonce(target, nonce))
     }
 
@@ -86,7 +86,7 @@ impl HotPath {
         else {
             return resp;
         };
-        let Ok(client) = configs.client(&env, profile) else {
+        let Ok(client) = TokenClient::of(&configs, &env, profile) else {
             return resp;
         };
         let used = sent.headers().get("authorization").ok().flatten();
@@ -143,7 +143,7 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
     if proxy.shared_secret.is_some() {
         return Ok(None);
     }
-    let client = configs.client(env, profile)?;
+    let client = TokenClient::of(&configs, env, profile)?;
     let Some(token) = client.ready(crate::edge::platform::js::now_secs()) else {
         return Ok(None);
     };

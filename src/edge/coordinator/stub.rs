@@ -1,0 +1,105 @@
+//! The fleet's coordinator as an isolate reaches it: `idFromName` of the configuration's
+//! identity, then `stub.fetch` with an encoded ask (a Rust object cannot be an RPC server yet,
+//! workers-rs #726), bounded so a coordinator that never answers leaves time for the fallback.
+
+use std::rc::Rc;
+
+use futures_util::future::{select, Either, LocalBoxFuture};
+use js_sys::{Array, Promise};
+use wasm_bindgen::prelude::*;
+use worker::Env;
+
+use crate::config::client::Config;
+use crate::coordinator::wire::{decode_answer, encode_ask};
+use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
+use crate::edge::platform::js::settle;
+use crate::edge::platform::runtime::sleep;
+use crate::edge::platform::seal::Sealer;
+use crate::source::coordinator::{Answer, Ask, Coordinator};
+use crate::source::token_source::COORDINATOR_SLACK_MS;
+
+#[wasm_bindgen(inline_js = r#"
+export function coordinator_ask(env, binding, name, body) {
+  const ns = env[binding];
+  const stub = ns.get(ns.idFromName(name));
+  return stub.fetch('https://coordinator/token', { method: 'POST', body })
+    .then(async (r) => [r.status, await r.text()]);
+}
+"#)]
+extern "C" {
+    /// Asks the coordinator named `name` (`idFromName`, then `stub.fetch`): `[status, text]`.
+    /// Called directly, as KV is: the general wrappers cost more wasm than the whole call.
+    #[wasm_bindgen(catch)]
+    fn coordinator_ask(
+        env: &JsValue,
+        binding: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<Promise, JsValue>;
+}
+
+/// The coordinator as an isolate reaches it.
+pub struct EdgeCoordinator {
+    env: Env,
+    sealer: Rc<Sealer>,
+    /// The profile whose settings the object reads (`None`: the unprefixed ones).
+    profile: Option<String>,
+    /// Bound on one ask: the coordinator may make one token request (`OAUTH_TIMEOUT_MS`).
+    bound_ms: u64,
+    /// This isolate's `OAUTH_EXPIRY_MARGIN_SECS`, applied to the tokens it is given.
+    margin: u64,
+}
+
+impl EdgeCoordinator {
+    /// The coordinator bound on `env`, if there is a binding, for the configuration `sealer`
+    /// names.
+    pub fn from_env(env: &Env, sealer: Rc<Sealer>, config: &Config) -> Option<Self> {
+        bound(env, COORDINATOR_BINDING).then(|| Self {
+            env: env.clone(),
+            sealer,
+            profile: config.profile.as_ref().map(|p| p.name().to_owned()),
+            bound_ms: config.timeout_ms + COORDINATOR_SLACK_MS,
+            margin: config.expiry_margin_secs,
+        })
+    }
+}
+
+impl Coordinator for EdgeCoordinator {
+    fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
+        let (env, sealer, profile, bound_ms, margin) = (
+            self.env.clone(),
+            self.sealer.clone(),
+            self.profile.clone(),
+            self.bound_ms,
+            self.margin,
+        );
+        Box::pin(async move {
+            let name = sealer.identity().await?;
+            let call = async {
+                let reply = settle(coordinator_ask(
+                    &env,
+                    COORDINATOR_BINDING,
+                    &name,
+                    &encode_ask(&name, profile.as_deref(), &ask),
+                ))
+                .await
+                .map_err(|e| format!("coordinator: {e}"))?;
+                let reply: Array = reply.unchecked_into();
+                let status = reply.get(0).as_f64().unwrap_or_default();
+                let text = reply.get(1).as_string().unwrap_or_default();
+                if status != 200.0 {
+                    return Err(format!(
+                        "coordinator answered {status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
+                }
+                decode_answer(&text, margin)
+            };
+            let call = std::pin::pin!(call);
+            match select(call, sleep(bound_ms)).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
+            }
+        })
+    }
+}
