@@ -210,10 +210,10 @@ impl Error {
 }
 
 /// Longest server-supplied text (an `error_description`) passed on to callers and logs.
-pub const MAX_DESCRIPTION_CHARS: usize = 200;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// `Retry-After` the proxy sends when the token endpoint is unavailable and gave no hint.
-pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+pub(crate) const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,7 @@ use crate::base::error::Error;
 
 /// Where a token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The isolate's memory.
     Memory,
     /// The shared KV cache.
@@ -22,7 +22,7 @@ pub enum Source {
 
 impl Source {
     /// The name used in log lines.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Memory => "memory",
             Self::Kv => "kv",
@@ -33,7 +33,7 @@ impl Source {
 }
 
 /// A token was obtained from `source`; `status` and `latency_ms` describe the network exchange.
-pub fn token_ok(
+pub(crate) fn token_ok(
     source: Source,
     status: Option<u16>,
     latency_ms: Option<u64>,
@@ -50,14 +50,14 @@ pub fn token_ok(
 }
 
 /// The token endpoint failed and a token past its margin, not yet expired, is used instead.
-pub fn token_stale(expires_in: u64) -> String {
+pub(crate) fn token_stale(expires_in: u64) -> String {
     line(
         json!({ "event": "token", "outcome": "stale", "source": Source::Memory.as_str(), "expires_in": expires_in }),
     )
 }
 
 /// A token request failed.
-pub fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) -> String {
+pub(crate) fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) -> String {
     line(json!({
         "event": "token",
         "outcome": "error",
@@ -70,18 +70,19 @@ pub fn token_error(status: Option<u16>, latency_ms: Option<u64>, err: &Error) ->
 }
 
 /// Something worth knowing about the cache (a failed read or write, a corrupt entry).
-pub fn cache_event(outcome: &str, detail: &str) -> String {
+pub(crate) fn cache_event(outcome: &str, detail: &str) -> String {
     line(json!({ "event": "cache", "outcome": outcome, "detail": detail }))
 }
 
 /// An upstream rejected the token; the request is replayed once with a fresh one.
-pub fn replay(status: u16) -> String {
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn replay(status: u16) -> String {
     line(json!({ "event": "replay", "outcome": "retrying", "status": status }))
 }
 
 /// A request the proxy answered with an error.
-#[cfg(feature = "proxy")]
-pub fn proxy_error(status: u16, err: &Error) -> String {
+#[cfg(all(feature = "proxy", target_arch = "wasm32"))]
+pub(crate) fn proxy_error(status: u16, err: &Error) -> String {
     line(
         json!({ "event": "proxy", "outcome": "error", "status": status, "error": err.code(), "detail": err.to_string() }),
     )
@@ -90,7 +91,8 @@ pub fn proxy_error(status: u16, err: &Error) -> String {
 /// `line` (one of the above) with the profile it is about first, so a Worker with several
 /// profiles can tell their lines apart: `{"profile":"billing","event":"token",...}`. Profile
 /// names need no escaping (lowercase letters, digits and `-`).
-pub fn tagged(line: &str, profile: &str) -> String {
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn tagged(line: &str, profile: &str) -> String {
     match line.strip_prefix('{') {
         Some(rest) => format!("{{\"profile\":\"{profile}\",{rest}"),
         None => line.to_owned(),

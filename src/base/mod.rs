@@ -3,6 +3,8 @@
 
 pub(crate) mod error;
 pub(crate) mod log;
+// Only the Workers edge uses these: compiled for wasm32, where it lives, and for native tests.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) mod lru;
 pub(crate) mod redact;
 pub(crate) mod secret;

@@ -19,10 +19,11 @@ use base64::Engine as _;
 const MIN_MATCH_LEN: usize = 4;
 
 /// What replaces a credential in server text.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// The forms of everything sent to the token endpoint that must not come back out.
 #[derive(Clone, Debug, Default)]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub struct Redactor {
     /// Longest first, so a form that contains another is replaced whole.
     forms: Vec<String>,
@@ -47,6 +48,7 @@ impl Redactor {
 
     /// Adds a signed value that was sent (a client assertion or a DPoP proof): the whole JWS and
     /// its signature, which is what makes it usable, raw and in base64.
+    #[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
     pub fn add_signed(&mut self, jws: &str) {
         self.add(jws);
         self.add_base64(jws.as_bytes());
@@ -77,7 +79,7 @@ impl Redactor {
     /// `[redacted]`, every base64 run that decodes to text holding a form replaced too (an echo
     /// of a whole request body in base64 holds the secret at an offset no fixed form matches),
     /// then at most `max_chars` characters kept.
-    pub fn clean(&self, text: &str, max_chars: usize) -> String {
+    pub(crate) fn clean(&self, text: &str, max_chars: usize) -> String {
         let mut s: String = text.chars().filter(|c| !c.is_control()).collect();
         for form in &self.forms {
             if s.contains(form.as_str()) {

@@ -24,22 +24,25 @@
 use crate::config::client::{ClientAuth, Config, Dpop};
 
 /// Version of the key and value layout; bump it to orphan every old entry at once.
-pub const KEY_PREFIX: &str = "m2m:v2:";
+pub(crate) const KEY_PREFIX: &str = "m2m:v2:";
 
 /// PBKDF2 iterations for stretching a client secret into the root key: 100 000 is the most
 /// workerd's WebCrypto accepts (about 20 ms, once per isolate and configuration).
-pub const STRETCH_ITERATIONS: u32 = 100_000;
+#[cfg(target_arch = "wasm32")]
+pub(crate) const STRETCH_ITERATIONS: u32 = 100_000;
 
 /// PBKDF2 salt, and the HKDF salt of every key derived from the root: fixed, public labels that
 /// separate this use of the secret from any other.
-pub const ROOT_SALT: &[u8] = b"worker-m2m/cache-root/v2";
+#[cfg(target_arch = "wasm32")]
+pub(crate) const ROOT_SALT: &[u8] = b"worker-m2m/cache-root/v2";
 
 /// HKDF `info` of the HMAC key that names entries.
-pub const NAME_KEY_INFO: &[u8] = b"worker-m2m/kv-name/v2";
+#[cfg(target_arch = "wasm32")]
+pub(crate) const NAME_KEY_INFO: &[u8] = b"worker-m2m/kv-name/v2";
 
 /// The secret the cache's keys derive from, and whether it must be stretched first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheRoot<'a> {
+pub(crate) struct CacheRoot<'a> {
     /// `TOKEN_CACHE_KEY`, else the credential. Never to be logged.
     pub secret: &'a str,
     /// True for a client secret, which may be weak; false for `TOKEN_CACHE_KEY` and private keys.
@@ -48,7 +51,7 @@ pub struct CacheRoot<'a> {
 
 impl<'a> CacheRoot<'a> {
     /// The root for `config` (see the module docs).
-    pub fn of(config: &'a Config) -> Self {
+    pub(crate) fn of(config: &'a Config) -> Self {
         match &config.cache_key_secret {
             Some(key) => Self {
                 secret: key.expose(),
@@ -66,7 +69,7 @@ impl<'a> CacheRoot<'a> {
 /// different field lists serialise to the same bytes (`"ab","c"` vs `"a","bc"`).
 /// It contains the client secret: only ever HMAC it under the root's name key, never log,
 /// store or plainly hash it.
-pub fn cache_key_material(config: &Config) -> Vec<u8> {
+pub(crate) fn cache_key_material(config: &Config) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut field = |bytes: &[u8]| {
         out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -103,7 +106,7 @@ pub fn cache_key_material(config: &Config) -> Vec<u8> {
 }
 
 /// The KV key for the HMAC of [`cache_key_material`]: `m2m:v2:` and the MAC in base64url.
-pub fn cache_key(digest: &[u8]) -> String {
+pub(crate) fn cache_key(digest: &[u8]) -> String {
     use base64::Engine as _;
     format!(
         "{KEY_PREFIX}{}",

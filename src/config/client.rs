@@ -17,11 +17,11 @@ use crate::settings::profile::Profile;
 use crate::settings::values::{exact_secret, parse_endpoint};
 
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
-pub const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
+pub(crate) const DEFAULT_EXPIRY_MARGIN_SECS: u64 = 60;
 /// Default `OAUTH_TIMEOUT_MS`.
-pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Default `OAUTH_HOLDDOWN_SECS`.
-pub const DEFAULT_HOLDDOWN_SECS: u64 = 30;
+pub(crate) const DEFAULT_HOLDDOWN_SECS: u64 = 30;
 
 /// Parameters the crate sets itself; `OAUTH_EXTRA_PARAMS` may not override them.
 const RESERVED_PARAMS: &[&str] = &[
@@ -161,7 +161,7 @@ fn parse_retry_statuses(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec<
 
 /// Shortest `TOKEN_CACHE_KEY`: it keys the KV names and seals the values, so it must not be
 /// guessable (32 characters of base64 carry 192 bits).
-pub const MIN_CACHE_KEY_CHARS: usize = 32;
+pub(crate) const MIN_CACHE_KEY_CHARS: usize = 32;
 
 fn parse_extra_params(name: Cow<'static, str>, raw: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();

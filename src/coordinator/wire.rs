@@ -18,7 +18,7 @@ struct Wire {
 
 /// Serialises an answer. A token answer carries the token in the clear: it travels only between
 /// the isolate and its own Durable Object, inside the platform.
-pub fn encode_answer(answer: &Answer) -> String {
+pub(crate) fn encode_answer(answer: &Answer) -> String {
     let wire = match answer {
         Answer::Token(t) => Wire {
             v: 1,
@@ -35,7 +35,7 @@ pub fn encode_answer(answer: &Answer) -> String {
 }
 
 /// Reads an answer, applying the isolate's own expiry `margin` to a token.
-pub fn decode_answer(raw: &str, margin: u64) -> Result<Answer, String> {
+pub(crate) fn decode_answer(raw: &str, margin: u64) -> Result<Answer, String> {
     let wire: Wire =
         serde_json::from_str(raw).map_err(|_| "coordinator answer is not JSON".to_owned())?;
     if wire.v != 1 {
@@ -67,7 +67,7 @@ struct AskWire {
 /// [`crate::config::cache_key`]), whose settings are the profile `profile`'s (`None`: the unprefixed
 /// ones). A coordinator serving another configuration refuses, and the isolate falls back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Addressed {
+pub(crate) struct Addressed {
     /// The coordinator's name.
     pub name: String,
     /// The profile whose settings the coordinator reads.
@@ -77,7 +77,7 @@ pub struct Addressed {
 }
 
 /// Reads an ask.
-pub fn decode_ask(raw: &str) -> Result<Addressed, String> {
+pub(crate) fn decode_ask(raw: &str) -> Result<Addressed, String> {
     let wire: AskWire = serde_json::from_str(raw).map_err(|_| "not an ask".to_owned())?;
     Ok(Addressed {
         name: wire.name,
@@ -87,7 +87,7 @@ pub fn decode_ask(raw: &str) -> Result<Addressed, String> {
 }
 
 /// Serialises an ask for the coordinator `name`, of the profile `profile`.
-pub fn encode_ask(name: &str, profile: Option<&str>, ask: &Ask) -> String {
+pub(crate) fn encode_ask(name: &str, profile: Option<&str>, ask: &Ask) -> String {
     serde_json::to_string(&AskWire {
         name: name.to_owned(),
         profile: profile.map(str::to_owned),

@@ -57,6 +57,7 @@ impl DpopKey {
     }
 
     /// The public members, for the proof header and the RFC 7638 thumbprint.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn public(&self) -> &PublicJwk {
         &self.public
     }

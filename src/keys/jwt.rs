@@ -7,25 +7,22 @@ use crate::keys::private_key::Alg;
 
 /// Lifetime of a client assertion: short, since it is used once (RFC 7523 §3 item 4; at most
 /// five minutes, as Okta requires).
-pub const ASSERTION_LIFETIME_SECS: u64 = 60;
-
-/// The `client_assertion_type` for a JWT (RFC 7523 §2.2).
-pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const ASSERTION_LIFETIME_SECS: u64 = 60;
 
 /// base64url without padding (RFC 7515 §2).
-pub fn b64url(bytes: &[u8]) -> String {
+pub(crate) fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// `s` as a JSON string literal, quoted and escaped (RFC 8259 §7). JWT parts are written with
 /// `format!` and this, not built as `serde_json::Value` maps: the same JSON for a fraction of
 /// the wasm bytes.
-pub fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serialises")
 }
 
 /// `BASE64URL(header) "." BASE64URL(claims)`, the JWS signing input (RFC 7515 §5.1).
-pub fn signing_input(header: &str, claims: &str) -> String {
+pub(crate) fn signing_input(header: &str, claims: &str) -> String {
     format!(
         "{}.{}",
         b64url(header.as_bytes()),
@@ -35,7 +32,7 @@ pub fn signing_input(header: &str, claims: &str) -> String {
 
 /// The JWS signing input `BASE64URL(header) "." BASE64URL(claims)` of a client assertion for
 /// `client_id` at `audience` (the token endpoint URL), issued at `now` with the unique `jti`.
-pub fn client_assertion_input(
+pub(crate) fn client_assertion_input(
     alg: Alg,
     kid: Option<&str>,
     client_id: &str,

@@ -18,7 +18,7 @@ const SETTING: &str = "OAUTH_PRIVATE_KEY";
 
 /// A JWS signing algorithm this crate signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
+pub(crate) enum Alg {
     /// ECDSA P-256 with SHA-256 (RFC 7518 §3.4).
     Es256,
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3).
@@ -27,7 +27,7 @@ pub enum Alg {
 
 impl Alg {
     /// The JWS `alg` value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Es256 => "ES256",
             Self::Rs256 => "RS256",
@@ -37,7 +37,7 @@ impl Alg {
 
 /// How the key is encoded.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum KeyFormat {
+pub(crate) enum KeyFormat {
     /// A private JWK, as JSON text.
     Jwk(SharedSecret),
     /// PKCS#8 `PrivateKeyInfo`, DER bytes (from the PEM).
@@ -55,7 +55,7 @@ impl fmt::Debug for KeyFormat {
 
 /// The public members of a JWK, in RFC 7638 §3.2 order, for its thumbprint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PublicJwk {
+pub(crate) enum PublicJwk {
     /// `{"crv","kty":"EC","x","y"}`
     Ec { crv: String, x: String, y: String },
     /// `{"e","kty":"RSA","n"}`
@@ -64,7 +64,8 @@ pub enum PublicJwk {
 
 impl PublicJwk {
     /// The RFC 7638 §3 thumbprint input: the required members, sorted, no whitespace.
-    pub fn thumbprint_input(&self) -> String {
+    #[cfg(any(target_arch = "wasm32", test))]
+    pub(crate) fn thumbprint_input(&self) -> String {
         match self {
             Self::Ec { crv, x, y } => {
                 format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
@@ -93,7 +94,7 @@ pub struct PrivateKey {
 
 /// Parses `OAUTH_PRIVATE_KEY`; `key_id` is `OAUTH_PRIVATE_KEY_ID`.
 #[cfg(test)]
-pub fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey> {
+pub(crate) fn parse_private_key(raw: &str, key_id: Option<String>) -> Result<PrivateKey> {
     parse_key(SETTING, raw, key_id)
 }
 

@@ -5,19 +5,19 @@
 //! within one budget (`OAUTH_TIMEOUT_MS`): a caller never waits longer than that for an answer.
 
 /// First retry delay, before jitter.
-pub const BASE_DELAY_MS: u64 = 200;
+pub(crate) const BASE_DELAY_MS: u64 = 200;
 /// Longest delay between two attempts, before `Retry-After`.
-pub const MAX_DELAY_MS: u64 = 2_000;
+pub(crate) const MAX_DELAY_MS: u64 = 2_000;
 /// Longest `Retry-After` honoured by waiting inside one acquisition; a longer one ends the
 /// acquisition and becomes a hold-down instead (see [`crate::oauth::holddown`]).
-pub const RETRY_AFTER_WAIT_CAP_SECS: u64 = 5;
+pub(crate) const RETRY_AFTER_WAIT_CAP_SECS: u64 = 5;
 
 /// The delay before attempt number `failures + 1`, or `None` to give up now.
 ///
 /// `failures` counts failed attempts so far (1 after the first), `retry_after` is the server's
 /// `Retry-After` in seconds, `remaining_ms` what is left of the budget, `jitter` a number in
 /// `[0, 1)`. A delay that would not leave time for another attempt is not worth waiting.
-pub fn retry_delay(
+pub(crate) fn retry_delay(
     failures: u32,
     retry_after: Option<u64>,
     remaining_ms: u64,
@@ -41,7 +41,7 @@ pub fn retry_delay(
 }
 
 /// Shortest time worth giving an attempt.
-pub const MIN_ATTEMPT_MS: u64 = 100;
+pub(crate) const MIN_ATTEMPT_MS: u64 = 100;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! whether it calls for a new token, and whether the request may be sent again with one.
 
 /// The `error` parameter of a `Bearer` or `DPoP` challenge (RFC 6750 §3), if the upstream gave one.
-pub fn challenge_error(www_authenticate: &str) -> Option<&str> {
+pub(crate) fn challenge_error(www_authenticate: &str) -> Option<&str> {
     // Parameters are `name=value` or `name="value"`, separated by commas and spaces; match the
     // name exactly so `error_description="... invalid_token ..."` is not mistaken for it.
     let mut rest = www_authenticate;
@@ -25,7 +25,11 @@ pub fn challenge_error(www_authenticate: &str) -> Option<&str> {
 /// `OAUTH_RETRY_STATUSES`, unless its challenge names another error (`insufficient_scope` is
 /// not helped by a new token). A challenge without an `error` (RFC 6750 makes it optional)
 /// counts as a rejection of the token.
-pub fn token_rejected(status: u16, www_authenticate: Option<&str>, retry_statuses: &[u16]) -> bool {
+pub(crate) fn token_rejected(
+    status: u16,
+    www_authenticate: Option<&str>,
+    retry_statuses: &[u16],
+) -> bool {
     retry_statuses.contains(&status)
         && www_authenticate
             .and_then(challenge_error)
@@ -35,9 +39,16 @@ pub fn token_rejected(status: u16, www_authenticate: Option<&str>, retry_statuse
 /// Whether a request rejected for its token may be sent again. Idempotent methods (RFC 9110
 /// §9.2.2) may; `POST` and `PATCH` only when the upstream said `error="invalid_token"`, which
 /// means it refused the request at authentication and did not act on it.
-pub fn may_replay(method: &str, www_authenticate: Option<&str>) -> bool {
+pub(crate) fn may_replay(method: &str, www_authenticate: Option<&str>) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
         || www_authenticate.and_then(challenge_error) == Some("invalid_token")
+}
+
+/// Whether a resource server's answer asks for a nonce (RFC 9449 §9): `401` with
+/// `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+pub(crate) fn resource_wants_nonce(status: u16, www_authenticate: Option<&str>) -> bool {
+    status == 401
+        && www_authenticate.and_then(challenge_error) == Some(crate::oauth::dpop::USE_DPOP_NONCE)
 }
 
 #[cfg(test)]

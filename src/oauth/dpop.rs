@@ -13,75 +13,13 @@ use std::rc::Rc;
 
 use crate::base::error::{Error, ErrorCode, Result};
 use crate::keys::dpop_key::DpopKey;
-use crate::keys::jwt::{json_string, signing_input};
-use crate::keys::private_key::{Alg, PublicJwk};
-use crate::oauth::challenge::challenge_error;
 use futures_util::future::LocalBoxFuture;
 
-/// The JWT `typ` of a DPoP proof (RFC 9449 §4.2).
-pub const PROOF_TYP: &str = "dpop+jwt";
-
 /// The error code with which a server asks for a nonce (RFC 9449 §8, §9).
-pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
-
-/// The claims of one proof (RFC 9449 §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProofClaims<'a> {
-    /// The request method.
-    pub htm: &'a str,
-    /// The request URI without query and fragment (see [`htu`]).
-    pub htu: &'a str,
-    /// Issued at, Unix seconds.
-    pub iat: u64,
-    /// A unique identifier; the server refuses a proof it has seen (§11.1).
-    pub jti: &'a str,
-    /// base64url SHA-256 of the access token, on requests that carry one (§4.2, §7).
-    pub ath: Option<&'a str>,
-    /// The server's latest nonce, when it gave one (§8, §9).
-    pub nonce: Option<&'a str>,
-}
-
-/// The JWS signing input `BASE64URL(header) "." BASE64URL(claims)` of a proof by the key whose
-/// public members are `public` (RFC 9449 §4.2: `typ` `dpop+jwt`, `alg`, the public `jwk`).
-pub fn proof_input(public: &PublicJwk, claims: &ProofClaims<'_>) -> String {
-    let header = format!(
-        r#"{{"typ":"{PROOF_TYP}","alg":"{}","jwk":{}}}"#,
-        Alg::Es256.as_str(),
-        public_jwk_json(public)
-    );
-    let optional = |name: &str, value: Option<&str>| {
-        value.map_or_else(String::new, |v| format!(r#","{name}":{}"#, json_string(v)))
-    };
-    let body = format!(
-        r#"{{"jti":{},"htm":{},"htu":{},"iat":{}{}{}}}"#,
-        json_string(claims.jti),
-        json_string(claims.htm),
-        json_string(claims.htu),
-        claims.iat,
-        optional("ath", claims.ath),
-        optional("nonce", claims.nonce),
-    );
-    signing_input(&header, &body)
-}
-
-/// The public JWK (RFC 7517 §4) of the proof header: its required members only.
-fn public_jwk_json(public: &PublicJwk) -> String {
-    let j = json_string;
-    match public {
-        PublicJwk::Ec { crv, x, y } => {
-            format!(
-                r#"{{"kty":"EC","crv":{},"x":{},"y":{}}}"#,
-                j(crv),
-                j(x),
-                j(y)
-            )
-        }
-        PublicJwk::Rsa { e, n } => format!(r#"{{"kty":"RSA","e":{},"n":{}}}"#, j(e), j(n)),
-    }
-}
+pub(crate) const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 
 /// The `htu` of a request to `url`: the URI without query and fragment (RFC 9449 §4.2, §4.3).
-pub fn htu(url: &str) -> &str {
+pub(crate) fn htu(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
@@ -98,7 +36,7 @@ fn origin(url: &str) -> &str {
 
 /// A syntactically valid nonce (RFC 9449 §8.1: `1*NQCHAR`), of a sane length. Anything else
 /// from a server is ignored rather than echoed into a proof.
-pub fn valid_nonce(nonce: &str) -> bool {
+pub(crate) fn valid_nonce(nonce: &str) -> bool {
     !nonce.is_empty()
         && nonce.len() <= MAX_NONCE_LEN
         && nonce
@@ -114,11 +52,11 @@ const MAX_ORIGINS: usize = 16;
 /// The latest nonce each server gave (RFC 9449 §8.2: a server may send a new one with any
 /// response, and expects it in the next proof).
 #[derive(Debug, Default, Clone)]
-pub struct Nonces(Vec<(String, String)>);
+pub(crate) struct Nonces(Vec<(String, String)>);
 
 impl Nonces {
     /// The nonce for requests to `url`'s origin, if its server gave one.
-    pub fn get(&self, url: &str) -> Option<&str> {
+    pub(crate) fn get(&self, url: &str) -> Option<&str> {
         let origin = origin(url);
         self.0
             .iter()
@@ -128,7 +66,7 @@ impl Nonces {
 
     /// Remembers `nonce` for `url`'s origin; returns false (and keeps the old one) when the
     /// nonce is malformed.
-    pub fn remember(&mut self, url: &str, nonce: &str) -> bool {
+    pub(crate) fn remember(&mut self, url: &str, nonce: &str) -> bool {
         if !valid_nonce(nonce) {
             return false;
         }
@@ -147,14 +85,8 @@ impl Nonces {
     }
 }
 
-/// Whether a resource server's answer asks for a nonce (RFC 9449 §9): `401` with
-/// `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
-pub fn resource_wants_nonce(status: u16, www_authenticate: Option<&str>) -> bool {
-    status == 401 && www_authenticate.and_then(challenge_error) == Some(USE_DPOP_NONCE)
-}
-
 /// Whether a token endpoint's refusal asks for a nonce (RFC 9449 §8: `400 use_dpop_nonce`).
-pub fn token_endpoint_wants_nonce(err: &Error) -> bool {
+pub(crate) fn token_endpoint_wants_nonce(err: &Error) -> bool {
     matches!(err, Error::Refused { code: ErrorCode::Other(c), .. } if c == USE_DPOP_NONCE)
 }
 
@@ -177,50 +109,7 @@ pub trait Proofs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::dpop_key::TEST_JWK;
-    use crate::keys::jwt::decode_part as decode;
-    use serde_json::json;
-
-    #[test]
-    fn proof_claims_with_a_fixed_clock() {
-        let key = DpopKey::from_jwk("OAUTH_DPOP_KEY", TEST_JWK).unwrap();
-        let claims = ProofClaims {
-            htm: "POST",
-            htu: htu("https://api.example/v1/things?page=2#top"),
-            iat: 1_700_000_000,
-            jti: "jti-1",
-            ath: Some("fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"),
-            nonce: Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"),
-        };
-        let input = proof_input(key.public(), &claims);
-        let (h, c) = input.split_once('.').unwrap();
-        assert_eq!(
-            decode(h),
-            json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": {
-                "kty": "EC", "crv": "P-256",
-                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" } })
-        );
-        assert_eq!(
-            decode(c),
-            json!({ "jti": "jti-1", "htm": "POST", "htu": "https://api.example/v1/things",
-                    "iat": 1_700_000_000u64, "ath": "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo",
-                    "nonce": "eyJ7S_zG.eyJH0-Z.HX4w-7v" })
-        );
-        // The private part never goes into a proof.
-        assert!(!h.contains("jpsQnn") && !decode(h).to_string().contains("jpsQnn"));
-        // A token request's proof has neither ath nor nonce until the server asks.
-        let bare = proof_input(
-            key.public(),
-            &ProofClaims {
-                ath: None,
-                nonce: None,
-                ..claims
-            },
-        );
-        let c = decode(bare.split('.').nth(1).unwrap());
-        assert!(c.get("ath").is_none() && c.get("nonce").is_none());
-    }
+    use crate::oauth::challenge::resource_wants_nonce;
 
     #[test]
     fn htu_drops_query_and_fragment() {

@@ -9,10 +9,10 @@
 use crate::base::error::{Error, DEFAULT_RETRY_AFTER_SECS};
 
 /// Longest hold-down taken from a server's `Retry-After`.
-pub const MAX_RETRY_AFTER_HOLD_SECS: u64 = 300;
+pub(crate) const MAX_RETRY_AFTER_HOLD_SECS: u64 = 300;
 
 /// How long to leave the endpoint alone after `err`, in seconds (0: not at all).
-pub fn hold_secs(err: &Error, refusal_holddown_secs: u64) -> u64 {
+pub(crate) fn hold_secs(err: &Error, refusal_holddown_secs: u64) -> u64 {
     match err {
         Error::Refused { .. } | Error::InvalidResponse { .. } => refusal_holddown_secs,
         Error::Unavailable { retry_after, .. } => retry_after
@@ -26,7 +26,7 @@ pub fn hold_secs(err: &Error, refusal_holddown_secs: u64) -> u64 {
 /// by the coordinator): a refusal, nonsense, or a `Retry-After`. This isolate's own network
 /// trouble or timeout is not (others may reach the endpoint fine), nor is a DPoP nonce refusal
 /// (nonces are per isolate, and another isolate's may be current).
-pub fn shared(err: &Error) -> bool {
+pub(crate) fn shared(err: &Error) -> bool {
     !matches!(
         err,
         Error::Unavailable {
@@ -38,7 +38,7 @@ pub fn shared(err: &Error) -> bool {
 
 /// The error callers get while a hold-down lasts; an unavailable endpoint's `Retry-After`
 /// counts down to the hold's end.
-pub fn held_error(err: &Error, until: u64, now: u64) -> Error {
+pub(crate) fn held_error(err: &Error, until: u64, now: u64) -> Error {
     match err {
         Error::Unavailable { reason, .. } => Error::Unavailable {
             reason: reason.clone(),

@@ -57,19 +57,19 @@ impl Scheme {
 
 /// No token is handed out with less than this left before it expires (Unix seconds are whole,
 /// so "now" may be up to a second later than the clock says: the checks keep that second too).
-pub const MIN_REMAINING_SECS: u64 = 5;
+pub(crate) const MIN_REMAINING_SECS: u64 = 5;
 
 /// The effective margin for a token of the given lifetime (see the module docs).
-pub fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
+pub(crate) fn effective_margin(configured_margin: u64, lifetime: u64) -> u64 {
     configured_margin.min(lifetime / 4).max(MIN_REMAINING_SECS)
 }
 
 /// Longest refresh window, in seconds (see the module docs).
-pub const MAX_REFRESH_WINDOW_SECS: u64 = 300;
+pub(crate) const MAX_REFRESH_WINDOW_SECS: u64 = 300;
 
 /// Seconds before expiry at which the refresh window opens, for a token of the given lifetime
 /// and effective margin (see the module docs).
-pub fn refresh_window(margin: u64, lifetime: u64) -> u64 {
+pub(crate) fn refresh_window(margin: u64, lifetime: u64) -> u64 {
     (margin + (lifetime / 4).min(MAX_REFRESH_WINDOW_SECS))
         .min(lifetime / 2)
         .max(margin)

@@ -7,9 +7,12 @@ use crate::base::redact::Redactor;
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::HttpRequest;
 
+/// The `client_assertion_type` for a JWT (RFC 7523 §2.2).
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// RFC 6749 §2.3.1: the id and secret are each form-urlencoded (Appendix B) before being joined
 /// with `:` and base64-encoded. Strict servers reject a secret with `%`, `+`, `:` or `&` sent raw.
-pub fn basic_credentials(client_id: &str, secret: &str) -> String {
+pub(crate) fn basic_credentials(client_id: &str, secret: &str) -> String {
     let id: String = byte_serialize(client_id.as_bytes()).collect();
     let secret: String = byte_serialize(secret.as_bytes()).collect();
     let joined = format!("{id}:{secret}");
@@ -23,7 +26,7 @@ pub fn basic_credentials(client_id: &str, secret: &str) -> String {
 /// `Accept: application/json` (RFC 6749 §4.4.2, §3.2). `assertion` is the signed client
 /// assertion for `private_key_jwt` (RFC 7523 §2.2), ignored by the other methods. `token_url` is
 /// the configured or discovered token endpoint.
-pub fn build_token_request(
+pub(crate) fn build_token_request(
     config: &Config,
     token_url: &str,
     assertion: Option<&str>,
@@ -64,7 +67,7 @@ pub fn build_token_request(
             // client_id is optional with an assertion (RFC 7521 §4.2); sending it helps servers
             // that look the client up before verifying.
             form.append_pair("client_id", &config.client_id);
-            form.append_pair("client_assertion_type", crate::keys::jwt::ASSERTION_TYPE);
+            form.append_pair("client_assertion_type", ASSERTION_TYPE);
             form.append_pair("client_assertion", assertion.unwrap_or_default());
         }
     }

@@ -16,11 +16,12 @@ use crate::oauth::transport::{HttpResponse, MAX_TOKEN_RESPONSE_BYTES};
 /// Lifetime assumed for a token that has neither `expires_in` nor a JWT `exp` claim.
 /// Short enough that a token the server expires sooner is not replayed for long, long enough
 /// to spare a per-token-billed provider: at most 12 token requests an hour.
-pub const DEFAULT_LIFETIME_SECS: u64 = 300;
+pub(crate) const DEFAULT_LIFETIME_SECS: u64 = 300;
 
 /// Shortest usable token lifetime: a token that lives shorter cannot be cached (no token is
 /// handed out with under [`crate::oauth::token::MIN_REMAINING_SECS`] left), and every request would
 /// cost a token request.
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub const MIN_LIFETIME_SECS: u64 = 10;
 
 /// Longest `expires_in` taken at face value (one year); larger values are treated as malformed.
@@ -33,6 +34,7 @@ const MAX_CODE_CHARS: usize = 64;
 /// token, or the error that explains why not. `margin` is `OAUTH_EXPIRY_MARGIN_SECS`. Every
 /// text taken from the response passes through `redactor` first: no error this returns carries
 /// anything that was sent.
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub fn parse_token_response(
     resp: &HttpResponse,
     sent_at: u64,
@@ -167,7 +169,7 @@ fn parse_expires_in(v: &Value) -> std::result::Result<u64, String> {
 
 /// The `exp` claim (RFC 7519 §4.1.4) of a token that is a JWS compact JWT, unverified: it only
 /// decides when to fetch the next token, never whether to trust this one.
-pub fn jwt_exp(token: &str) -> Option<u64> {
+pub(crate) fn jwt_exp(token: &str) -> Option<u64> {
     let mut parts = token.split('.');
     let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -182,7 +184,7 @@ pub fn jwt_exp(token: &str) -> Option<u64> {
 
 /// `Retry-After` in delta-seconds (RFC 9110 §10.2.3); HTTP-dates are rare from token endpoints
 /// and fall back to the default.
-pub fn parse_retry_after(v: &str) -> Option<u64> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<u64> {
     v.trim().parse::<u64>().ok()
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 
 /// Largest token-endpoint response body read, in bytes. Token responses are a few KB at most;
 /// a larger body is refused rather than buffered.
-pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// An HTTP request as plain data.
 #[derive(Clone, PartialEq, Eq)]

@@ -9,14 +9,16 @@ use std::borrow::Cow;
 use crate::base::error::{Error, Result};
 use crate::base::secret::SharedSecret;
 use crate::settings::lookup::Settings;
+#[cfg(target_arch = "wasm32")]
 use crate::settings::profile::Profile;
 use crate::settings::values::{exact_secret, parse_endpoint};
 
 /// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// The egress proxy's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub struct ProxyConfig {
     /// The one allowed upstream (`UPSTREAM_ORIGIN`).
     pub upstream: Url,
@@ -59,13 +61,18 @@ fn parse_forward_headers(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec
 
 impl ProxyConfig {
     /// Reads the proxy settings from a lookup of Worker vars and secrets.
+    #[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         Self::from_settings(&Settings::new(&lookup, None))
     }
 
     /// Reads the proxy settings of `profile`: its own `UPSTREAM_ORIGIN`, and the shared ones
     /// where it sets none (see [`crate::settings::lookup`]).
-    pub fn for_profile(lookup: impl Fn(&str) -> Option<String>, profile: &Profile) -> Result<Self> {
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn for_profile(
+        lookup: impl Fn(&str) -> Option<String>,
+        profile: &Profile,
+    ) -> Result<Self> {
         Self::from_settings(&Settings::new(&lookup, Some(profile)))
     }
 
@@ -95,7 +102,7 @@ impl ProxyConfig {
 
 /// The proxy's one allowed upstream (`UPSTREAM_ORIGIN`), `scheme://host[:port]`.
 #[cfg(test)]
-pub fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
+pub(crate) fn parse_upstream_origin(raw: Option<String>) -> Result<Url> {
     const NAME: &str = "UPSTREAM_ORIGIN";
     let raw = raw
         .filter(|v| !v.trim().is_empty())

@@ -8,7 +8,7 @@
 /// Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection (names listed in the caller's
 /// `Connection` are dropped too). `authorization` and `dpop` are replaced by ours, so a caller's
 /// own credentials never reach the upstream; `host` comes from `UPSTREAM_ORIGIN`.
-pub const NEVER_FORWARDED: &[&str] = &[
+pub(crate) const NEVER_FORWARDED: &[&str] = &[
     "authorization",
     "dpop",
     "host",
@@ -26,7 +26,7 @@ pub const NEVER_FORWARDED: &[&str] = &[
 /// Whole classes of headers that would let a caller speak for someone else, dropped by prefix:
 /// an upstream that trusts them (it sits behind a gateway that sets them) would take a caller's
 /// claim next to our token for the gateway's word.
-pub const DROPPED_PREFIXES: &[&str] = &[
+pub(crate) const DROPPED_PREFIXES: &[&str] = &[
     // Forwarding: client address, host, protocol, and identity (`X-Forwarded-User`, `-Email`,
     // `-Access-Token`, `-Groups`, `-Client-Cert`, ...), as proxies and oauth2-proxy set them.
     "x-forwarded-",
@@ -54,7 +54,7 @@ pub const DROPPED_PREFIXES: &[&str] = &[
 
 /// Single names of the same classes: forwarding and rewriting, the client-IP family, the
 /// caller's cookies, and identity and certificate headers without a common prefix.
-pub const DROPPED_NAMES: &[&str] = &[
+pub(crate) const DROPPED_NAMES: &[&str] = &[
     "forwarded",
     "x-original-url",
     "x-rewrite-url",
@@ -76,7 +76,7 @@ pub const DROPPED_NAMES: &[&str] = &[
 /// upstream: the proxy's own headers always; a dropped class unless the operator allowed the
 /// name (`allowed`, from `PROXY_FORWARD_HEADERS`).
 #[cfg(test)]
-pub fn header_dropped(name: &str, allowed: &[String]) -> bool {
+pub(crate) fn header_dropped(name: &str, allowed: &[String]) -> bool {
     if NEVER_FORWARDED.contains(&name) {
         return true;
     }

@@ -14,6 +14,7 @@ use crate::base::error::Error;
 /// origin, so nothing in them (`//host`, an absolute URL, percent-encoded slashes, `@`) can
 /// change the scheme, host or port. The final check guards that reasoning.
 #[cfg(any(test, feature = "fuzzing"))]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     let mut url = origin.clone();
     url.set_path(incoming.path());
@@ -31,13 +32,14 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
 /// [`upstream_url`] for the incoming URL as workerd serialises it, without parsing either URL
 /// again on the hot path: [`join_upstream`] of the origin and [`path_and_query`].
 #[cfg(any(test, feature = "fuzzing"))]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Error> {
     Ok(join_upstream(origin, path_and_query(incoming)?))
 }
 
 /// The path and query of an absolute URL as workerd serialises it (the fragment never reaches
 /// a server): `/v1/x?q` of `https://proxy/v1/x?q#f`, `/` when there is no path.
-pub fn path_and_query(incoming: &str) -> Result<&str, Error> {
+pub(crate) fn path_and_query(incoming: &str) -> Result<&str, Error> {
     let bad = || Error::rejected(400, "invalid_request", "request URL is not absolute");
     let after_scheme = incoming.split_once("://").ok_or_else(bad)?.1;
     let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
@@ -51,7 +53,7 @@ pub fn path_and_query(incoming: &str) -> Result<&str, Error> {
 /// `scheme://host[:port]` a `/` ends the authority, so nothing after it (`//host`, `@`, `\`,
 /// `%2F`) is read as a host. The tests and the `proxy_path` fuzz target check this against the
 /// parsing `upstream_url`.
-pub fn join_upstream(origin: &str, path_and_query: &str) -> String {
+pub(crate) fn join_upstream(origin: &str, path_and_query: &str) -> String {
     let origin = origin.trim_end_matches('/');
     let mut target = String::with_capacity(origin.len() + path_and_query.len() + 1);
     target.push_str(origin);
@@ -66,7 +68,7 @@ pub fn join_upstream(origin: &str, path_and_query: &str) -> String {
 /// upstream: `/billing/v1/x?q` is `billing` and `/v1/x?q`; `/billing?q` is `billing` and `?q`
 /// (sent as `/?q`, see [`join_upstream`]). The segment is compared as sent: a percent-encoded
 /// or differently cased name is no profile.
-pub fn split_profile(path_and_query: &str) -> (&str, &str) {
+pub(crate) fn split_profile(path_and_query: &str) -> (&str, &str) {
     let rest = path_and_query.strip_prefix('/').unwrap_or(path_and_query);
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     rest.split_at(end)
@@ -74,7 +76,7 @@ pub fn split_profile(path_and_query: &str) -> (&str, &str) {
 
 /// The 404 for a path whose first segment names no profile. It does not echo the segment nor
 /// list the profiles: a caller learns nothing about the Worker's configuration from it.
-pub fn unknown_profile() -> Error {
+pub(crate) fn unknown_profile() -> Error {
     Error::rejected(
         404,
         "unknown_profile",
@@ -85,7 +87,8 @@ pub fn unknown_profile() -> Error {
 
 /// Methods the proxy forwards. `CONNECT` would open a tunnel and `TRACE` reflects the request
 /// (our `Authorization` included) back to the caller: neither is forwarded.
-pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+pub(crate) const ALLOWED_METHODS: &[&str] =
+    &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Checks an incoming request before anything is forwarded: its method, that no header value
 /// could split a header (CR, LF, NUL), that its `Content-Length` is a single number within
@@ -95,6 +98,7 @@ pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "D
 /// The proxy passes only `Content-Length` and `Transfer-Encoding` here: workerd's HTTP parser and the `Headers` API
 /// already refuse control characters in every header, so scanning them all on each request
 /// would buy nothing.
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
 pub fn check_request<'a>(
     method: &str,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -154,12 +158,12 @@ pub fn check_request<'a>(
 
 /// Compares two byte strings in time that depends only on their lengths (callers compare
 /// fixed-length digests, so not even the secret's length leaks).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The credential a caller presents to the proxy: `Proxy-Authorization: Bearer <secret>`.
-pub fn presented_proxy_secret(header: Option<&str>) -> Option<&str> {
+pub(crate) fn presented_proxy_secret(header: Option<&str>) -> Option<&str> {
     let value = header?.trim();
     let (scheme, rest) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
@@ -167,7 +171,7 @@ pub fn presented_proxy_secret(header: Option<&str>) -> Option<&str> {
 
 /// The proxy's JSON error body, `{"error": ..., "error_description": ...}` (the RFC 6749 §5.2
 /// shape, so callers parse one format whether we or the identity provider said no).
-pub fn error_body(err: &Error) -> String {
+pub(crate) fn error_body(err: &Error) -> String {
     let description = match err {
         Error::Refused {
             code, description, ..

@@ -24,7 +24,7 @@ use crate::base::error::{Error, Result};
 use crate::settings::profile::{Profile, PROFILES_SETTING};
 
 /// Settings a profile never inherits from the unprefixed ones: its identity.
-pub const OWN: &[&str] = &[
+pub(crate) const OWN: &[&str] = &[
     "OAUTH_TOKEN_URL",
     "OAUTH_ISSUER",
     "OAUTH_CLIENT_ID",
@@ -42,7 +42,7 @@ pub const OWN: &[&str] = &[
 ];
 
 /// Settings a profile takes from the unprefixed ones when it does not set its own.
-pub const SHARED: &[&str] = &[
+pub(crate) const SHARED: &[&str] = &[
     "OAUTH_EXPIRY_MARGIN_SECS",
     "OAUTH_TIMEOUT_MS",
     "OAUTH_HOLDDOWN_SECS",

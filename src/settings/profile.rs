@@ -8,10 +8,11 @@ pub const PROFILES_SETTING: &str = "M2M_PROFILES";
 
 /// Most profiles one Worker may list: each is a token source (and a coordinator object) of its
 /// own, and the isolate keeps [`crate::TokenClient`]'s sources for all of them in memory.
-pub const MAX_PROFILES: usize = 32;
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) const MAX_PROFILES: usize = 32;
 
 /// Longest profile name: it becomes a path segment and a prefix of setting names.
-pub const MAX_PROFILE_NAME: usize = 40;
+pub(crate) const MAX_PROFILE_NAME: usize = 40;
 
 /// A named credential profile from `M2M_PROFILES`: lowercase letters, digits and `-`, starting
 /// with a letter.
@@ -59,7 +60,8 @@ impl Profile {
 }
 
 /// Parses `M2M_PROFILES`: comma-separated names (spaces around them allowed). `None` when unset.
-pub fn parse_profiles(raw: Option<String>) -> Result<Option<Vec<Profile>>> {
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn parse_profiles(raw: Option<String>) -> Result<Option<Vec<Profile>>> {
     let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
         return Ok(None);
     };
@@ -90,7 +92,8 @@ pub fn parse_profiles(raw: Option<String>) -> Result<Option<Vec<Profile>>> {
 
 /// The profile named `wanted` among `profiles` (as [`parse_profiles`] read them), or `None` for
 /// the unprefixed settings; an error names `M2M_PROFILES` when the two do not fit together.
-pub fn choose_profile<'a>(
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn choose_profile<'a>(
     profiles: Option<&'a [Profile]>,
     wanted: Option<&str>,
 ) -> Result<Option<&'a Profile>> {

@@ -23,7 +23,7 @@ pub(crate) fn exact_secret(name: &str, raw: &str) -> Result<()> {
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts allowed over plain http.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(d)) => {
             d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")

@@ -16,11 +16,11 @@ use crate::source::runtime::LogSink;
 use crate::source::store::{TokenStore, Write};
 
 /// How long discovered metadata is kept, in memory and KV.
-pub const METADATA_TTL_SECS: u64 = 24 * 3600;
+pub(crate) const METADATA_TTL_SECS: u64 = 24 * 3600;
 
 /// Where to look, in order: RFC 8414 §3.1 inserts the well-known segment before the issuer's
 /// path; OIDC Discovery §4 appends it.
-pub fn metadata_urls(issuer: &Url) -> [String; 2] {
+pub(crate) fn metadata_urls(issuer: &Url) -> [String; 2] {
     let origin = issuer.origin().ascii_serialization();
     let path = issuer.path().trim_end_matches('/');
     [
@@ -32,7 +32,7 @@ pub fn metadata_urls(issuer: &Url) -> [String; 2] {
 /// The token endpoint from a metadata response. The document's `issuer` must equal the
 /// configured one exactly (RFC 8414 §3.3), or an impostor's document could redirect our
 /// credentials; the endpoint must be https (http only on loopback).
-pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
+pub(crate) fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidResponse {
         status: resp.status,
         reason: format!("discovery: {reason}"),

@@ -17,7 +17,7 @@ pub const TOKEN_ENTRY: &str = "token";
 pub const HOLD_ENTRY: &str = "hold";
 
 /// Name of the metadata entry in the store.
-pub const META_ENTRY: &str = "meta";
+pub(crate) const META_ENTRY: &str = "meta";
 
 /// A cached token as the writer saw it: when it was obtained and when it expires. Freshness and
 /// the refresh window are not stored: each reader applies its own `OAUTH_EXPIRY_MARGIN_SECS`.
@@ -43,7 +43,7 @@ const RECORD_VERSION: u8 = 2;
 const CACHED_KEY: &str = "TOKEN_CACHE";
 
 /// Serialises a token for the shared cache.
-pub fn encode_record(token: &Token) -> String {
+pub(crate) fn encode_record(token: &Token) -> String {
     let record = Record {
         v: RECORD_VERSION,
         access_token: token.access_token().expose().to_owned(),
@@ -60,7 +60,7 @@ pub fn encode_record(token: &Token) -> String {
 /// Reads a cached token, applying the reader's own expiry `margin` (`OAUTH_EXPIRY_MARGIN_SECS`).
 /// Anything unexpected (another version, another program's value, a token unsafe in a header,
 /// an expiry before its issue time) is `None`: a miss, to be overwritten.
-pub fn decode_record(raw: &str, margin: u64) -> Option<Token> {
+pub(crate) fn decode_record(raw: &str, margin: u64) -> Option<Token> {
     let r: Record = serde_json::from_str(raw).ok()?;
     let header_safe =
         !r.access_token.is_empty() && r.access_token.bytes().all(|b| b.is_ascii_graphic());
@@ -97,7 +97,7 @@ struct HoldRecord {
 }
 
 /// Serialises a hold-down for the shared store.
-pub fn encode_hold(until: u64, err: &Error) -> Option<String> {
+pub(crate) fn encode_hold(until: u64, err: &Error) -> Option<String> {
     let (kind, status, code, text) = match err {
         Error::Refused {
             status,
@@ -127,7 +127,7 @@ pub fn encode_hold(until: u64, err: &Error) -> Option<String> {
 }
 
 /// Reads a hold-down; `None` for anything unreadable.
-pub fn decode_hold(raw: &str) -> Option<(u64, Error)> {
+pub(crate) fn decode_hold(raw: &str) -> Option<(u64, Error)> {
     let r: HoldRecord = serde_json::from_str(raw).ok()?;
     if r.v != 1 {
         return None;
@@ -160,7 +160,7 @@ struct MetaRecord {
 }
 
 /// Serialises a discovered endpoint for the store, trusted until `until` (Unix seconds).
-pub fn encode_meta(endpoint: &str, until: u64) -> String {
+pub(crate) fn encode_meta(endpoint: &str, until: u64) -> String {
     let record = MetaRecord {
         v: 1,
         token_endpoint: endpoint.to_owned(),
@@ -171,7 +171,7 @@ pub fn encode_meta(endpoint: &str, until: u64) -> String {
 
 /// A stored endpoint still trusted at `now`, held to the rules of a configured one; anything
 /// else is `None`, and discovery runs again.
-pub fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
+pub(crate) fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
     let meta: MetaRecord = serde_json::from_str(raw).ok()?;
     (meta.v == 1 && now < meta.until && parse_endpoint_url(&meta.token_endpoint).is_ok())
         .then_some((meta.token_endpoint, meta.until))

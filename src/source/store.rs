@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::oauth::token::Token;
 
 /// Workers KV refuses an `expirationTtl` below 60 seconds; shorter-lived tokens stay in memory.
-pub const KV_MIN_TTL_SECS: u64 = 60;
+pub(crate) const KV_MIN_TTL_SECS: u64 = 60;
 
 /// A store write a flight leaves until its waiters have their answer.
 pub(crate) enum Write {
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Write {
 
 /// Longest any one store operation may take; an implementation must give up by then (a read is
 /// then a miss, a write skipped). Flights budget for it (see [`crate::source::token_source::FLIGHT_SLACK_MS`]).
-pub const STORE_TIMEOUT_MS: u64 = 1_500;
+pub(crate) const STORE_TIMEOUT_MS: u64 = 1_500;
 
 /// A shared cache (Workers KV in production). Failures are reported as text and treated by the
 /// caller as a miss or a skipped write: the cache is an optimisation, never a dependency. Every

@@ -28,7 +28,7 @@ use crate::source::store::TokenStore;
 use crate::source::store::STORE_TIMEOUT_MS;
 
 /// Called with the handle of a flight a call started (see [`TokenSource::token_ahead`]).
-pub type OnStart<'a, H> = &'a dyn Fn(&H);
+pub(crate) type OnStart<'a, H> = &'a dyn Fn(&H);
 
 type Outcome = Rc<RefCell<Option<Result<Token>>>>;
 
@@ -74,13 +74,13 @@ impl<H> Slot<H> {
 /// does before its answer besides the token request, each step bounded: the token and hold-down
 /// reads (one [`STORE_TIMEOUT_MS`], in parallel), the discovery read (another), and WebCrypto
 /// (sealing keys, assertions, proofs). Writes come after the answer and cost waiters nothing.
-pub const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
+pub(crate) const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
 
 /// Bound on one coordinator ask beyond `OAUTH_TIMEOUT_MS`: the coordinator's whole flight (its
 /// token budget plus [`FLIGHT_SLACK_MS`] for its storage and WebCrypto) and the trip to it.
 /// Waiters of a source with a coordinator wait this much longer, so a coordinator that never
 /// answers still leaves time for the fallback.
-pub const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
+pub(crate) const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
 
 struct Inner<H, S, R: Runtime> {
     config: Config,

@@ -12,17 +12,17 @@ use std::task::{Context, Poll};
 use crate::base::secret::ClientSecret;
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
-pub use crate::source::acquire::Signers;
+pub(super) use crate::source::acquire::Signers;
 use crate::source::runtime::Runtime;
 use crate::source::store::TokenStore;
 use crate::{Token, TokenSource};
 use futures_executor::block_on;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 
-pub const NOW: u64 = 1_700_000_000;
-pub const SECRET: &str = "s3cr%t+:/=&";
+pub(super) const NOW: u64 = 1_700_000_000;
+pub(super) const SECRET: &str = "s3cr%t+:/=&";
 
-pub fn config() -> Config {
+pub(super) fn config() -> Config {
     Config {
         profile: None,
         token_url: Some("https://idp.example/token".parse().unwrap()),
@@ -44,7 +44,7 @@ pub fn config() -> Config {
 }
 
 /// Yields once before answering, so concurrent callers overlap the request.
-pub struct YieldOnce(pub bool);
+pub(super) struct YieldOnce(pub bool);
 impl Future for YieldOnce {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -60,19 +60,19 @@ impl Future for YieldOnce {
 
 /// Holds every request until the test opens it, so callers provably overlap.
 #[derive(Default)]
-pub struct Gate {
+pub(super) struct Gate {
     pub open: Cell<bool>,
     pub wakers: RefCell<Vec<std::task::Waker>>,
 }
 
 impl Gate {
-    pub fn open(&self) {
+    pub(super) fn open(&self) {
         self.open.set(true);
         self.wakers.borrow_mut().drain(..).for_each(|w| w.wake());
     }
 }
 
-pub struct Wait(pub Rc<Gate>);
+pub(super) struct Wait(pub Rc<Gate>);
 impl Future for Wait {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -86,14 +86,14 @@ impl Future for Wait {
 
 /// One scripted answer of the token endpoint.
 #[derive(Clone)]
-pub enum Reply {
+pub(super) enum Reply {
     Http(u16, &'static str, Vec<(String, String)>),
     Fail(&'static str, u64),
 }
 
 /// A token endpoint that counts requests and plays a script of answers (the last one repeats).
 #[derive(Clone)]
-pub struct Endpoint {
+pub(super) struct Endpoint {
     pub calls: Rc<Cell<u32>>,
     pub script: Rc<RefCell<Vec<Reply>>>,
     pub timeouts: Rc<RefCell<Vec<u64>>>,
@@ -105,11 +105,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(status: u16, body: &'static str) -> Self {
+    pub(super) fn new(status: u16, body: &'static str) -> Self {
         Self::script(vec![Reply::Http(status, body, vec![])])
     }
 
-    pub fn script(script: Vec<Reply>) -> Self {
+    pub(super) fn script(script: Vec<Reply>) -> Self {
         Self {
             calls: Rc::new(Cell::new(0)),
             script: Rc::new(RefCell::new(script)),
@@ -120,7 +120,7 @@ impl Endpoint {
         }
     }
 
-    pub fn then(&self, reply: Reply) {
+    pub(super) fn then(&self, reply: Reply) {
         *self.script.borrow_mut() = vec![reply];
     }
 }
@@ -171,7 +171,7 @@ thread_local! {
     pub static CLOCK_MS: Cell<u64> = const { Cell::new(0) };
 }
 
-pub fn advance(ms: u64) {
+pub(super) fn advance(ms: u64) {
     CLOCK_MS.with(|c| c.set(c.get() + ms));
 }
 
@@ -179,7 +179,7 @@ pub fn advance(ms: u64) {
 /// the clock on), except a waiter's long bound on a flight, which fires only once the test sets
 /// `bounds_fire`.
 #[derive(Clone, Default)]
-pub struct TestRuntime {
+pub(super) struct TestRuntime {
     pub sleeps: Rc<RefCell<Vec<u64>>>,
     pub bounds_fire: Rc<Cell<bool>>,
 }
@@ -209,11 +209,11 @@ impl Runtime for TestRuntime {
     }
 }
 
-pub type Source = TokenSource<Endpoint, Kv, TestRuntime>;
-pub type Handle = Shared<LocalBoxFuture<'static, ()>>;
+pub(super) type Source = TokenSource<Endpoint, Kv, TestRuntime>;
+pub(super) type Handle = Shared<LocalBoxFuture<'static, ()>>;
 
 /// `token_ahead` with refresh ahead on, and the handle of any flight it started.
-pub fn ahead(source: &Source, now: u64) -> (crate::Result<Token>, Option<Handle>) {
+pub(super) fn ahead(source: &Source, now: u64) -> (crate::Result<Token>, Option<Handle>) {
     let started = RefCell::new(None);
     let record = |h: &Handle| *started.borrow_mut() = Some(h.clone());
     let t = block_on(source.token_ahead(now, Some(&record)));
@@ -222,7 +222,7 @@ pub fn ahead(source: &Source, now: u64) -> (crate::Result<Token>, Option<Handle>
 
 /// Signers for a configuration that needs none (client secrets, no DPoP): the factories are
 /// never called.
-pub fn no_signers(config: &Config) -> Signers {
+pub(super) fn no_signers(config: &Config) -> Signers {
     Signers::for_config(
         config,
         |_| unreachable!("this configuration does not use private_key_jwt"),
@@ -231,7 +231,10 @@ pub fn no_signers(config: &Config) -> Signers {
 }
 
 /// A source for a configuration that needs no signers.
-pub fn new_source<H: crate::oauth::transport::HttpClient + 'static, S: TokenStore + 'static>(
+pub(super) fn new_source<
+    H: crate::oauth::transport::HttpClient + 'static,
+    S: TokenStore + 'static,
+>(
     config: Config,
     http: H,
     store: S,
@@ -242,7 +245,7 @@ pub fn new_source<H: crate::oauth::transport::HttpClient + 'static, S: TokenStor
     TokenSource::new(config, http, signers, store, runtime, log)
 }
 
-pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::runtime::LogSink) -> Source {
+pub(super) fn source(ep: &Endpoint, kv: &Kv, log: crate::source::runtime::LogSink) -> Source {
     new_source(
         config(),
         ep.clone(),
@@ -254,7 +257,7 @@ pub fn source(ep: &Endpoint, kv: &Kv, log: crate::source::runtime::LogSink) -> S
 
 /// A map store that counts reads and writes and can be made to fail.
 #[derive(Clone, Default)]
-pub struct Kv {
+pub(super) struct Kv {
     pub map: Rc<RefCell<HashMap<String, (String, u64)>>>,
     pub reads: Rc<Cell<u32>>,
     pub fail: bool,
@@ -285,9 +288,9 @@ impl TokenStore for Kv {
     }
 }
 
-pub type Lines = Rc<RefCell<Vec<String>>>;
+pub(super) type Lines = Rc<RefCell<Vec<String>>>;
 
-pub fn logs() -> (Lines, crate::source::runtime::LogSink) {
+pub(super) fn logs() -> (Lines, crate::source::runtime::LogSink) {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let sink = lines.clone();
     (
@@ -296,19 +299,20 @@ pub fn logs() -> (Lines, crate::source::runtime::LogSink) {
     )
 }
 
-pub const GOOD: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
-pub const GOOD2: &str = r#"{"access_token":"tok-2","token_type":"Bearer","expires_in":3600}"#;
-pub const REFUSED: &str =
+pub(super) const GOOD: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
+pub(super) const GOOD2: &str =
+    r#"{"access_token":"tok-2","token_type":"Bearer","expires_in":3600}"#;
+pub(super) const REFUSED: &str =
     r#"{"error":"invalid_client","error_description":"secret s3cr%t+:/=& is wrong"}"#;
 
-pub fn ok(body: &'static str) -> Reply {
+pub(super) fn ok(body: &'static str) -> Reply {
     Reply::Http(200, body, vec![])
 }
 
-pub fn with_retry_after(status: u16, secs: &str) -> Reply {
+pub(super) fn with_retry_after(status: u16, secs: &str) -> Reply {
     Reply::Http(status, "", vec![("retry-after".into(), secs.into())])
 }
 
-pub fn count(lines: &Lines, needle: &str) -> usize {
+pub(super) fn count(lines: &Lines, needle: &str) -> usize {
     lines.borrow().iter().filter(|l| l.contains(needle)).count()
 }

@@ -13,8 +13,9 @@ use crate::edge::assembly::registry::{self, EdgeSource, Registered};
 use crate::edge::platform::fetch::global_fetch;
 use crate::edge::platform::kv::KvNamespace;
 use crate::edge::platform::runtime::FlightHandle;
+use crate::oauth::challenge::resource_wants_nonce;
 use crate::oauth::challenge::{may_replay, token_rejected};
-use crate::oauth::dpop::{htu, resource_wants_nonce};
+use crate::oauth::dpop::htu;
 use crate::oauth::token::Token;
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an

@@ -52,7 +52,7 @@ extern "C" {
 
 /// The coordinator's storage as the core's store: sealed like KV, and the token and hold-down
 /// entries mirrored to KV, where isolates read them.
-pub struct ObjectStore {
+pub(crate) struct ObjectStore {
     storage: ObjectStorage,
     sealer: Rc<Sealer>,
     kv: EdgeStore,

@@ -39,7 +39,7 @@ extern "C" {
 }
 
 /// The coordinator as an isolate reaches it.
-pub struct EdgeCoordinator {
+pub(crate) struct EdgeCoordinator {
     env: Env,
     sealer: Rc<Sealer>,
     /// The profile whose settings the object reads (`None`: the unprefixed ones).
@@ -53,7 +53,7 @@ pub struct EdgeCoordinator {
 impl EdgeCoordinator {
     /// The coordinator bound on `env`, if there is a binding, for the configuration `sealer`
     /// names.
-    pub fn from_env(env: &Env, sealer: Rc<Sealer>, config: &Config) -> Option<Self> {
+    pub(crate) fn from_env(env: &Env, sealer: Rc<Sealer>, config: &Config) -> Option<Self> {
         bound(env, COORDINATOR_BINDING).then(|| Self {
             env: env.clone(),
             sealer,

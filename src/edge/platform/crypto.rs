@@ -39,7 +39,7 @@ pub(crate) fn object(pairs: &[(&str, &JsValue)]) -> Object {
 }
 
 /// SHA-256 (FIPS 180-4) of `data`.
-pub async fn sha256(data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) async fn sha256(data: &[u8]) -> Result<Vec<u8>, String> {
     let buf = call(SUBTLE.with(|s| s.digest_with_str_and_u8_array("SHA-256", data))).await?;
     Ok(Uint8Array::new(&buf.unchecked_into::<ArrayBuffer>()).to_vec())
 }
@@ -47,7 +47,7 @@ pub async fn sha256(data: &[u8]) -> Result<Vec<u8>, String> {
 /// The cache's root key as an HKDF base key: `secret` itself, or with `stretch`, 256 bits of
 /// PBKDF2-HMAC-SHA-256 (RFC 8018 §5.2) over it, so that a guess of a weak client secret costs
 /// [`STRETCH_ITERATIONS`] hashes. Not extractable.
-pub async fn root_key(secret: &[u8], stretch: bool) -> Result<CryptoKey, String> {
+pub(crate) async fn root_key(secret: &[u8], stretch: bool) -> Result<CryptoKey, String> {
     let usages_derive = Array::of1(&"deriveKey".into());
     let material = if stretch {
         let usages_bits = Array::of1(&"deriveBits".into());
@@ -99,7 +99,7 @@ fn hkdf(info: &[u8]) -> Object {
 
 /// The AES-256-GCM key for sealing the values of one cache namespace (`info`: its KV key
 /// prefix), derived from `root` with HKDF-SHA-256. Not extractable.
-pub async fn sealing_key(root: &CryptoKey, info: &[u8]) -> Result<CryptoKey, String> {
+pub(crate) async fn sealing_key(root: &CryptoKey, info: &[u8]) -> Result<CryptoKey, String> {
     let target = object(&[("name", &"AES-GCM".into()), ("length", &256.into())]);
     let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
     let key =
@@ -112,7 +112,11 @@ pub async fn sealing_key(root: &CryptoKey, info: &[u8]) -> Result<CryptoKey, Str
 
 /// HMAC-SHA-256 (RFC 2104) of `data` under a key derived from `root` with HKDF-SHA-256 and
 /// `info`: names that only the holder of the root can compute.
-pub async fn keyed_name(root: &CryptoKey, info: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) async fn keyed_name(
+    root: &CryptoKey,
+    info: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
     let target = object(&[("name", &"HMAC".into()), ("hash", &"SHA-256".into())]);
     let usages = Array::of1(&"sign".into());
     let key: CryptoKey =
@@ -134,7 +138,7 @@ fn gcm_params(iv: &[u8], aad: &[u8]) -> Object {
 }
 
 /// `n` random bytes from the platform's CSPRNG.
-pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
     CRYPTO
         .with(|c| c.get_random_values_with_u8_array(&mut buf))
@@ -143,7 +147,7 @@ pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Seals `plaintext` under `key` with a random 96-bit IV; `aad` is authenticated, not stored.
-pub async fn seal(key: &CryptoKey, plaintext: &[u8], aad: &[u8]) -> Result<String, String> {
+pub(crate) async fn seal(key: &CryptoKey, plaintext: &[u8], aad: &[u8]) -> Result<String, String> {
     let mut iv = [0u8; IV_LEN];
     CRYPTO
         .with(|c| c.get_random_values_with_u8_array(&mut iv))
@@ -161,7 +165,7 @@ pub async fn seal(key: &CryptoKey, plaintext: &[u8], aad: &[u8]) -> Result<Strin
 }
 
 /// Opens a value made by [`seal`] with the same key and `aad`; any other value is an error.
-pub async fn open(key: &CryptoKey, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) async fn open(key: &CryptoKey, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, String> {
     let body = sealed
         .strip_prefix(SEALED_PREFIX)
         .ok_or("cached value is not sealed by this version")?;

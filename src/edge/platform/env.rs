@@ -8,7 +8,7 @@ use worker::Env;
 /// A value derived from `env` and remembered for the last `env` object seen. workerd hands every
 /// request of an isolate the same `env` object, so the hot path compares one reference instead of
 /// re-reading and re-parsing every setting; a different `env` is parsed afresh.
-pub struct PerEnv<T>(RefCell<Option<(JsValue, T)>>);
+pub(crate) struct PerEnv<T>(RefCell<Option<(JsValue, T)>>);
 
 impl<T: Clone> Default for PerEnv<T> {
     fn default() -> Self {
@@ -18,12 +18,16 @@ impl<T: Clone> Default for PerEnv<T> {
 
 impl<T: Clone> PerEnv<T> {
     /// Nothing remembered yet.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self(RefCell::new(None))
     }
 
     /// The value for `env`: remembered, or made by `make` (and remembered when it succeeds).
-    pub fn get_or_try<E>(&self, env: &Env, make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    pub(crate) fn get_or_try<E>(
+        &self,
+        env: &Env,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let env_js: &JsValue = env;
         let cached = self
             .0
@@ -45,7 +49,7 @@ impl<T: Clone> PerEnv<T> {
 /// Wrangler passes `[vars]` written as TOML numbers or booleans (`OAUTH_TIMEOUT_MS = 3000`) as
 /// JS numbers and booleans: they are read as their text, not ignored. Any other non-string value
 /// becomes text that fails the setting's own parsing, so the error names the setting.
-pub fn env_string(env: &Env, name: &str) -> Option<String> {
+pub(crate) fn env_string(env: &Env, name: &str) -> Option<String> {
     let value = js_sys::Reflect::get(env, &name.into()).ok()?;
     if value.is_undefined() || value.is_null() {
         return None;

@@ -29,7 +29,7 @@ const RESPONSE_HEADERS: &[&str] = &[
 
 /// Sends token requests with the platform `fetch`, each cut off after its `timeout_ms`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PlatformHttp;
+pub(crate) struct PlatformHttp;
 
 impl HttpClient for PlatformHttp {
     fn execute(

@@ -1,12 +1,12 @@
 //! Small JavaScript helpers every adapter uses: the clock, the console, a JS error as text.
 
 /// Unix seconds now, from `Date.now()` (`SystemTime::now()` panics on wasm32-unknown-unknown).
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     (js_sys::Date::now() / 1000.0) as u64
 }
 
 /// Prints one log line with `console.log`, which Workers Logs and `wrangler tail` collect.
-pub fn log_line(line: &str) {
+pub(crate) fn log_line(line: &str) {
     web_sys::console::log_1(&line.into());
 }
 

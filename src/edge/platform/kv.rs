@@ -48,17 +48,17 @@ async fn settle(op: &str, promise: Result<Promise, JsValue>) -> Result<JsValue, 
 
 /// Longest wait for one KV operation, key derivation included; past it the read is a miss and
 /// the write is skipped.
-pub const KV_TIMEOUT_MS: u64 = STORE_TIMEOUT_MS;
+pub(crate) const KV_TIMEOUT_MS: u64 = STORE_TIMEOUT_MS;
 
 /// The `TOKEN_CACHE` namespace, or nothing (memory-only), for one configuration.
-pub struct EdgeStore {
+pub(crate) struct EdgeStore {
     kv: Option<KvNamespace>,
     sealer: Rc<Sealer>,
 }
 
 impl EdgeStore {
     /// A store over `kv` (memory-only when `None`) naming and sealing entries with `sealer`.
-    pub fn new(kv: Option<KvNamespace>, sealer: Rc<Sealer>) -> Self {
+    pub(crate) fn new(kv: Option<KvNamespace>, sealer: Rc<Sealer>) -> Self {
         Self { kv, sealer }
     }
 }

@@ -18,7 +18,7 @@ extern "C" {
 }
 
 /// Resolves after `ms` milliseconds (`setTimeout`, available in workerd and Node).
-pub fn sleep(ms: u64) -> JsFuture {
+pub(crate) fn sleep(ms: u64) -> JsFuture {
     let promise = Promise::new(&mut |resolve, _reject| {
         set_timeout(&resolve, ms as f64);
     });
@@ -28,7 +28,7 @@ pub fn sleep(ms: u64) -> JsFuture {
 /// A flight on Workers: the promise that runs it (for `ctx.waitUntil`), and the resolvers of
 /// the callers waiting for it.
 #[derive(Clone)]
-pub struct FlightHandle {
+pub(crate) struct FlightHandle {
     /// Settles when the flight is over, its writes included.
     pub promise: Promise,
     waiters: Rc<Waiters>,
@@ -56,7 +56,7 @@ impl Waiters {
 /// flight's own promise; it creates a promise of its own, in its own context, which the flight
 /// resolves when it ends (workerd delivers that resolution into the caller's context).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct EdgeRuntime;
+pub(crate) struct EdgeRuntime;
 
 impl Runtime for EdgeRuntime {
     type Handle = FlightHandle;

@@ -12,7 +12,7 @@ use crate::edge::platform::crypto::{keyed_name, open, root_key, seal, sealing_ke
 type Prepared = Result<(String, CryptoKey), String>;
 
 /// The name prefix and sealing key of one configuration's entries.
-pub struct Sealer {
+pub(crate) struct Sealer {
     /// The cache-key material; holds the client secret, so it is only ever MACed.
     material: Vec<u8>,
     /// The root secret (`TOKEN_CACHE_KEY`, else the credential) and whether to stretch it.
@@ -26,7 +26,7 @@ pub struct Sealer {
 
 impl Sealer {
     /// A sealer for the configuration `material` describes, with keys derived from `root`.
-    pub fn new(material: Vec<u8>, root: CacheRoot<'_>) -> Self {
+    pub(crate) fn new(material: Vec<u8>, root: CacheRoot<'_>) -> Self {
         Self {
             material,
             root: root.secret.as_bytes().to_vec(),
@@ -62,12 +62,12 @@ impl Sealer {
 
     /// The configuration's cache identity, `m2m:v2:<hmac>`: the prefix of its KV names and the
     /// name of its coordinator. Reveals neither the client id nor the secret.
-    pub async fn identity(&self) -> Result<String, String> {
+    pub(crate) async fn identity(&self) -> Result<String, String> {
         Ok(self.prepared().await?.0)
     }
 
     /// The full name of entry `name`, and `value` sealed for it.
-    pub async fn seal(&self, name: &str, value: &str) -> Result<(String, String), String> {
+    pub(crate) async fn seal(&self, name: &str, value: &str) -> Result<(String, String), String> {
         let (prefix, key) = self.prepared().await?;
         let full = format!("{prefix}:{name}");
         let sealed = seal(&key, value.as_bytes(), full.as_bytes()).await?;
@@ -75,12 +75,12 @@ impl Sealer {
     }
 
     /// The full name of entry `name`.
-    pub async fn name(&self, name: &str) -> Result<String, String> {
+    pub(crate) async fn name(&self, name: &str) -> Result<String, String> {
         Ok(format!("{}:{name}", self.identity().await?))
     }
 
     /// Opens `sealed`, read from the entry `full` (a name made by this sealer).
-    pub async fn open(&self, full: &str, sealed: &str) -> Result<String, String> {
+    pub(crate) async fn open(&self, full: &str, sealed: &str) -> Result<String, String> {
         let (_, key) = self.prepared().await?;
         let plain = open(&key, sealed, full.as_bytes()).await?;
         String::from_utf8(plain).map_err(|_| "cached value is not UTF-8".into())

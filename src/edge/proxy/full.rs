@@ -27,7 +27,7 @@ use crate::proxy::route::{
 ///
 /// Works on the raw `web_sys` request and response: wrapping them in `worker::Request` and
 /// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
-pub async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
+pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
     match forward(req, env, ctx).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -255,7 +255,7 @@ async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> 
 }
 
 /// The JSON error response for `err`, with `Retry-After` when waiting helps and `Allow` on 405.
-pub fn error_response(err: &Error) -> web_sys::Response {
+pub(crate) fn error_response(err: &Error) -> web_sys::Response {
     let build = || -> Result<web_sys::Response, JsValue> {
         let headers = web_sys::Headers::new()?;
         headers.set("content-type", "application/json")?;

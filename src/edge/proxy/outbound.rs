@@ -121,7 +121,7 @@ fn authorization_js(token: &Token) -> JsString {
 }
 
 /// What goes upstream besides the headers: the target, our credentials, the body.
-pub struct Outbound<'a> {
+pub(crate) struct Outbound<'a> {
     /// `UPSTREAM_ORIGIN` with the incoming path and query.
     pub target: &'a str,
     /// Names the caller listed in `Connection` (RFC 9110 §7.6.1), lower case.
@@ -143,14 +143,17 @@ pub struct Outbound<'a> {
 /// The upstream request: `incoming`'s method and the headers the policy keeps, with our
 /// `Authorization` (and `DPoP` proof, for a DPoP token), sent to the target with the body;
 /// redirects are not followed.
-pub fn build(incoming: &web_sys::Request, out: Outbound<'_>) -> Result<web_sys::Request, JsValue> {
+pub(crate) fn build(
+    incoming: &web_sys::Request,
+    out: Outbound<'_>,
+) -> Result<web_sys::Request, JsValue> {
     let target = out.target;
     outbound_request(target, &init(incoming, out)?)
 }
 
 /// What [`build`] makes, as `[target, init]` for `fetch(target, init)`: the hot path sends it
 /// without making a `Request` object first.
-pub fn build_parts(
+pub(crate) fn build_parts(
     incoming: &web_sys::Request,
     out: Outbound<'_>,
 ) -> Result<js_sys::Array, JsValue> {

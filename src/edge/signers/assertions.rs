@@ -28,11 +28,11 @@ struct Inner {
 
 /// Signs client assertions for one configuration.
 #[derive(Clone)]
-pub struct EdgeAssertions(Rc<Inner>);
+pub(crate) struct EdgeAssertions(Rc<Inner>);
 
 impl EdgeAssertions {
     /// Assertions by `client_id`, signed with `key` from the setting `setting`.
-    pub fn new(key: PrivateKey, client_id: String, setting: Cow<'static, str>) -> Self {
+    pub(crate) fn new(key: PrivateKey, client_id: String, setting: Cow<'static, str>) -> Self {
         Self(Rc::new(Inner {
             key,
             client_id,
@@ -145,7 +145,7 @@ async fn public_of_pkcs8(key: &PrivateKey, setting: &str) -> Result<PublicJwk> {
 }
 
 /// The RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key.
-pub async fn thumbprint(public: &PublicJwk) -> Result<String> {
+pub(crate) async fn thumbprint(public: &PublicJwk) -> Result<String> {
     let digest = sha256(public.thumbprint_input().as_bytes())
         .await
         .map_err(Error::Other)?;

@@ -20,7 +20,8 @@ use crate::edge::signers::assertions::{import_jwk, import_params, sign_jws};
 use crate::keys::dpop_key::DpopKey;
 use crate::keys::jwt::b64url;
 use crate::keys::private_key::Alg;
-use crate::oauth::dpop::{proof_input, ProofClaims, Proofs};
+use crate::oauth::dpop::Proofs;
+use crate::oauth::proof::{proof_input, ProofClaims};
 
 /// Signing keys held per isolate: the current token's, the configured one, and a rotation's
 /// worth of spares.
@@ -47,7 +48,7 @@ fn keep(key: Rc<DpopKey>, signing: CryptoKey) {
 
 /// A new ES256 key pair (RFC 9449 §5: a fresh key per token is allowed and limits a leaked
 /// key's reach to one token).
-pub async fn generate() -> Result<Rc<DpopKey>> {
+pub(crate) async fn generate() -> Result<Rc<DpopKey>> {
     // Only the private key is ever used: the proof carries the public half as a JWK.
     let usages = Array::of1(&"sign".into());
     let pair = call(
@@ -95,7 +96,7 @@ async fn signing_key(key: &Rc<DpopKey>) -> Result<CryptoKey> {
 }
 
 /// `ath`: base64url SHA-256 of the access token (RFC 9449 §4.2), once per token.
-pub async fn ath(token: &AccessToken) -> Result<Rc<str>> {
+pub(crate) async fn ath(token: &AccessToken) -> Result<Rc<str>> {
     if let Some(a) = known_ath(token) {
         return Ok(a);
     }
@@ -163,7 +164,7 @@ pub(crate) fn proof_input_now(
 }
 
 /// A signed proof by `key` (RFC 9449 §4.2) with a random 128-bit `jti`.
-pub async fn proof(
+pub(crate) async fn proof(
     key: &Rc<DpopKey>,
     htm: &str,
     htu: &str,
@@ -179,7 +180,7 @@ pub async fn proof(
 }
 
 /// The edge's [`Proofs`]: the configured key, or a new one per token request.
-pub struct EdgeProofs {
+pub(crate) struct EdgeProofs {
     configured: Option<Rc<DpopKey>>,
     /// The key's setting (`OAUTH_DPOP_KEY`, or a profile's), named if WebCrypto refuses it.
     setting: Cow<'static, str>,
@@ -187,7 +188,7 @@ pub struct EdgeProofs {
 
 impl EdgeProofs {
     /// Proofs by `configured` (from the setting `setting`), or by keys generated as needed.
-    pub fn new(configured: Option<Rc<DpopKey>>, setting: Cow<'static, str>) -> Self {
+    pub(crate) fn new(configured: Option<Rc<DpopKey>>, setting: Cow<'static, str>) -> Self {
         Self {
             configured,
             setting,
