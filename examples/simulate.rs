@@ -27,7 +27,7 @@ mod sim {
     use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
     use futures_util::task::LocalSpawnExt;
     use worker_m2m::serve_coordinator as serve;
-    use worker_m2m::{Answer, Ask, ClientAuth, ClientSecret, Config, Coordinator};
+    use worker_m2m::{Answer, Ask, Config, Coordinator};
     use worker_m2m::{HttpClient, HttpRequest, HttpResponse, TransportError};
     use worker_m2m::{LogSink, Runtime, Signers, TokenSource, TokenStore, TOKEN_ENTRY};
 
@@ -402,24 +402,18 @@ mod sim {
     }
 
     fn config() -> Config {
-        Config {
-            profile: None,
-            token_url: Some("https://idp.example/token".parse().unwrap()),
-            issuer: None,
-            client_id: "fleet".into(),
-            auth: ClientAuth::Basic(ClientSecret::new("fleet-secret")),
-            scope: Some("read".into()),
-            audience: None,
-            resource: None,
-            extra_params: vec![],
-            expiry_margin_secs: 60,
-            timeout_ms: 10_000,
-            holddown_secs: 30,
-            retry_statuses: vec![401],
-            cache_key_secret: None,
-            refresh_ahead: true,
-            dpop: Default::default(),
-        }
+        // The simulated fleet's client, as its settings would give it.
+        let settings = [
+            ("OAUTH_TOKEN_URL", "https://idp.example/token"),
+            ("OAUTH_CLIENT_ID", "fleet"),
+            ("OAUTH_CLIENT_SECRET", "fleet-secret"),
+            ("OAUTH_SCOPE", "read"),
+        ];
+        let lookup = |name: &str| {
+            let found = settings.iter().find(|(n, _)| *n == name);
+            found.map(|(_, v)| (*v).to_owned())
+        };
+        Config::from_lookup(lookup).expect("the simulated settings are valid")
     }
 
     /// The simulated client uses a client secret: no signer is ever made.

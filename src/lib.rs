@@ -67,7 +67,7 @@ pub mod fuzzing {
 }
 
 // Settings and what they produce.
-pub use config::client::{ClientAuth, Config, Dpop};
+pub use config::client::{ClientAuth, Config, Dpop, Endpoint};
 pub use keys::dpop_key::DpopKey;
 pub use keys::private_key::PrivateKey;
 pub use settings::profile::{Profile, PROFILES_SETTING};

@@ -21,7 +21,7 @@
 //! derived from the root, with the entry's name as additional data. Entries named the old way
 //! (`m2m:v1:`) are simply never found again and expire on their own.
 
-use crate::config::client::{ClientAuth, Config, Dpop};
+use crate::config::client::{ClientAuth, Config, Dpop, Endpoint};
 
 /// Version of the key and value layout; bump it to orphan every old entry at once.
 pub(crate) const KEY_PREFIX: &str = "m2m:v2:";
@@ -76,10 +76,9 @@ pub(crate) fn cache_key_material(config: &Config) -> Vec<u8> {
         out.extend_from_slice(bytes);
     };
     field(KEY_PREFIX.as_bytes());
-    match (&config.token_url, &config.issuer) {
-        (Some(url), _) => field(url.as_str().as_bytes()),
-        (None, Some(issuer)) => field(format!("issuer:{issuer}").as_bytes()),
-        (None, None) => field(b"-"),
+    match &config.endpoint {
+        Endpoint::TokenUrl(url) => field(url.as_str().as_bytes()),
+        Endpoint::Issuer(issuer) => field(format!("issuer:{issuer}").as_bytes()),
     }
     field(config.client_id.as_bytes());
     field(config.auth.method().as_bytes());
@@ -132,7 +131,7 @@ mod tests {
         type Edit = fn(&mut Config);
         let edits: &[(&str, Edit)] = &[
             ("token url", |c| {
-                c.token_url = Some("https://idp.example/other".parse().unwrap())
+                c.endpoint = Endpoint::TokenUrl("https://idp.example/other".parse().unwrap())
             }),
             ("client id", |c| c.client_id = "client-b".into()),
             ("secret", |c| {
@@ -148,8 +147,7 @@ mod tests {
             ("resource", |c| c.resource = Some("https://api".into())),
             ("extra", |c| c.extra_params = vec![("a".into(), "b".into())]),
             ("issuer", |c| {
-                c.token_url = None;
-                c.issuer = Some("https://idp.example/token".parse().unwrap())
+                c.endpoint = Endpoint::Issuer("https://idp.example/token".parse().unwrap())
             }),
             ("dpop", |c| c.dpop = Dpop::GeneratedKey),
             ("dpop key", |c| {

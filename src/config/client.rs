@@ -37,6 +37,7 @@ const RESERVED_PARAMS: &[&str] = &[
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ClientAuth {
     /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
     Basic(ClientSecret),
@@ -68,6 +69,7 @@ impl ClientAuth {
 
 /// Whether tokens are bound to a key with DPoP (RFC 9449), and to which.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Dpop {
     /// Bearer tokens (`OAUTH_DPOP` unset or `false`).
     #[default]
@@ -98,18 +100,30 @@ fn parse_dpop(s: &Settings) -> Result<Dpop> {
     }
 }
 
-/// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
+/// Where the token endpoint is: exactly one of `OAUTH_TOKEN_URL` and `OAUTH_ISSUER`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// The token endpoint itself (RFC 6749 §3.2, `OAUTH_TOKEN_URL`): https, or http for loopback
+    /// hosts only.
+    TokenUrl(Url),
+    /// The authorization server's issuer identifier (RFC 8414 §2, `OAUTH_ISSUER`): the token
+    /// endpoint is discovered from its metadata.
+    Issuer(Url),
+}
+
+/// Everything needed to obtain a token with the client credentials grant (RFC 6749 §4.4).
+///
+/// Made from settings ([`Config::from_lookup`], [`Config::for_profile`]); `#[non_exhaustive]`,
+/// so a new setting is not a breaking change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Config {
     /// The profile these settings were read for (`M2M_PROFILES`), `None` for the Worker's
     /// unprefixed settings.
     pub profile: Option<Profile>,
-    /// The token endpoint (RFC 6749 §3.2): https, or http for loopback hosts only. `None` when it
-    /// is discovered from [`Config::issuer`].
-    pub token_url: Option<Url>,
-    /// The authorization server's issuer identifier (RFC 8414 §2), to discover the token
-    /// endpoint from (`OAUTH_ISSUER`, used instead of `OAUTH_TOKEN_URL`).
-    pub issuer: Option<Url>,
+    /// Where the token endpoint is: configured, or discovered from the issuer.
+    pub endpoint: Endpoint,
     /// The client identifier (RFC 6749 §2.2).
     pub client_id: String,
     /// How the client authenticates.
@@ -203,15 +217,15 @@ impl Config {
     }
 
     pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
-        let (token_url, issuer) = match (s.var("OAUTH_TOKEN_URL")?, s.var("OAUTH_ISSUER")?) {
+        let endpoint = match (s.var("OAUTH_TOKEN_URL")?, s.var("OAUTH_ISSUER")?) {
             (Some((url, _)), Some((issuer, _))) => {
                 return Err(Error::config(
                     issuer.clone(),
                     format!("set {url} or {issuer}, not both"),
                 ))
             }
-            (Some((name, url)), None) => (Some(parse_endpoint(&name, &url)?), None),
-            (None, Some((name, issuer))) => (None, Some(parse_issuer(&name, &issuer)?)),
+            (Some((name, url)), None) => Endpoint::TokenUrl(parse_endpoint(&name, &url)?),
+            (None, Some((name, issuer))) => Endpoint::Issuer(parse_issuer(&name, &issuer)?),
             (None, None) => {
                 return Err(Error::config(
                     s.name("OAUTH_TOKEN_URL"),
@@ -279,8 +293,7 @@ impl Config {
         };
         Ok(Self {
             profile: s.profile().cloned(),
-            token_url,
-            issuer,
+            endpoint,
             client_id,
             auth,
             scope: s
@@ -313,8 +326,7 @@ impl Config {
     pub(crate) fn for_tests(client_id: &str, auth: ClientAuth) -> Self {
         Self {
             profile: None,
-            token_url: Some("https://idp.example/token".parse().expect("a valid URL")),
-            issuer: None,
+            endpoint: Endpoint::TokenUrl("https://idp.example/token".parse().expect("a valid URL")),
             client_id: client_id.into(),
             auth,
             scope: None,
@@ -344,6 +356,13 @@ fn parse_issuer(name: &str, raw: &str) -> Result<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn issuer_of(c: &Config) -> &str {
+        match &c.endpoint {
+            Endpoint::Issuer(issuer) => issuer.as_str(),
+            other => panic!("not an issuer: {other:?}"),
+        }
+    }
     use std::collections::HashMap;
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -532,11 +551,8 @@ mod tests {
             ("OAUTH_CLIENT_SECRET", "x"),
         ];
         let c = Config::from_lookup(lookup(&pairs)).unwrap();
-        assert_eq!(c.token_url, None);
-        assert_eq!(
-            c.issuer.unwrap().as_str(),
-            "https://idp.example/oauth2/default"
-        );
+        assert!(!matches!(c.endpoint, Endpoint::TokenUrl(_)));
+        assert_eq!(issuer_of(&c), "https://idp.example/oauth2/default");
         let bad = [
             ("OAUTH_ISSUER", "http://idp.example"),
             ("OAUTH_CLIENT_ID", "0oa1"),
@@ -646,7 +662,7 @@ mod tests {
             (Some("invoices:read"), None)
         );
         assert_eq!((b.timeout_ms, c.timeout_ms), (4000, 2500));
-        assert_eq!(c.issuer.unwrap().as_str(), "https://other-idp.example/");
+        assert_eq!(issuer_of(&c), "https://other-idp.example/");
         assert_eq!(b.profile.as_ref().map(Profile::name), Some("billing"));
         assert_eq!(b.setting("OAUTH_PRIVATE_KEY"), "BILLING_OAUTH_PRIVATE_KEY");
 

@@ -112,7 +112,7 @@ mod tests {
     fn config(auth: ClientAuth) -> Config {
         Config {
             profile: None,
-            token_url: Some(OKTA.parse().unwrap()),
+            endpoint: crate::config::client::Endpoint::TokenUrl(OKTA.parse().unwrap()),
             scope: Some("customScope other".into()),
             extra_params: vec![("redirect_uri".into(), "http://localhost".into())],
             ..Config::for_tests("0oa:client id", auth)

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use crate::base::error::{Error, Result};
 use crate::base::log;
-use crate::config::client::Config;
+use crate::config::client::{Config, Endpoint};
 use crate::oauth::transport::{HttpClient, HttpRequest, HttpResponse};
 use crate::settings::values::parse_endpoint_url;
 use crate::source::records::{decode_meta, encode_meta, META_ENTRY};
@@ -95,7 +95,7 @@ impl Discovery {
     /// write returned) in KV, so the next attempt discovers it again instead of trusting it for
     /// a day. A configured endpoint is never forgotten.
     pub(super) fn forget(&self, config: &Config) -> Option<Write> {
-        let discovered = config.token_url.is_none();
+        let discovered = matches!(config.endpoint, Endpoint::Issuer(_));
         (discovered && self.endpoint.borrow_mut().take().is_some())
             .then_some(Write::Delete(META_ENTRY))
     }
@@ -129,15 +129,9 @@ impl Discovery {
         log: &LogSink,
         found: &mut Found,
     ) -> Result<String> {
-        let issuer = match (&config.token_url, &config.issuer) {
-            (Some(url), _) => return Ok(url.to_string()),
-            (None, Some(issuer)) => issuer,
-            (None, None) => {
-                return Err(Error::config(
-                    "OAUTH_TOKEN_URL",
-                    "is not set (nor OAUTH_ISSUER)",
-                ))
-            }
+        let issuer = match &config.endpoint {
+            Endpoint::TokenUrl(url) => return Ok(url.to_string()),
+            Endpoint::Issuer(issuer) => issuer,
         };
         if let Some((url, _)) = self
             .endpoint

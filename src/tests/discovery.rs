@@ -43,8 +43,9 @@ fn discovering_server(
 fn issuer_config() -> Config {
     Config {
         profile: None,
-        token_url: None,
-        issuer: Some("https://idp.example/oauth2/default".parse().unwrap()),
+        endpoint: crate::config::client::Endpoint::Issuer(
+            "https://idp.example/oauth2/default".parse().unwrap(),
+        ),
         ..config()
     }
 }

@@ -25,8 +25,9 @@ pub(super) const SECRET: &str = "s3cr%t+:/=&";
 pub(super) fn config() -> Config {
     Config {
         profile: None,
-        token_url: Some("https://idp.example/token".parse().unwrap()),
-        issuer: None,
+        endpoint: crate::config::client::Endpoint::TokenUrl(
+            "https://idp.example/token".parse().unwrap(),
+        ),
         client_id: "client".into(),
         auth: ClientAuth::Basic(ClientSecret::new(SECRET)),
         scope: Some("read".into()),
