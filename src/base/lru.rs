@@ -4,9 +4,9 @@
 //! being cleared.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::rc::Rc;
+
+use crate::base::bounded::Bounded;
 
 /// When an entry was last used: shared with whoever holds the value, so use outside the map
 /// (a cached client signing requests) counts too.
@@ -23,16 +23,14 @@ impl LastUse {
 /// At most `capacity` entries; inserting past it drops the least recently used entry that
 /// `may_drop` allows (none, if every entry must stay).
 pub(crate) struct Lru<K, V> {
-    entries: HashMap<K, (V, LastUse)>,
-    capacity: usize,
+    entries: Bounded<K, (V, LastUse)>,
     tick: u64,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+impl<K: PartialEq + Clone, V: Clone> Lru<K, V> {
+    pub(crate) const fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
-            capacity,
+            entries: Bounded::new(capacity),
             tick: 0,
         }
     }
@@ -51,32 +49,28 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         may_drop: impl Fn(&V) -> bool,
     ) -> (V, LastUse) {
         let now = self.now();
-        if let Some((value, used)) = self.entries.get(key) {
+        if let Some((value, used)) = self.entries.find(|k| k == key) {
             used.touch(now);
             return (value.clone(), used.clone());
-        }
-        if self.entries.len() >= self.capacity {
-            let oldest = self
-                .entries
-                .iter()
-                .filter(|(_, (value, _))| may_drop(value))
-                .min_by_key(|(_, (_, used))| used.0.get())
-                .map(|(key, _)| key.clone());
-            if let Some(key) = oldest {
-                self.entries.remove(&key);
-            }
         }
         let used = LastUse::default();
         used.touch(now);
         let value = make();
         self.entries
-            .insert(key.clone(), (value.clone(), used.clone()));
+            .insert_dropping(key.clone(), (value.clone(), used.clone()), |entries| {
+                let idle = entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, (v, _)))| may_drop(v));
+                idle.min_by_key(|(_, (_, (_, used)))| used.0.get())
+                    .map(|(i, _)| i)
+            });
         (value, used)
     }
 
     #[cfg(test)]
     fn contains(&self, key: &K) -> bool {
-        self.entries.contains_key(key)
+        self.entries.find(|k| k == key).is_some()
     }
 
     #[cfg(test)]

@@ -7,10 +7,12 @@
 //! - `assembly/`: the Worker's configurations per `env`, one assembly of a token source, the
 //!   isolate's sources, and `TokenClient`;
 //! - `coordinator/`: the `TokenCoordinator` Durable Object and the isolates' stub for it;
+//! - `isolate.rs`: what an isolate remembers between requests, in one place;
 //! - `proxy/` (feature `proxy`): the proxy's full path, its hot path, the outbound request.
 
 pub(crate) mod assembly;
 pub(crate) mod coordinator;
+pub(crate) mod isolate;
 pub(crate) mod platform;
 #[cfg(feature = "proxy")]
 pub(crate) mod proxy;

@@ -11,6 +11,7 @@
 
 use std::rc::Rc;
 
+use crate::base::bounded::Bounded;
 use crate::base::error::{Error, ErrorCode, Result};
 use crate::keys::dpop_key::DpopKey;
 use futures_util::future::LocalBoxFuture;
@@ -51,17 +52,20 @@ const MAX_ORIGINS: usize = 16;
 
 /// The latest nonce each server gave (RFC 9449 §8.2: a server may send a new one with any
 /// response, and expects it in the next proof).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Nonces(Vec<(String, String)>);
+#[derive(Debug)]
+pub(crate) struct Nonces(Bounded<String, String>);
+
+impl Default for Nonces {
+    fn default() -> Self {
+        Self(Bounded::new(MAX_ORIGINS))
+    }
+}
 
 impl Nonces {
     /// The nonce for requests to `url`'s origin, if its server gave one.
     pub(crate) fn get(&self, url: &str) -> Option<&str> {
         let origin = origin(url);
-        self.0
-            .iter()
-            .find(|(o, _)| o == origin)
-            .map(|(_, n)| n.as_str())
+        self.0.find(|o| o == origin).map(String::as_str)
     }
 
     /// Remembers `nonce` for `url`'s origin; returns false (and keeps the old one) when the
@@ -71,15 +75,10 @@ impl Nonces {
             return false;
         }
         let origin = origin(url);
-        match self.0.iter_mut().find(|(o, _)| o == origin) {
-            Some((_, n)) if n == nonce => {}
-            Some((_, n)) => *n = nonce.to_owned(),
-            None => {
-                if self.0.len() >= MAX_ORIGINS {
-                    self.0.remove(0);
-                }
-                self.0.push((origin.to_owned(), nonce.to_owned()));
-            }
+        match self.0.find_mut(|o| o == origin) {
+            Some(n) if n == nonce => {}
+            Some(n) => *n = nonce.to_owned(),
+            None => self.0.insert(origin.to_owned(), nonce.to_owned()),
         }
         true
     }

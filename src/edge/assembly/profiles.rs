@@ -9,9 +9,10 @@ use worker::Env;
 
 use crate::base::error::Result;
 use crate::config::client::Config;
-use crate::edge::assembly::registry::{self, Registered};
+use crate::edge::assembly::registry;
+use crate::edge::isolate::{self, Configs, Registered};
 use crate::edge::platform::bindings::KV_BINDING;
-use crate::edge::platform::env::{env_string, PerEnv};
+use crate::edge::platform::env::env_string;
 use crate::edge::platform::kv::KvNamespace;
 #[cfg(feature = "proxy")]
 use crate::proxy::config::ProxyConfig;
@@ -20,15 +21,6 @@ use crate::settings::profile::{choose_profile, parse_profiles, Profile, PROFILES
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
 const UNPREFIXED: &str = "";
 
-/// What one `env` holds: the profiles, and the clients and proxy settings made so far (a few
-/// dozen at most: a list costs less wasm than a map and is as fast at this size).
-pub(crate) struct Configs {
-    profiles: Option<Vec<Profile>>,
-    sources: RefCell<Vec<(String, Registered)>>,
-    #[cfg(feature = "proxy")]
-    proxies: RefCell<Vec<(String, Rc<ProxyConfig>)>>,
-}
-
 fn find<T: Clone>(list: &RefCell<Vec<(String, T)>>, key: &str) -> Option<T> {
     list.borrow()
         .iter()
@@ -36,14 +28,10 @@ fn find<T: Clone>(list: &RefCell<Vec<(String, T)>>, key: &str) -> Option<T> {
         .map(|(_, v)| v.clone())
 }
 
-thread_local! {
-    static LAST: PerEnv<Rc<Configs>> = const { PerEnv::new() };
-}
-
 /// The configurations of `env`.
 pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
-    LAST.with(|last| {
-        last.get_or_try(env, || {
+    isolate::with(|i| {
+        i.envs.get_or_try(env, || {
             Ok(Rc::new(Configs {
                 profiles: parse_profiles(env_string(env, PROFILES_SETTING))?,
                 sources: RefCell::default(),

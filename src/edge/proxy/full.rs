@@ -15,7 +15,9 @@ use crate::base::log;
 use crate::base::secret::SharedSecret;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::assembly::client::REPLAY_LIMIT_BYTES;
-use crate::edge::assembly::profiles::{configs, Configs};
+use crate::edge::assembly::profiles::configs;
+use crate::edge::isolate;
+use crate::edge::isolate::Configs;
 use crate::edge::platform::crypto::sha256;
 use crate::edge::proxy::outbound;
 use crate::proxy::route::{
@@ -226,30 +228,19 @@ fn limit_stream(
     )
 }
 
-thread_local! {
-    // One per profile at most (a profile may have its own `PROXY_SHARED_SECRET`).
-    static SECRET_DIGESTS: std::cell::RefCell<Vec<(SharedSecret, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// SHA-256 of a `PROXY_SHARED_SECRET`, computed once per isolate (per secret value).
 async fn shared_secret_digest(secret: &SharedSecret) -> Result<Vec<u8>, String> {
-    let cached = SECRET_DIGESTS.with(|c| {
-        c.borrow()
-            .iter()
-            .find(|(s, _)| s.same_as(secret))
-            .map(|(_, d)| d.clone())
+    let cached = isolate::with(|i| {
+        let digests = i.secret_digests.borrow();
+        digests.find(|s| s.same_as(secret)).cloned()
     });
     if let Some(digest) = cached {
         return Ok(digest);
     }
     let digest = sha256(secret.expose().as_bytes()).await?;
-    SECRET_DIGESTS.with(|c| {
-        let mut c = c.borrow_mut();
-        // Rotations add values; the settings bound how many are current.
-        if c.len() >= 2 * crate::settings::profile::MAX_PROFILES {
-            c.clear();
-        }
-        c.push((secret.clone(), digest.clone()));
+    isolate::with(|i| {
+        let mut digests = i.secret_digests.borrow_mut();
+        digests.insert(secret.clone(), digest.clone());
     });
     Ok(digest)
 }

@@ -13,28 +13,18 @@
 //! to Rust ([`HotPath::answered`]), which evicts a rejected token and replays once, as the full
 //! path does.
 
-use std::cell::RefCell;
-
 use wasm_bindgen::prelude::*;
 use worker::{Context, Env};
 
 use crate::base::error::Error;
 use crate::base::log;
 use crate::edge::assembly::client::TokenClient;
+use crate::edge::isolate;
 use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
 use crate::edge::proxy::outbound::{self, Outbound};
 use crate::oauth::dpop::htu;
 use crate::oauth::token::Token;
 use crate::proxy::route::{join_upstream, ALLOWED_METHODS};
-
-/// Tokens handed out lately, newest last: a rejection reported from JavaScript names its token
-/// by its `Authorization` value, and is matched here (a token is replaced while requests that
-/// carry the old one are still out).
-const RECENT_TOKENS: usize = 4;
-
-thread_local! {
-    static RECENT: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
-}
 
 /// The hot path's entry points, as static methods of an exported class: worker-build exports
 /// classes from its bundle, and a static call goes straight to the wasm.
@@ -192,28 +182,20 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
 }
 
 fn remember(token: Token) {
-    RECENT.with(|recent| {
-        let mut recent = recent.borrow_mut();
-        if recent
-            .last()
-            .is_some_and(|t| t.authorization().same_as(token.authorization()))
-        {
-            return;
+    isolate::with(|i| {
+        let mut recent = i.recent_tokens.borrow_mut();
+        let known = recent
+            .newest()
+            .is_some_and(|(a, _)| a.same_as(token.authorization()));
+        if !known {
+            recent.insert(token.authorization().clone(), token);
         }
-        if recent.len() >= RECENT_TOKENS {
-            recent.remove(0);
-        }
-        recent.push(token);
     });
 }
 
 fn recent(authorization: &str) -> Option<Token> {
-    RECENT.with(|recent| {
-        recent
-            .borrow()
-            .iter()
-            .rev()
-            .find(|t| t.authorization().expose() == authorization)
-            .cloned()
+    isolate::with(|i| {
+        let recent = i.recent_tokens.borrow();
+        recent.find(|a| a.expose() == authorization).cloned()
     })
 }

@@ -5,11 +5,10 @@
 //! decided by the tables in [`crate::proxy::headers`] (see `header_dropped`, which the
 //! JavaScript below follows exactly) and the caller's `Connection` tokens.
 
-use std::cell::RefCell;
-
 use js_sys::{Array, JsString, Set};
 use wasm_bindgen::prelude::*;
 
+use crate::edge::isolate;
 use crate::oauth::token::Token;
 use crate::proxy::headers::{DROPPED_NAMES, DROPPED_PREFIXES, NEVER_FORWARDED};
 
@@ -79,44 +78,39 @@ fn js_set(names: &[&str]) -> Set {
     set
 }
 
+// The header policy as JS values, built once per isolate (constants, not memory).
 thread_local! {
     static NEVER: Set = js_set(NEVER_FORWARDED);
     static NAMES: Set = js_set(DROPPED_NAMES);
     static PREFIXES: Array = DROPPED_PREFIXES.iter().map(|h| JsValue::from_str(h)).collect();
     static EMPTY: Array = Array::new();
-    // `PROXY_FORWARD_HEADERS` as a JS set, made again only when the setting changes.
-    static ALLOWED: RefCell<Option<(Vec<String>, Set)>> = const { RefCell::new(None) };
-    // The last token's `Authorization` value as a JS string: converted once per token, not per
-    // request (a JWT is a kilobyte of UTF-8 to re-encode).
-    static AUTHORIZATION: RefCell<Option<(Token, JsString)>> = const { RefCell::new(None) };
 }
 
+/// `PROXY_FORWARD_HEADERS` as a JS set, made again only when the setting changes.
 fn allowed_js(allowed: &[String]) -> Set {
-    ALLOWED.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        match cell.as_ref() {
-            Some((names, set)) if names == allowed => set.clone(),
-            _ => {
-                let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
-                let set = js_set(&names);
-                *cell = Some((allowed.to_vec(), set.clone()));
-                set
-            }
+    isolate::with(|i| {
+        let mut cache = i.forward_headers.borrow_mut();
+        if let Some(set) = cache.find(|names| names == allowed) {
+            return set.clone();
         }
+        let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        let set = js_set(&names);
+        cache.insert(allowed.to_vec(), set.clone());
+        set
     })
 }
 
+/// The token's `Authorization` value as a JS string, converted once per token.
 fn authorization_js(token: &Token) -> JsString {
-    AUTHORIZATION.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        match cell.as_ref() {
-            Some((t, js)) if t.authorization().same_as(token.authorization()) => js.clone(),
-            _ => {
-                let js = JsString::from(token.authorization().expose());
-                *cell = Some((token.clone(), js.clone()));
-                js
-            }
+    isolate::with(|i| {
+        let mut cache = i.authorization.borrow_mut();
+        let value = token.authorization();
+        if let Some(js) = cache.find(|a| a.same_as(value)) {
+            return js.clone();
         }
+        let js = JsString::from(value.expose());
+        cache.insert(value.clone(), js.clone());
+        js
     })
 }
 

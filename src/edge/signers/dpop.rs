@@ -5,7 +5,6 @@
 //! one signature, never an import. `ath` is hashed once per token, not per request.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
@@ -15,6 +14,7 @@ use web_sys::CryptoKey;
 
 use crate::base::error::{Error, Result};
 use crate::base::secret::AccessToken;
+use crate::edge::isolate;
 use crate::edge::platform::crypto::{call, random_bytes, sha256, SUBTLE};
 use crate::edge::signers::assertions::{import_jwk, import_params, sign_jws};
 use crate::keys::dpop_key::DpopKey;
@@ -23,27 +23,12 @@ use crate::keys::private_key::Alg;
 use crate::oauth::dpop::Proofs;
 use crate::oauth::proof::{proof_input, ProofClaims};
 
-/// Signing keys held per isolate: the current token's, the configured one, and a rotation's
-/// worth of spares.
-const MAX_KEYS: usize = 4;
-
-thread_local! {
-    static KEYS: RefCell<Vec<(Rc<DpopKey>, CryptoKey)>> = const { RefCell::new(Vec::new()) };
-    static ATH: RefCell<Option<(AccessToken, Rc<str>)>> = const { RefCell::new(None) };
-}
-
 fn failed(what: &str, reason: String) -> Error {
     Error::Other(format!("DPoP: {what} failed: {reason}"))
 }
 
 fn keep(key: Rc<DpopKey>, signing: CryptoKey) {
-    KEYS.with(|keys| {
-        let mut keys = keys.borrow_mut();
-        if keys.len() >= MAX_KEYS {
-            keys.remove(0);
-        }
-        keys.push((key, signing));
-    });
+    isolate::with(|i| i.dpop_keys.borrow_mut().insert(key, signing));
 }
 
 /// A new ES256 key pair (RFC 9449 §5: a fresh key per token is allowed and limits a leaked
@@ -104,7 +89,7 @@ pub(crate) async fn ath(token: &AccessToken) -> Result<Rc<str>> {
         .await
         .map_err(|e| failed("hashing the token", e))?;
     let a: Rc<str> = Rc::from(b64url(&digest));
-    ATH.with(|c| *c.borrow_mut() = Some((token.clone(), a.clone())));
+    isolate::with(|i| i.ath.borrow_mut().insert(token.clone(), a.clone()));
     Ok(a)
 }
 
@@ -121,22 +106,15 @@ pub(crate) fn ready_signing(
 
 /// The `CryptoKey` for `key`, if this isolate has imported or generated it.
 fn known_key(key: &Rc<DpopKey>) -> Option<CryptoKey> {
-    KEYS.with(|keys| {
-        keys.borrow()
-            .iter()
-            .find(|(k, _)| Rc::ptr_eq(k, key) || k == key)
-            .map(|(_, c)| c.clone())
+    isolate::with(|i| {
+        let keys = i.dpop_keys.borrow();
+        keys.find(|k| Rc::ptr_eq(k, key) || k == key).cloned()
     })
 }
 
 /// `ath` of `token`, if it is the token last hashed.
 fn known_ath(token: &AccessToken) -> Option<Rc<str>> {
-    ATH.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(t, _)| t.same_as(token))
-            .map(|(_, a)| a.clone())
-    })
+    isolate::with(|i| i.ath.borrow().find(|t| t.same_as(token)).cloned())
 }
 
 /// The signing input of a proof by `key` (RFC 9449 §4.2: `header.claims`, base64url) with a
