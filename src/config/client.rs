@@ -217,80 +217,18 @@ impl Config {
     }
 
     pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
-        let endpoint = match (s.var("OAUTH_TOKEN_URL")?, s.var("OAUTH_ISSUER")?) {
-            (Some((url, _)), Some((issuer, _))) => {
-                return Err(Error::config(
-                    issuer.clone(),
-                    format!("set {url} or {issuer}, not both"),
-                ))
-            }
-            (Some((name, url)), None) => Endpoint::TokenUrl(parse_endpoint(&name, &url)?),
-            (None, Some((name, issuer))) => Endpoint::Issuer(parse_issuer(&name, &issuer)?),
-            (None, None) => {
-                return Err(Error::config(
-                    s.name("OAUTH_TOKEN_URL"),
-                    format!("is not set (nor {})", s.name("OAUTH_ISSUER")),
-                ))
-            }
-        };
+        let endpoint = parse_endpoint_settings(s)?;
         let dpop = parse_dpop(s)?;
         let (id_name, client_id) = s.require("OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
             return Err(Error::config(id_name, "contains control characters"));
         }
-        let (method_name, method) = s
-            .var("OAUTH_AUTH_METHOD")?
-            .unwrap_or_else(|| (s.name("OAUTH_AUTH_METHOD"), "client_secret_basic".into()));
-        let secret = || {
-            let (name, raw) = s.get("OAUTH_CLIENT_SECRET")?.ok_or_else(|| {
-                Error::config(
-                    s.name("OAUTH_CLIENT_SECRET"),
-                    format!("is not set (required by {method})"),
-                )
-            })?;
-            exact_secret(&name, &raw)?;
-            Ok::<_, Error>(ClientSecret::new(raw))
-        };
-        let auth = match method.as_str() {
-            "client_secret_basic" => ClientAuth::Basic(secret()?),
-            "client_secret_post" => ClientAuth::Post(secret()?),
-            "private_key_jwt" => {
-                let (name, raw) = s.get("OAUTH_PRIVATE_KEY")?.ok_or_else(|| {
-                    Error::config(
-                        s.name("OAUTH_PRIVATE_KEY"),
-                        "is not set (required by private_key_jwt)",
-                    )
-                })?;
-                let key_id = s.var("OAUTH_PRIVATE_KEY_ID")?.map(|(_, id)| id);
-                ClientAuth::PrivateKeyJwt(parse_key(&name, &raw, key_id)?)
-            }
-            _ => {
-                return Err(Error::config(
-                    method_name,
-                    "must be client_secret_basic, client_secret_post or private_key_jwt",
-                ))
-            }
-        };
+        let auth = parse_auth(s)?;
         let extra_params = match s.var("OAUTH_EXTRA_PARAMS")? {
             Some((name, raw)) => parse_extra_params(name, &raw)?,
             None => Vec::new(),
         };
-        let cache_key_secret = match s.get("TOKEN_CACHE_KEY")? {
-            Some((name, raw)) => {
-                exact_secret(&name, &raw)?;
-                if raw.chars().count() < MIN_CACHE_KEY_CHARS {
-                    return Err(Error::config(
-                        name,
-                        format!(
-                            "must be at least {MIN_CACHE_KEY_CHARS} characters of random text \
-                             (for example `openssl rand -base64 32`)"
-                        ),
-                    ));
-                }
-                Some(SharedSecret::new(raw))
-            }
-            None => None,
-        };
+        let cache_key_secret = parse_cache_key(s)?;
         Ok(Self {
             profile: s.profile().cloned(),
             endpoint,
@@ -342,6 +280,86 @@ impl Config {
             dpop: Dpop::Off,
         }
     }
+}
+
+/// `OAUTH_TOKEN_URL` or `OAUTH_ISSUER`: exactly one.
+fn parse_endpoint_settings(s: &Settings) -> Result<Endpoint> {
+    let endpoint = match (s.var("OAUTH_TOKEN_URL")?, s.var("OAUTH_ISSUER")?) {
+        (Some((url, _)), Some((issuer, _))) => {
+            return Err(Error::config(
+                issuer.clone(),
+                format!("set {url} or {issuer}, not both"),
+            ))
+        }
+        (Some((name, url)), None) => Endpoint::TokenUrl(parse_endpoint(&name, &url)?),
+        (None, Some((name, issuer))) => Endpoint::Issuer(parse_issuer(&name, &issuer)?),
+        (None, None) => {
+            return Err(Error::config(
+                s.name("OAUTH_TOKEN_URL"),
+                format!("is not set (nor {})", s.name("OAUTH_ISSUER")),
+            ))
+        }
+    };
+    Ok(endpoint)
+}
+
+/// `OAUTH_AUTH_METHOD` and the credential it needs (RFC 6749 §2.3, RFC 7523 §2.2).
+fn parse_auth(s: &Settings) -> Result<ClientAuth> {
+    let (method_name, method) = s
+        .var("OAUTH_AUTH_METHOD")?
+        .unwrap_or_else(|| (s.name("OAUTH_AUTH_METHOD"), "client_secret_basic".into()));
+    let secret = || {
+        let (name, raw) = s.get("OAUTH_CLIENT_SECRET")?.ok_or_else(|| {
+            Error::config(
+                s.name("OAUTH_CLIENT_SECRET"),
+                format!("is not set (required by {method})"),
+            )
+        })?;
+        exact_secret(&name, &raw)?;
+        Ok::<_, Error>(ClientSecret::new(raw))
+    };
+    let auth = match method.as_str() {
+        "client_secret_basic" => ClientAuth::Basic(secret()?),
+        "client_secret_post" => ClientAuth::Post(secret()?),
+        "private_key_jwt" => {
+            let (name, raw) = s.get("OAUTH_PRIVATE_KEY")?.ok_or_else(|| {
+                Error::config(
+                    s.name("OAUTH_PRIVATE_KEY"),
+                    "is not set (required by private_key_jwt)",
+                )
+            })?;
+            let key_id = s.var("OAUTH_PRIVATE_KEY_ID")?.map(|(_, id)| id);
+            ClientAuth::PrivateKeyJwt(parse_key(&name, &raw, key_id)?)
+        }
+        _ => {
+            return Err(Error::config(
+                method_name,
+                "must be client_secret_basic, client_secret_post or private_key_jwt",
+            ))
+        }
+    };
+    Ok(auth)
+}
+
+/// `TOKEN_CACHE_KEY`: a long random secret, when set.
+fn parse_cache_key(s: &Settings) -> Result<Option<SharedSecret>> {
+    let cache_key_secret = match s.get("TOKEN_CACHE_KEY")? {
+        Some((name, raw)) => {
+            exact_secret(&name, &raw)?;
+            if raw.chars().count() < MIN_CACHE_KEY_CHARS {
+                return Err(Error::config(
+                    name,
+                    format!(
+                        "must be at least {MIN_CACHE_KEY_CHARS} characters of random text \
+                         (for example `openssl rand -base64 32`)"
+                    ),
+                ));
+            }
+            Some(SharedSecret::new(raw))
+        }
+        None => None,
+    };
+    Ok(cache_key_secret)
 }
 
 /// `OAUTH_ISSUER`: an https URL with no query or fragment (RFC 8414 §2).

@@ -23,6 +23,17 @@ use crate::oauth::token::Token;
 /// without a copy and are not replayed.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
 
+/// What went upstream, kept for its answer.
+pub(crate) struct Sent {
+    token: Token,
+    /// The request's method, when a rejection may replay it (`OAUTH_RETRY_STATUSES` not off).
+    method: Option<String>,
+    /// For a DPoP request, its URL: where the answer's nonce belongs.
+    url: Option<String>,
+    /// A copy to send again (see [`TokenClient::spare_copy`]).
+    spare: Option<web_sys::Request>,
+}
+
 /// Gets client credentials tokens (RFC 6749 §4.4) and signs requests with them (RFC 6750 §2.1).
 ///
 /// Cheap to create on every request: the token cache lives in the isolate, not in the client.
@@ -221,22 +232,55 @@ impl TokenClient {
         unsigned: web_sys::Request,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
-        let js =
-            |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
         let token = self.current(ctx).await?;
-        let spare = if !self.replays_enabled() {
-            None
-        } else if unsigned.body().is_none() {
-            // Nothing to consume: the same request can be signed and sent again.
-            Some(<web_sys::Request as Clone>::clone(&unsigned))
-        } else if replayable(&unsigned) {
-            // JS `Request.clone()`: tees the body so the spare can be sent later.
-            Some(unsigned.clone().map_err(js)?)
-        } else {
-            None
-        };
+        let small = replayable(&unsigned);
+        let spare = self.spare_copy(&unsigned, small)?;
         let signed = self.sign_raw(&token, &unsigned).await?;
         self.send_signed(token, signed, spare, ctx).await
+    }
+
+    /// What to keep of `request` to send it again after a rejected token or a nonce challenge:
+    /// the same request when it has no body (nothing is consumed), a teed copy when its body is
+    /// `small` (at most [`REPLAY_LIMIT_BYTES`]), nothing otherwise or with replays off.
+    pub(crate) fn spare_copy(
+        &self,
+        request: &web_sys::Request,
+        small: bool,
+    ) -> Result<Option<web_sys::Request>> {
+        if !self.replays_enabled() {
+            return Ok(None);
+        }
+        if request.body().is_none() {
+            // `Clone::clone` copies the handle; the inherent `clone` is JS `Request.clone()`.
+            return Ok(Some(<web_sys::Request as Clone>::clone(request)));
+        }
+        if !small {
+            return Ok(None);
+        }
+        // JS `Request.clone()`: tees the body so the spare can be sent later.
+        let js =
+            |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
+        request.clone().map(Some).map_err(js)
+    }
+
+    /// What `signed` (which carries `token`) leaves to know when its answer comes: the method
+    /// (when a rejection may replay it) and, for DPoP, the URL its nonces belong to.
+    pub(crate) fn sent(
+        &self,
+        token: Token,
+        signed: &web_sys::Request,
+        spare: Option<web_sys::Request>,
+    ) -> Sent {
+        // Read only when a replay may follow: this keeps the hot path (a status not in the
+        // list) to one comparison after the fetch.
+        let method = (!self.source.config().retry_statuses.is_empty()).then(|| signed.method());
+        let url = token.dpop_key().map(|_| signed.url());
+        Sent {
+            token,
+            method,
+            url,
+            spare,
+        }
     }
 
     /// Sends `signed` (which carries `token`). On a DPoP nonce challenge, signs the `spare` copy
@@ -249,33 +293,27 @@ impl TokenClient {
         spare: Option<web_sys::Request>,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
-        // Read before sending: a sent request's method is still there, but this keeps the hot
-        // path (a status not in the list) to one comparison after the fetch.
-        let method = if self.source.config().retry_statuses.is_empty() {
-            String::new()
-        } else {
-            signed.method()
-        };
-        let url = token.dpop_key().map(|_| signed.url());
-        let (resp, nonce_given) = self.send_noting(signed, url.as_deref()).await?;
-        self.answered(token, resp, nonce_given, &method, url, spare, ctx)
-            .await
+        let sent = self.sent(token, &signed, spare);
+        let (resp, nonce_given) = self.send_noting(signed, sent.url.as_deref()).await?;
+        self.answered(sent, resp, nonce_given, ctx).await
     }
 
-    /// What to do with `resp`, the upstream's answer to a request of `method` signed with
-    /// `token`: answer a DPoP nonce challenge (`nonce_given`, for a DPoP request to `url`), or
-    /// evict a rejected token and send the `spare` once more (see [`Self::send_signed`]).
-    #[allow(clippy::too_many_arguments)]
+    /// What to do with `resp`, the upstream's answer to what was `sent`: answer a DPoP nonce
+    /// challenge (`nonce_given`: the answer carried a usable nonce), or evict a rejected token
+    /// and send the spare once more (see [`Self::send_signed`]).
     pub(crate) async fn answered(
         &self,
-        token: Token,
+        sent: Sent,
         resp: web_sys::Response,
         nonce_given: bool,
-        method: &str,
-        url: Option<String>,
-        spare: Option<web_sys::Request>,
         ctx: Option<&Context>,
     ) -> Result<web_sys::Response> {
+        let Sent {
+            token,
+            method,
+            url,
+            spare,
+        } = sent;
         let retry_statuses = &self.source.config().retry_statuses;
         // RFC 9449 §9: a 401 asking for a nonce is retried once with it, whether or not this
         // request used an older one (concurrent requests all get the challenge, and each needs
@@ -311,9 +349,8 @@ impl TokenClient {
             return Ok(resp);
         }
         let worth_retrying = self.invalidate(&token).await;
-        let Some(spare) =
-            spare.filter(|_| worth_retrying && may_replay(method, challenge.as_deref()))
-        else {
+        let replayable = method.is_some_and(|m| may_replay(&m, challenge.as_deref()));
+        let Some(spare) = spare.filter(|_| worth_retrying && replayable) else {
             return Ok(resp);
         };
         let fresh = match self.current(ctx).await {

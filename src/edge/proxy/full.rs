@@ -20,6 +20,7 @@ use crate::edge::isolate;
 use crate::edge::isolate::Configs;
 use crate::edge::platform::crypto::sha256;
 use crate::edge::proxy::outbound;
+use crate::proxy::config::ProxyConfig;
 use crate::proxy::route::{
     check_request, constant_time_eq, error_body, join_upstream, path_and_query,
     presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
@@ -40,6 +41,54 @@ pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> w
     }
 }
 
+/// Refuses a caller without the proxy's `PROXY_SHARED_SECRET`, when it has one.
+async fn check_shared_secret(proxy: &ProxyConfig, presented: Option<&str>) -> Result<(), Error> {
+    let Some(secret) = &proxy.shared_secret else {
+        return Ok(());
+    };
+    let presented = presented_proxy_secret(presented).unwrap_or_default();
+    // Digests first: equal lengths, so the comparison time says nothing about the secret. The
+    // configured secret's digest is made once per isolate, the caller's per request.
+    let (want, got) = (
+        shared_secret_digest(secret).await,
+        sha256(presented.as_bytes()).await,
+    );
+    if matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
+        return Ok(());
+    }
+    Err(Error::rejected(
+        401,
+        "unauthorized",
+        "this proxy requires Proxy-Authorization: Bearer <PROXY_SHARED_SECRET>",
+    ))
+}
+
+/// The body to send upstream: counted as it streams and cut off past `limit`, declared length
+/// or not (a service-binding caller's `Content-Length` is its own claim, not proof); with the
+/// signal that aborts the upstream request, and the flag that says it was cut.
+fn limited_body(req: &web_sys::Request, limit: u64) -> Result<LimitedBody, Error> {
+    let Some(stream) = req.body() else {
+        return Ok(LimitedBody::default());
+    };
+    let abort = web_sys::AbortController::new()
+        .map_err(|e| Error::Other(crate::edge::platform::js::js_error_text(&e)))?;
+    let signal = abort.signal();
+    let (limited, overflow) = limit_stream(stream, limit, abort);
+    Ok(LimitedBody {
+        stream: Some(limited),
+        signal: Some(signal),
+        overflow: Some(overflow),
+    })
+}
+
+/// See [`limited_body`].
+#[derive(Default)]
+struct LimitedBody {
+    stream: Option<web_sys::ReadableStream>,
+    signal: Option<web_sys::AbortSignal>,
+    overflow: Option<Rc<Cell<bool>>>,
+}
+
 async fn forward(
     req: web_sys::Request,
     env: &Env,
@@ -57,24 +106,7 @@ async fn forward(
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
 
-    if let Some(secret) = &proxy.shared_secret {
-        let presented = presented_proxy_secret(header("proxy-authorization").as_deref())
-            .map(str::to_owned)
-            .unwrap_or_default();
-        // Digests first: equal lengths, so the comparison time says nothing about the secret.
-        // The configured secret's digest is made once per isolate, the caller's per request.
-        let (want, got) = (
-            shared_secret_digest(secret).await,
-            sha256(presented.as_bytes()).await,
-        );
-        if !matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
-            return Err(Error::rejected(
-                401,
-                "unauthorized",
-                "this proxy requires Proxy-Authorization: Bearer <PROXY_SHARED_SECRET>",
-            ));
-        }
-    }
+    check_shared_secret(&proxy, header("proxy-authorization").as_deref()).await?;
     let method = inner.method();
     let content_length = header("content-length");
     let transfer_encoding = header("transfer-encoding");
@@ -100,22 +132,15 @@ async fn forward(
     // is always consumed (or its request aborted) and never left behind.
     let token = client.current(Some(ctx)).await?;
     let proof = client.proof_for(&token, &method, &target).await?;
-    // Every body is counted as it streams and cut off past the limit, declared length or not: a
-    // service-binding caller's `Content-Length` is its own claim, not proof.
     let declared = content_length
         .as_deref()
         .and_then(|l| l.trim().parse::<u64>().ok());
-    let (body, signal, overflow) = match inner.body() {
-        Some(stream) => {
-            let abort = web_sys::AbortController::new().map_err(js)?;
-            let signal = abort.signal();
-            let (limited, overflow) = limit_stream(stream, proxy.max_body_bytes, abort);
-            (Some(limited), Some(signal), Some(overflow))
-        }
-        None => (None, None, None),
-    };
+    let LimitedBody {
+        stream: body,
+        signal,
+        overflow,
+    } = limited_body(inner, proxy.max_body_bytes)?;
     let small_body = declared.is_some_and(|l| l <= REPLAY_LIMIT_BYTES);
-    let has_body = body.is_some();
     let outbound = outbound::build(
         inner,
         outbound::Outbound {
@@ -130,17 +155,7 @@ async fn forward(
         },
     )
     .map_err(js)?;
-    // What to send again after a 401: the same request when it has no body (nothing is consumed),
-    // a teed copy when its body is small, nothing otherwise.
-    let spare = if !client.replays_enabled() {
-        None
-    } else if !has_body {
-        Some(<web_sys::Request as Clone>::clone(&outbound))
-    } else if small_body {
-        Some(outbound.clone().map_err(js)?)
-    } else {
-        None
-    };
+    let spare = client.spare_copy(&outbound, small_body)?;
     match client.send_signed(token, outbound, spare, Some(ctx)).await {
         Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
             Err(too_large(proxy.max_body_bytes))

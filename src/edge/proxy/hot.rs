@@ -83,17 +83,13 @@ impl HotPath {
         let Some(token) = used.and_then(|used| recent(&used)) else {
             return resp;
         };
-        // No body: the same request can be signed again.
-        let spare = client
-            .replays_enabled()
-            .then(|| <web_sys::Request as Clone>::clone(&sent));
+        // No body on the hot path: the same request can be signed again.
+        let Ok(spare) = client.spare_copy(&sent, false) else {
+            return resp;
+        };
         let ctx = Context::new(ctx);
-        let method = incoming.method();
-        let url = token.dpop_key().map(|_| sent.url());
-        match client
-            .answered(token, resp, nonce_given, &method, url, spare, Some(&ctx))
-            .await
-        {
+        let sent = client.sent(token, &sent, spare);
+        match client.answered(sent, resp, nonce_given, Some(&ctx)).await {
             Ok(resp) => resp,
             Err(err) => failed(&err),
         }
