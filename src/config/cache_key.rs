@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn key_shape() {
+    fn a_cache_key_is_the_versioned_prefix_and_a_base64url_digest() {
         let k = cache_key(&[0xff; 32]);
         assert!(k.starts_with("m2m:v2:") && k.len() == 7 + 43, "{k}");
     }

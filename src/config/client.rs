@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn dpop_settings() {
+    fn oauth_dpop_and_oauth_dpop_key_select_the_dpop_mode() {
         assert_eq!(with(&[]).unwrap().dpop, Dpop::Off);
         assert_eq!(with(&[("OAUTH_DPOP", "false")]).unwrap().dpop, Dpop::Off);
         assert_eq!(
@@ -441,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults() {
+    fn unset_settings_take_the_documented_defaults() {
         let c = with(&[]).unwrap();
         assert_eq!(c.auth.method(), "client_secret_basic");
         assert_eq!(c.auth.credential(), "s3cr%t+:/=&");
@@ -464,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn optional_settings() {
+    fn optional_settings_are_read_and_normalised() {
         let c = with(&[
             ("OAUTH_AUTH_METHOD", "client_secret_post"),
             ("OAUTH_SCOPE", "  read   write "),

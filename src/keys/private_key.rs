@@ -261,7 +261,7 @@ mod tests {
     const RSA_PEM_HEAD: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----";
 
     #[test]
-    fn good_keys() {
+    fn ec_and_rsa_keys_are_read_from_jwk_and_pem_and_a_jwk_kid_wins() {
         let k = parse_private_key(EC_JWK, None).unwrap();
         assert_eq!((k.alg, k.kid.as_deref()), (Alg::Es256, Some("ec-1")));
         let k = parse_private_key(EC_PEM, Some("pem-1".into())).unwrap();

@@ -144,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn nonce_challenges() {
+    fn nonce_challenges_are_told_from_other_refusals() {
         assert!(resource_wants_nonce(
             401,
             Some(

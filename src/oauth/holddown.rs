@@ -62,7 +62,7 @@ mod tests {
     }
 
     #[test]
-    fn how_long() {
+    fn refusals_hold_for_the_holddown_and_unavailability_for_retry_after_capped() {
         assert_eq!(hold_secs(&refused(), 30), 30);
         let invalid = Error::InvalidResponse {
             status: 200,

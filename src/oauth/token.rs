@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn margin_table() {
+    fn the_expiry_margin_shrinks_for_short_tokens_so_they_stay_usable() {
         // (lifetime, configured margin, seconds of use)
         for (lifetime, margin, usable) in [
             (3600, 60, 3540),
@@ -235,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn refresh_window_table() {
+    fn the_refresh_window_opens_at_a_fraction_of_the_lifetime() {
         // (lifetime, configured margin, seconds until the refresh window opens)
         for (lifetime, margin, opens) in [
             (3600, 60, 3240),

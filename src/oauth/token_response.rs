@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn good_responses() {
+    fn token_responses_give_the_expiry_from_expires_in_or_the_jwt_exp() {
         let j = jwt(NOW + 900);
         let body_jwt = format!(r#"{{"access_token":"{j}","token_type":"Bearer"}}"#);
         let body_jwt_longer = format!(r#"{{"access_token":"{j}","expires_in":3600}}"#);
@@ -269,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_responses() {
+    fn unusable_token_responses_are_errors_with_an_honest_status() {
         let huge = format!(
             r#"{{"access_token":"{}"}}"#,
             "a".repeat(MAX_TOKEN_RESPONSE_BYTES)

@@ -172,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn proxy_settings() {
+    fn proxy_settings_have_defaults_and_bounds() {
         let p = ProxyConfig::from_lookup(lookup(&[("UPSTREAM_ORIGIN", "https://api.example")]))
             .unwrap();
         assert_eq!(

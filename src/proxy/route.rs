@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn request_checks() {
+    fn requests_with_unforwardable_methods_or_bodies_are_refused_with_their_status() {
         let ok = |m, h: &[(&str, &str)]| check_request(m, h.iter().copied(), 1000);
         assert!(ok(
             "POST",
@@ -331,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn proxy_credentials() {
+    fn the_shared_secret_is_read_from_bearer_and_compared_in_constant_time() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
         assert_eq!(
@@ -347,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn error_bodies() {
+    fn error_bodies_carry_the_code_and_a_description_without_secrets() {
         let e = Error::Refused {
             status: 401,
             code: crate::base::error::ErrorCode::InvalidClient,

@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn well_known_locations() {
+    fn metadata_is_looked_for_at_rfc8414_then_oidc_locations() {
         let with_path: Url = "https://idp.example/oauth2/default".parse().unwrap();
         assert_eq!(
             metadata_urls(&with_path),
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_table() {
+    fn metadata_is_used_only_for_its_own_issuer_and_an_https_endpoint() {
         let issuer: Url = "https://idp.example/oauth2/default".parse().unwrap();
         let ok = r#"{"issuer":"https://idp.example/oauth2/default","token_endpoint":"https://idp.example/oauth2/default/v1/token"}"#;
         assert_eq!(

@@ -8,6 +8,8 @@ pub(crate) mod coordinator;
 pub(crate) mod discovery;
 pub(crate) mod driver;
 pub(crate) mod flight;
+#[cfg(test)]
+mod flight_tests;
 pub(crate) mod records;
 pub(crate) mod runtime;
 pub(crate) mod state;

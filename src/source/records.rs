@@ -190,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
+    fn a_token_record_round_trips_and_the_reader_applies_its_own_margin() {
         let t = Token::new(AccessToken::new("abc.def"), Scheme::Bearer, 100, 3700, 60);
         assert_eq!(decode_record(&encode_record(&t), 60), Some(t.clone()));
         // The reader's own margin decides freshness, not the writer's.
@@ -244,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_and_garbage() {
+    fn a_hold_record_round_trips_and_garbage_is_a_miss() {
         for e in [
             refused(),
             Error::InvalidResponse {

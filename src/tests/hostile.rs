@@ -142,27 +142,6 @@ fn an_older_record_put_back_in_kv_is_not_taken() {
     assert_eq!(count(&lines, "older_record"), 1);
 }
 
-#[test]
-fn records_from_another_version_or_garbage_are_misses() {
-    let kv = Kv::default();
-    for raw in [
-        "garbage",
-        r#"{"v":1,"access_token":"v1-tok","token_type":"Bearer","expires_at":9999999999,"fresh_until":9999999999}"#,
-        r#"{"v":2,"access_token":"x","token_type":"Bearer","issued_at":1700000000,"expires_at":1700000001}"#,
-    ] {
-        kv.map
-            .borrow_mut()
-            .insert(TOKEN_ENTRY.into(), (raw.into(), 100));
-        let ep = Endpoint::new(200, GOOD);
-        let t = block_on(source(&ep, &kv, logs().1).token(NOW)).unwrap();
-        assert_eq!(
-            (t.access_token().expose(), ep.calls.get()),
-            ("tok-1", 1),
-            "{raw}"
-        );
-    }
-}
-
 /// Signs with a fixed, realistic-looking JWS per attempt.
 struct EchoedSigner;
 

@@ -67,7 +67,9 @@ fn a_second_isolate_reads_kv_instead_of_the_network() {
 }
 
 #[test]
-fn stale_or_corrupt_kv_values_are_misses_and_get_overwritten() {
+fn stale_corrupt_or_foreign_kv_values_are_misses_and_get_overwritten() {
+    // Which values are unreadable is the record format's business (`source/records.rs`); here,
+    // one of each kind shows the source treats them all as a miss.
     let stale = Token::new(
         AccessToken::new("old"),
         Scheme::Bearer,
@@ -75,7 +77,13 @@ fn stale_or_corrupt_kv_values_are_misses_and_get_overwritten() {
         NOW - 400,
         60,
     );
-    for value in [encode_record(&stale), "garbage".into(), r#"{"v":1}"#.into()] {
+    for value in [
+        encode_record(&stale),
+        "garbage".into(),
+        r#"{"v":1}"#.into(),
+        r#"{"v":1,"access_token":"v1-tok","token_type":"Bearer","expires_at":9999999999,"fresh_until":9999999999}"#.into(),
+        r#"{"v":2,"access_token":"x","token_type":"Bearer","issued_at":1700000000,"expires_at":1700000001}"#.into(),
+    ] {
         let ep = Endpoint::new(200, GOOD);
         let kv = Kv::default();
         kv.map
