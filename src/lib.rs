@@ -13,8 +13,11 @@
 //! in every location (`TokenCoordinator`).
 //!
 //! The crate is an I/O-free core (configuration, request building, response parsing, expiry,
-//! caching and single flight over two small traits) plus a thin Workers edge (`fetch`, KV,
-//! WebCrypto, `Date.now()`), compiled only for `wasm32`. With the default `proxy` feature the
+//! caching and single flight over small traits) plus a thin Workers edge (`fetch`, KV,
+//! WebCrypto, `Date.now()`), compiled only for `wasm32`. The token path below isolate memory
+//! is a synchronous state machine (quinn-proto style): it takes events with the time and
+//! returns actions, and one small async driver performs them. Start reading at
+//! `src/source/flight.rs`; the README's "Layout" gives every folder. With the default `proxy` feature the
 //! crate is also a ready egress-proxy Worker; turn default features off to use it as a library
 //! in a Worker that has its own `#[event(fetch)]`.
 //!
@@ -96,5 +99,6 @@ pub use source::acquire::{Assertions, Signers};
 pub use source::coordinator::{Answer, Ask, Coordinator};
 pub use source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 pub use source::runtime::{LogSink, Runtime};
+pub use source::state::Hold;
 pub use source::store::{NoStore, TokenStore};
 pub use source::token_source::TokenSource;

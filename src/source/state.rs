@@ -13,6 +13,7 @@ use crate::oauth::token::Token;
 /// A hold-down: the token endpoint is left alone until `until` (Unix seconds), and callers get
 /// `error` (what the endpoint said) meanwhile.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hold {
     /// Unix seconds.
     pub until: u64,
