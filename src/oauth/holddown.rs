@@ -48,18 +48,19 @@ pub(crate) fn held_error(err: &Error, until: u64, now: u64) -> Error {
     }
 }
 
+/// A refusal as a token endpoint gives it, for tests.
+#[cfg(test)]
+pub(crate) fn refused() -> Error {
+    Error::Refused {
+        status: 401,
+        code: crate::base::error::ErrorCode::InvalidClient,
+        description: Some("client authentication failed".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::error::ErrorCode;
-
-    fn refused() -> Error {
-        Error::Refused {
-            status: 401,
-            code: ErrorCode::InvalidClient,
-            description: Some("client authentication failed".into()),
-        }
-    }
 
     #[test]
     fn refusals_hold_for_the_holddown_and_unavailability_for_retry_after_capped() {

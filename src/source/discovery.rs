@@ -81,6 +81,13 @@ pub(crate) struct Discovery {
     endpoint: RefCell<Option<(String, u64)>>,
 }
 
+/// What discovery reads and asks through.
+pub(super) struct Io<'a, H, S> {
+    pub(super) http: &'a H,
+    pub(super) store: &'a S,
+    pub(super) log: &'a LogSink,
+}
+
 /// What finding the token endpoint came to.
 pub(super) struct Found {
     pub(super) url: Result<String>,
@@ -105,29 +112,28 @@ impl Discovery {
     pub(super) async fn endpoint<H: HttpClient, S: TokenStore>(
         &self,
         config: &Config,
-        http: &H,
-        store: &S,
+        io: Io<'_, H, S>,
         now: u64,
-        log: &LogSink,
     ) -> Found {
-        let mut found = Found {
-            url: Ok(String::new()),
-            spent_ms: 0,
-            write: None,
-        };
-        found.url = self.find(config, http, store, now, log, &mut found).await;
-        found
+        let mut spent_ms = 0;
+        let mut write = None;
+        let url = self
+            .find(config, io, now, (&mut spent_ms, &mut write))
+            .await;
+        Found {
+            url,
+            spent_ms,
+            write,
+        }
     }
 
-    /// The endpoint; what finding it spent and would store go to `found`.
+    /// The endpoint; what finding it spent on the network and would store go to `out`.
     async fn find<H: HttpClient, S: TokenStore>(
         &self,
         config: &Config,
-        http: &H,
-        store: &S,
+        Io { http, store, log }: Io<'_, H, S>,
         now: u64,
-        log: &LogSink,
-        found: &mut Found,
+        (spent_ms, write): (&mut u64, &mut Option<Write>),
     ) -> Result<String> {
         let issuer = match &config.endpoint {
             Endpoint::TokenUrl(url) => return Ok(url.to_string()),
@@ -155,15 +161,15 @@ impl Discovery {
                 headers: vec![("accept".into(), "application/json".into())],
                 body: Vec::new(),
                 // Discovery spends the same budget as the token request it serves.
-                timeout_ms: config.timeout_ms.saturating_sub(found.spent_ms).max(1),
+                timeout_ms: config.timeout_ms.saturating_sub(*spent_ms).max(1),
             };
             let resp = match http.execute(request).await {
                 Ok(resp) => {
-                    found.spent_ms += resp.elapsed_ms;
+                    *spent_ms += resp.elapsed_ms;
                     resp
                 }
                 Err(e) => {
-                    found.spent_ms += e.elapsed_ms;
+                    *spent_ms += e.elapsed_ms;
                     last = Some(Error::Unavailable {
                         reason: format!("discovery: network error: {}", e.reason),
                         retry_after: None,
@@ -180,7 +186,7 @@ impl Discovery {
                         &format!("token endpoint {endpoint}"),
                     ));
                     *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
-                    found.write = Some(Write::Put(
+                    *write = Some(Write::Put(
                         META_ENTRY,
                         encode_meta(&endpoint, until),
                         METADATA_TTL_SECS,

@@ -13,7 +13,7 @@ use crate::oauth::transport::HttpClient;
 use crate::source::acquire::Signers;
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::Coordinator;
-use crate::source::discovery::Discovery;
+use crate::source::discovery::{Discovery, Io};
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
 use crate::source::records::{decode_record, encode_record, HOLD_ENTRY, TOKEN_ENTRY};
 use crate::source::runtime::{Clock, LogSink, Runtime};
@@ -68,15 +68,14 @@ pub(super) async fn run<H: HttpClient, S: TokenStore, R: Runtime>(
                 }
             }
             Action::FindEndpoint => {
+                let io = Io {
+                    http: &ports.http,
+                    store: &ports.store,
+                    log: &ports.log,
+                };
                 let found = parts
                     .discovery
-                    .endpoint(
-                        parts.config,
-                        &ports.http,
-                        &ports.store,
-                        clock.now(),
-                        &ports.log,
-                    )
+                    .endpoint(parts.config, io, clock.now())
                     .await;
                 discovered.extend(found.write);
                 Event::EndpointFound {

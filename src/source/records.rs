@@ -180,14 +180,7 @@ pub(crate) fn decode_meta(raw: &str, now: u64) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused() -> Error {
-        Error::Refused {
-            status: 401,
-            code: ErrorCode::InvalidClient,
-            description: Some("client authentication failed".into()),
-        }
-    }
+    use crate::oauth::holddown::refused;
 
     #[test]
     fn a_token_record_round_trips_and_the_reader_applies_its_own_margin() {

@@ -96,12 +96,8 @@ async fn forward(
 ) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
     let url = req.url();
-    let Route {
-        configs,
-        profile,
-        path_and_query,
-    } = route(env, &url)?;
-    let proxy = configs.proxy(env, profile)?;
+    let route = route(env, &url)?;
+    let proxy = route.proxy(env)?;
     let inner = &req;
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
@@ -124,8 +120,8 @@ async fn forward(
         proxy.max_body_bytes,
     )?;
 
-    let client = TokenClient::of(&configs, env, profile)?;
-    let target = join_upstream(proxy.upstream.as_str(), path_and_query);
+    let client = TokenClient::of(&route.configs, env, route.profile)?;
+    let target = join_upstream(proxy.upstream.as_str(), route.path_and_query);
     let connection_tokens = connection_tokens(header("connection"));
 
     // The token first: nothing below can fail after the body stream is wrapped, so the wrapper
@@ -183,6 +179,13 @@ pub(crate) struct Route<'u> {
     pub(crate) configs: Rc<Configs>,
     pub(crate) profile: Option<&'u str>,
     pub(crate) path_and_query: &'u str,
+}
+
+impl Route<'_> {
+    /// The proxy settings of the routed profile.
+    pub(crate) fn proxy(&self, env: &Env) -> Result<Rc<ProxyConfig>, Error> {
+        self.configs.proxy(env, self.profile)
+    }
 }
 
 /// Routes the incoming `url`: with profiles, the first path segment picks one, and an unknown

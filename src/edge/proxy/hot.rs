@@ -120,20 +120,16 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         return Ok(None);
     }
     let url = req.url();
-    let Route {
-        configs,
-        profile,
-        path_and_query,
-    } = route(env, &url)?;
-    let proxy = configs.proxy(env, profile)?;
+    let route = route(env, &url)?;
+    let proxy = route.proxy(env)?;
     if proxy.shared_secret.is_some() {
         return Ok(None);
     }
-    let client = TokenClient::of(&configs, env, profile)?;
+    let client = TokenClient::of(&route.configs, env, route.profile)?;
     let Some(token) = client.ready(crate::edge::platform::js::now_secs()) else {
         return Ok(None);
     };
-    let target = join_upstream(proxy.upstream.as_str(), path_and_query);
+    let target = join_upstream(proxy.upstream.as_str(), route.path_and_query);
     // A DPoP proof: its input made here, signed by the entry (WebCrypto is asynchronous).
     let proof = match token.dpop_key() {
         None => None,
