@@ -200,6 +200,9 @@ test('a caller that disconnects mid token request does not block the next caller
   assert.match(head, /^HTTP\/1\.1 200/, head.split('\r\n')[0]);
   const later = await rawRequest(port, 'GET /things HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n');
   assert.match(later, /^HTTP\/1\.1 200/);
+  // The one token request, which the caller who hung up started, served both later callers.
+  assert.equal(idp.tokenRequests, 1, 'exactly one token request reached the token endpoint');
+  counts.disconnect = idp.tokenRequests;
 });
 
 test('across a token expiry under concurrent load, with and without refresh ahead, every request succeeds', async () => {
