@@ -3,46 +3,23 @@
 // what it was sent, drips, or answers nonsense; a KV namespace with replayed, moved or garbage
 // values. Every test checks that no secret, assertion or token gets out, that no token is used
 // with too little life left, and that token requests stay bounded.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, exportJWK } from 'jose';
-import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
-import { startApi } from './support/api.mjs';
-import { startWorker } from './support/worker.mjs';
-import { assertNoSecretsInLogs } from './support/secrets.mjs';
-import { proxySettings } from './support/settings.mjs';
+import { CLIENTS } from './support/idp.mjs';
 import { startChattyIdp, startRecorder, encodings } from './support/chatty-idp.mjs';
 import { rawRequest } from './support/raw.mjs';
+import { e2eStack } from './support/stack.mjs';
 
-let idp;
-let api;
-let chatty;
-let recorder;
-const workers = [];
-const counts = {};
 // Everything that was sent to a token endpoint and must never come back out.
 const sent = new Set();
-
-before(async () => {
-  idp = await startIdp();
-  api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
-  chatty = await startChattyIdp();
-  recorder = await startRecorder();
+const stack = await e2eStack({
+  servers: { chatty: startChattyIdp, recorder: startRecorder },
+  secrets: () => [...sent].flatMap(encodings).filter((s) => s.length >= 12),
+  summary: 'token requests per hostile test',
 });
-
-after(async () => {
-  const extra = [...sent].flatMap(encodings).filter((s) => s.length >= 12);
-  const lines = assertNoSecretsInLogs(workers, api, extra);
-  console.log(`# token requests per hostile test: ${JSON.stringify(counts)}; ${lines} log lines checked`);
-  await Promise.all(workers.map((w) => w.dispose()));
-  await Promise.all([api.close(), idp.close(), chatty.close(), recorder.close()]);
-});
-
-async function worker(opts) {
-  const w = await startWorker(opts);
-  workers.push(w);
-  return w;
-}
+const { idp, api, chatty, recorder, worker, counts } = stack;
+const settings = (extra) => stack.settings(extra);
 
 /** Settings for the chatty endpoint in front of the recording upstream. */
 function chattySettings(extra = {}) {
@@ -128,9 +105,8 @@ const IDENTITY_HEADERS = {
 };
 
 test('no identity header of any class reaches the upstream; one allowed on purpose does', async () => {
-  idp.resetCount();
   const w = await worker({
-    bindings: proxySettings({ idp, api, extra: { PROXY_FORWARD_HEADERS: 'X-Forwarded-User' } }),
+    bindings: settings({ PROXY_FORWARD_HEADERS: 'X-Forwarded-User' }),
   });
   const r = await w.fetch('/things', { headers: { ...IDENTITY_HEADERS, 'x-request-id': 'req-1', accept: 'application/json' } });
   assert.equal(r.status, 200);
@@ -145,7 +121,7 @@ test('no identity header of any class reaches the upstream; one allowed on purpo
   assert.equal(got['x-request-id'], 'req-1');
   assert.equal(idp.tokenRequests, 1);
   // A setting that tries to let the proxy's own headers through is refused, naming it.
-  const bad = await worker({ bindings: proxySettings({ idp, api, extra: { PROXY_FORWARD_HEADERS: 'authorization' } }) });
+  const bad = await worker({ bindings: settings({ PROXY_FORWARD_HEADERS: 'authorization' }) });
   const refused = await bad.fetch('/things');
   assert.equal(refused.status, 500);
   assert.match((await refused.json()).error_description, /PROXY_FORWARD_HEADERS/);
@@ -154,10 +130,10 @@ test('no identity header of any class reaches the upstream; one allowed on purpo
 });
 
 test('smuggling and path tricks: nothing forwarded twice, nothing leaves UPSTREAM_ORIGIN', async () => {
-  idp.resetCount();
-  const w = await worker({ bindings: proxySettings({ idp, api, extra: { PROXY_MAX_BODY_BYTES: '4096' } }), port: 0 });
-  const port = Number(new URL(w.url).port);
+  const w = await worker({ bindings: settings({ PROXY_MAX_BODY_BYTES: '4096' }), port: 0 });
+  const { port } = w;
   const before = api.seen.length;
+  const elsewhere = recorder.seen.length;
   // Two Content-Length values: refused before anything is forwarded (by workerd's own parser,
   // which answers 500, or by the proxy's check, 400).
   const conflicting = await rawRequest(port, 'POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nContent-Length: 40\r\nConnection: close\r\n\r\nhello');
@@ -187,7 +163,7 @@ test('smuggling and path tricks: nothing forwarded twice, nothing leaves UPSTREA
       assert.equal(api.seen.at(-1).headers['x-evil'], undefined);
     }
   }
-  assert.equal(recorder.seen.length, 0, 'no request went anywhere but UPSTREAM_ORIGIN');
+  assert.equal(recorder.seen.length, elsewhere, 'no request went anywhere but UPSTREAM_ORIGIN');
   assert.ok(idp.tokenRequests <= 1);
   counts.smuggling = idp.tokenRequests;
 });
@@ -213,8 +189,7 @@ export default {
 };`;
 
 test('lying and oversized bodies from a service-binding caller are counted and cut off', async () => {
-  idp.resetCount();
-  const w = await worker({ bindings: proxySettings({ idp, api, extra: { PROXY_MAX_BODY_BYTES: '4096' } }), caller: LYING_CALLER });
+  const w = await worker({ bindings: settings({ PROXY_MAX_BODY_BYTES: '4096' }), caller: LYING_CALLER });
   const cases = [
     { n: 2, declared: undefined, ok: true },
     { n: 2, declared: '2048', ok: true },
@@ -245,12 +220,13 @@ test('lying and oversized bodies from a service-binding caller are counted and c
 
 test('an endpoint that echoes the secret in every encoding gets none of it out', async () => {
   chatty.setMode('echo');
-  const settings = chattySettings();
-  sent.add(settings.OAUTH_CLIENT_SECRET);
-  const w = await worker({ bindings: settings, kv: false });
-  const text = await echoedAndRedacted(w);
+  const upstream = recorder.seen.length;
+  const bindings = chattySettings();
+  sent.add(bindings.OAUTH_CLIENT_SECRET);
+  const w = await worker({ bindings, kv: false });
+  await echoedAndRedacted(w);
   assert.equal(chatty.requests, 1);
-  assert.equal(recorder.seen.length, 0);
+  assert.equal(recorder.seen.length, upstream, 'nothing went upstream');
   counts.echo_secret = chatty.requests;
 });
 
@@ -340,9 +316,8 @@ test('unusable lifetimes and tokens are refused, and a token that arrives nearly
 // --- a hostile KV namespace ------------------------------------------------------------------
 
 test('KV: a replayed older record, a value moved from another key and garbage are never used', async () => {
-  idp.resetCount();
   // Evictions at most once a second here (OAUTH_HOLDDOWN_SECS), so the test can revoke twice.
-  const w = await worker({ bindings: proxySettings({ idp, api, extra: { OAUTH_HOLDDOWN_SECS: '1' } }) });
+  const w = await worker({ bindings: settings({ OAUTH_HOLDDOWN_SECS: '1' }) });
   const kv = await w.mf.getKVNamespace('TOKEN_CACHE');
   assert.equal((await w.fetch('/things')).status, 200);
   await new Promise((res) => setTimeout(res, 200)); // the flight's write lands after the answer
@@ -365,19 +340,19 @@ test('KV: a replayed older record, a value moved from another key and garbage ar
   assert.ok(w.events().some((e) => e.outcome === 'older_record'), 'the replay was noticed');
 
   // A value moved under another key, and garbage: misses, logged, overwritten.
-  const fresh = await worker({ bindings: proxySettings({ idp, api, extra: { OAUTH_SCOPE: 'read:things write:things' } }) });
+  const fresh = await worker({ bindings: settings({ OAUTH_SCOPE: 'read:things write:things' }) });
   const kv2 = await fresh.mf.getKVNamespace('TOKEN_CACHE');
   assert.equal((await fresh.fetch('/things')).status, 200);
   await new Promise((res) => setTimeout(res, 200));
   const [{ name: other }] = (await kv2.list()).keys;
   const before = idp.tokenRequests;
-  const moved = await worker({ bindings: proxySettings({ idp, api, extra: { OAUTH_SCOPE: 'read:things write:things' } }) });
+  const moved = await worker({ bindings: settings({ OAUTH_SCOPE: 'read:things write:things' }) });
   const kv3 = await moved.mf.getKVNamespace('TOKEN_CACHE');
   await kv3.put(other, old); // a sealed value from another configuration's key
   assert.equal((await moved.fetch('/things')).status, 200);
   assert.equal(idp.tokenRequests, before + 1);
   assert.ok(moved.events().some((e) => e.outcome === 'read_error' && /authentication/.test(e.detail ?? '')));
-  const garbage = await worker({ bindings: proxySettings({ idp, api, extra: { OAUTH_SCOPE: 'read:things write:things' } }) });
+  const garbage = await worker({ bindings: settings({ OAUTH_SCOPE: 'read:things write:things' }) });
   const kv4 = await garbage.mf.getKVNamespace('TOKEN_CACHE');
   await kv4.put(other, 'm2m-gcm1.not-base64!!!');
   assert.equal((await garbage.fetch('/things')).status, 200);
@@ -386,8 +361,7 @@ test('KV: a replayed older record, a value moved from another key and garbage ar
 });
 
 test('a secret stored with a trailing newline is a configuration error naming the setting', async () => {
-  idp.resetCount();
-  const w = await worker({ bindings: proxySettings({ idp, api, extra: { OAUTH_CLIENT_SECRET: `${CLIENTS.basic.secret}\n` } }) });
+  const w = await worker({ bindings: settings({ OAUTH_CLIENT_SECRET: `${CLIENTS.basic.secret}\n` }) });
   const r = await w.fetch('/things');
   const body = await r.json();
   assert.equal(r.status, 500);

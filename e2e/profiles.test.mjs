@@ -1,17 +1,11 @@
 // Several APIs from one Worker (issue 10): named credential profiles (M2M_PROFILES), each with
 // its own client, authentication method, scope and upstream, against oidc-provider.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startIdp, API_AUDIENCE, CLIENTS } from './support/idp.mjs';
-import { startApi } from './support/api.mjs';
-import { startFleet, startWorker } from './support/worker.mjs';
-import { assertNoSecretsInLogs } from './support/secrets.mjs';
+import { CLIENTS } from './support/idp.mjs';
+import { e2eStack, statuses as statusesOf } from './support/stack.mjs';
 
-let idp;
-let billingApi;
-let crmApi;
-const workers = [];
 const key = (() => {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return {
@@ -21,25 +15,18 @@ const key = (() => {
 })();
 const CRM_CLIENT = 'm2m-crm-key';
 
-before(async () => {
-  idp = await startIdp({ keyClients: [{ id: CRM_CLIENT, jwks: { keys: [key.public] } }] });
-  billingApi = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
-  crmApi = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
-});
-
-after(async () => {
-  const lines = assertNoSecretsInLogs(workers, billingApi, [JSON.parse(key.private).d, 'wrong-secret-0123456789']);
-  assertNoSecretsInLogs(workers, crmApi);
-  console.log(`# profiles: tokens issued ${JSON.stringify(count(idp.issuedTo))}; ${lines} log lines checked for secrets`);
-  await Promise.all(workers.map((w) => w.dispose()));
-  await billingApi.close();
-  await crmApi.close();
-  await idp.close();
-});
-
 function count(list) {
   return list.reduce((acc, c) => ({ ...acc, [c]: (acc[c] ?? 0) + 1 }), {});
 }
+
+const stack = await e2eStack({
+  idp: { keyClients: [{ id: CRM_CLIENT, jwks: { keys: [key.public] } }] },
+  apis: ['billingApi', 'crmApi'],
+  secrets: [JSON.parse(key.private).d, 'wrong-secret-0123456789'],
+  // The last test's tokens (the IdP's record is reset before each test).
+  summary: () => `profiles: tokens issued ${JSON.stringify(count(idp.issuedTo))}`,
+});
+const { idp, billingApi, crmApi } = stack;
 
 /** billing: client_secret_basic, token URL. crm: private_key_jwt, discovered from the issuer,
  *  another scope and upstream. reports: billing's client with another scope. broken: a wrong
@@ -73,19 +60,11 @@ function settings(extra = {}) {
   };
 }
 
-async function worker(opts = {}) {
-  const w = await startWorker({ bindings: settings(opts.extra), ...opts });
-  workers.push(w);
-  return w;
-}
-
-async function statusesOf(responses) {
-  return Promise.all(responses.map(async (r) => { await r.arrayBuffer(); return r.status; }));
+function worker(opts = {}) {
+  return stack.worker({ bindings: settings(opts.extra), ...opts });
 }
 
 test('two profiles, two clients and methods, two upstreams: each upstream sees only its own profile\'s token, one token request per profile', async () => {
-  idp.setFault('ok');
-  idp.resetCount();
   const w = await worker();
   const [billingSeen, crmSeen] = [billingApi.seen.length, crmApi.seen.length];
   const responses = await Promise.all([
@@ -112,7 +91,7 @@ test('two profiles, two clients and methods, two upstreams: each upstream sees o
   assert.equal(idp.authHeaders.filter((h) => h === null).length, 1);
   assert.ok(idp.discovery.length >= 1, 'crm discovered its token endpoint from its issuer');
   // Each profile's log lines say which profile they are about.
-  const tokenLines = w.events().filter((e) => e.event === 'token' && e.source === 'network');
+  const tokenLines = w.events({ event: 'token', source: 'network' });
   assert.deepEqual(new Set(tokenLines.map((e) => e.profile)), new Set(['billing', 'crm']));
 });
 
@@ -134,7 +113,6 @@ test('an unknown or missing profile is a 404 JSON error that costs no token and 
 });
 
 test('a profile with a wrong secret fails alone while the others keep answering 200', async () => {
-  idp.setFault('ok');
   const w = await worker();
   idp.resetCount();
   for (let i = 0; i < 3; i += 1) {
@@ -148,7 +126,7 @@ test('a profile with a wrong secret fails alone while the others keep answering 
   assert.equal(idp.answers.filter((a) => a.error === 'invalid_client').length, 1);
   assert.equal(idp.issuedCount(CLIENTS.basic.id), 1);
   assert.equal(idp.issuedCount(CRM_CLIENT), 1);
-  const refusals = w.events().filter((e) => e.event === 'token' && e.outcome === 'error');
+  const refusals = w.events({ event: 'token', outcome: 'error' });
   assert.ok(refusals.length >= 1 && refusals.every((e) => e.profile === 'broken'), JSON.stringify(refusals));
 });
 
@@ -208,10 +186,7 @@ test('a profile\'s own PROXY_SHARED_SECRET guards that profile; a JS caller pick
 });
 
 test('a fleet with a coordinator: one token request per profile, handed out by the profile\'s coordinator', async () => {
-  idp.setFault('ok');
-  idp.resetCount();
-  const fleet = await startFleet({ bindings: settings(), isolates: 3 });
-  workers.push(fleet);
+  const fleet = await stack.fleet({ bindings: settings(), isolates: 3 });
   const calls = [];
   for (let i = 0; i < 3; i += 1) {
     for (let j = 0; j < 5; j += 1) calls.push(fleet.fetch(i, '/billing/things'), fleet.fetch(i, '/crm/things'));
@@ -220,7 +195,7 @@ test('a fleet with a coordinator: one token request per profile, handed out by t
   assert.equal(idp.issuedCount(CLIENTS.basic.id), 1);
   assert.equal(idp.issuedCount(CRM_CLIENT), 1);
   assert.equal(idp.tokenRequests, 2);
-  const fromCoordinator = fleet.events().filter((e) => e.event === 'token' && e.source === 'coordinator');
+  const fromCoordinator = fleet.events({ event: 'token', source: 'coordinator' });
   assert.ok(fromCoordinator.length >= 1, 'isolates took tokens from the coordinator');
-  assert.ok(!fleet.events().some((e) => e.outcome === 'coordinator_fallback'), 'no isolate fell back');
+  assert.equal(fleet.events({ outcome: 'coordinator_fallback' }).length, 0, 'no isolate fell back');
 });

@@ -1,53 +1,24 @@
 // End to end: the built Worker in workerd (Miniflare) against oidc-provider and a protected API
 // that verifies every token, all on loopback. The token endpoint's request count is the product's
 // main promise, so most tests assert it exactly.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
-import { startApi, startTrap } from './support/api.mjs';
-import { startWorker } from './support/worker.mjs';
-import { assertNoSecretsInLogs } from './support/secrets.mjs';
-import { proxySettings } from './support/settings.mjs';
+import { CLIENTS } from './support/idp.mjs';
+import { startTrap } from './support/api.mjs';
+import { e2eStack, withTempDir, concurrently } from './support/stack.mjs';
 
-let idp;
-let api;
-let trap;
-const workers = [];
-
-before(async () => {
-  idp = await startIdp();
-  api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
-  trap = await startTrap();
-});
-
-after(async () => {
-  // Across the whole file: no log line of any Worker carries a secret or a token.
-  assertNoSecretsInLogs(workers, api, ['caller-secret-token']);
-  await Promise.all(workers.map((w) => w.dispose()));
-  await api.close();
-  await trap.close();
-  await idp.close();
-});
+// Across the whole file: no log line of any Worker carries a secret or a token.
+const stack = await e2eStack({ servers: { trap: startTrap }, secrets: ['caller-secret-token'] });
+const { idp, api, trap, worker } = stack;
 
 function settings(client = CLIENTS.basic, extra = {}) {
-  return proxySettings({ idp, api, client, extra });
+  return stack.settings(extra, client);
 }
 
-async function worker(opts) {
-  const w = await startWorker(opts);
-  workers.push(w);
-  return w;
-}
-
-const networkFetches = (w) => w.events().filter((e) => e.event === 'token' && e.source === 'network').length;
+const networkFetches = (w) => w.events({ event: 'token', source: 'network' }).length;
 
 test('client_secret_basic with a secret full of %+:/=& reaches the API', async () => {
-  idp.setFault('ok');
-  idp.resetCount();
   const w = await worker({ bindings: settings(CLIENTS.basic) });
   const r = await w.fetch('/things?x=1&y=%20z');
   assert.equal(r.status, 200);
@@ -59,7 +30,6 @@ test('client_secret_basic with a secret full of %+:/=& reaches the API', async (
 });
 
 test('client_secret_post sends the credentials in the body', async () => {
-  idp.resetCount();
   const w = await worker({ bindings: settings(CLIENTS.post) });
   const r = await w.fetch('/things');
   assert.equal(r.status, 200);
@@ -69,11 +39,9 @@ test('client_secret_post sends the credentials in the body', async () => {
 });
 
 test('100 concurrent requests on a cold isolate make exactly 1 token request; a second isolate sharing KV makes 0', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-kv-'));
-  try {
-    idp.resetCount();
+  await withTempDir('m2m-kv-', async (dir) => {
     const first = await worker({ bindings: settings(), kvPersist: dir });
-    const statuses = await Promise.all(Array.from({ length: 100 }, (_, i) => first.fetch(`/things?i=${i}`).then((r) => r.status)));
+    const statuses = await concurrently(100, (i) => first.fetch(`/things?i=${i}`).then((r) => r.status));
     assert.deepEqual(new Set(statuses), new Set([200]));
     assert.equal(idp.tokenRequests, 1, 'token requests for 100 concurrent cold requests');
     assert.equal(networkFetches(first), 1);
@@ -87,19 +55,15 @@ test('100 concurrent requests on a cold isolate make exactly 1 token request; a 
     assert.ok(!keys[0].name.includes(CLIENTS.basic.id));
 
     const second = await worker({ bindings: settings(), kvPersist: dir });
-    const more = await Promise.all(Array.from({ length: 20 }, () => second.fetch('/things').then((r) => r.status)));
+    const more = await concurrently(20, () => second.fetch('/things').then((r) => r.status));
     assert.deepEqual(new Set(more), new Set([200]));
     assert.equal(idp.tokenRequests, 1, 'the second isolate found the token in KV');
-    assert.equal(second.events().filter((e) => e.event === 'token' && e.source === 'kv').length, 1);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    assert.equal(second.events({ event: 'token', source: 'kv' }).length, 1);
+  });
 });
 
 test('a corrupt KV value is a miss and gets overwritten', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-kv-'));
-  try {
-    idp.resetCount();
+  await withTempDir('m2m-kv-', async (dir) => {
     const first = await worker({ bindings: settings(), kvPersist: dir });
     assert.equal((await first.fetch('/things')).status, 200);
     const kv = await first.mf.getKVNamespace('TOKEN_CACHE');
@@ -112,10 +76,8 @@ test('a corrupt KV value is a miss and gets overwritten', async () => {
     const kv2 = await second.mf.getKVNamespace('TOKEN_CACHE');
     assert.match(await kv2.get(name), /^m2m-gcm1\./);
     // The foreign value fails to open (it is not sealed with our key): a miss, logged.
-    assert.ok(second.events().some((e) => e.event === 'cache' && /not sealed/.test(e.detail ?? '')));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    assert.ok(second.events({ event: 'cache' }).some((e) => /not sealed/.test(e.detail ?? '')));
+  });
 });
 
 test('bodies arrive byte-identical, in both directions', async () => {
@@ -156,6 +118,7 @@ test("the caller's Authorization and Proxy-Authorization never reach the upstrea
 test('no path or header sends a request (or the token) to another origin', async () => {
   const w = await worker({ bindings: settings() });
   const evil = trap.host;
+  const before = api.seen.length;
   const paths = [
     `//${evil}/x`,
     `/http://${evil}/x`,
@@ -172,7 +135,7 @@ test('no path or header sends a request (or the token) to another origin', async
     assert.ok([200, 401, 404].includes(r.status), `${p}: ${r.status}`);
   }
   assert.equal(trap.seen.length, 0, `trap reached: ${JSON.stringify(trap.seen.map((s) => s.url))}`);
-  const hosts = new Set(api.seen.slice(-paths.length).map((s) => s.headers.host));
+  const hosts = new Set(api.seen.slice(before).map((s) => s.headers.host));
   assert.deepEqual(hosts, new Set([new URL(api.origin).host]));
 });
 
@@ -191,31 +154,26 @@ const faults = [
 for (const f of faults) {
   test(`token endpoint fault ${f.fault} gives ${f.status} ${f.error}`, async () => {
     idp.setFault(f.fault);
-    idp.resetCount();
-    try {
-      const w = await worker({ bindings: settings(CLIENTS.basic, { OAUTH_TIMEOUT_MS: '1500' }), kv: false });
-      // Concurrent callers share the failing request and all get the same answer.
-      const rs = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
-      for (const r of rs) {
-        assert.equal(r.status, f.status);
-        assert.match(r.headers.get('content-type'), /application\/json/);
-        assert.equal(r.headers.has('retry-after'), !!f.retryAfter);
-        const text = await r.text();
-        const body = JSON.parse(text);
-        assert.equal(body.error, f.error);
-        assert.equal(typeof body.error_description, 'string');
-        if (f.match) assert.match(body.error_description, f.match);
-        assert.ok(!text.includes(CLIENTS.basic.secret));
-      }
-      // Ten concurrent callers share one flight (with its retries), then the hold-down answers.
-      assert.ok(idp.tokenRequests >= 1 && idp.tokenRequests <= f.maxRequests, `token requests: ${idp.tokenRequests}`);
-      const again = await w.fetch('/things');
-      assert.equal(again.status, f.status);
-      await again.arrayBuffer();
-      assert.ok(idp.tokenRequests <= f.maxRequests, 'held down: no new token request');
-    } finally {
-      idp.setFault('ok');
+    const w = await worker({ bindings: settings(CLIENTS.basic, { OAUTH_TIMEOUT_MS: '1500' }), kv: false });
+    // Concurrent callers share the failing request and all get the same answer.
+    const rs = await concurrently(10, () => w.fetch('/things'));
+    for (const r of rs) {
+      assert.equal(r.status, f.status);
+      assert.match(r.headers.get('content-type'), /application\/json/);
+      assert.equal(r.headers.has('retry-after'), !!f.retryAfter);
+      const text = await r.text();
+      const body = JSON.parse(text);
+      assert.equal(body.error, f.error);
+      assert.equal(typeof body.error_description, 'string');
+      if (f.match) assert.match(body.error_description, f.match);
+      assert.ok(!text.includes(CLIENTS.basic.secret));
     }
+    // Ten concurrent callers share one flight (with its retries), then the hold-down answers.
+    assert.ok(idp.tokenRequests >= 1 && idp.tokenRequests <= f.maxRequests, `token requests: ${idp.tokenRequests}`);
+    const again = await w.fetch('/things');
+    assert.equal(again.status, f.status);
+    await again.arrayBuffer();
+    assert.ok(idp.tokenRequests <= f.maxRequests, 'held down: no new token request');
   });
 }
 

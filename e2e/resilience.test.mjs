@@ -1,55 +1,26 @@
 // When the identity provider, KV or the caller misbehave: bounded waits, no hammering, cached
 // tokens that outlive an outage, revoked tokens replaced once, and clean refusals of bad input.
 // The token endpoint's request count is asserted in every test.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { startIdp, CLIENTS, API_AUDIENCE } from './support/idp.mjs';
-import { startApi } from './support/api.mjs';
-import { startWorker } from './support/worker.mjs';
-import { assertNoSecretsInLogs } from './support/secrets.mjs';
-import { proxySettings } from './support/settings.mjs';
 import { rawRequest } from './support/raw.mjs';
+import { e2eStack, withIdpAndApi, withTempDir, concurrently } from './support/stack.mjs';
 
-let idp;
-let api;
-const workers = [];
-const counts = {};
-
-before(async () => {
-  idp = await startIdp();
-  api = await startApi({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: API_AUDIENCE });
+const stack = await e2eStack({
+  secrets: ['wrong-secret-value', 'proxy-shared-s3cret'],
+  summary: 'token requests per fault test',
 });
+const { idp, api, worker, counts } = stack;
+const settings = (extra) => stack.settings(extra);
 
-after(async () => {
-  const lines = assertNoSecretsInLogs(workers, api, ['wrong-secret-value', 'proxy-shared-s3cret']);
-  console.log(`# token requests per fault test: ${JSON.stringify(counts)}; ${lines} log lines checked for secrets`);
-  await Promise.all(workers.map((w) => w.dispose()));
-  await api.close();
-  await idp.close();
-});
-
-function settings(extra = {}) {
-  return proxySettings({ idp, api, extra });
-}
-
-async function worker(opts) {
-  const w = await startWorker(opts);
-  workers.push(w);
-  return w;
-}
-
-function fresh() {
-  idp.setFault('ok');
-  idp.resetCount();
+/** A Worker listening on a port of its own (for requests written on a socket): the port. */
+async function listeningWorker(bindings) {
+  return (await worker({ bindings, port: 0 })).port;
 }
 
 test('a slow token endpoint with OAUTH_TIMEOUT_MS=1500 gives 503 with Retry-After, promptly', async () => {
-  fresh();
   idp.setFault({ delayMs: 5000 });
   const w = await worker({ bindings: settings({ OAUTH_TIMEOUT_MS: '1500' }), kv: false });
   const started = Date.now();
@@ -61,17 +32,14 @@ test('a slow token endpoint with OAUTH_TIMEOUT_MS=1500 gives 503 with Retry-Afte
   // A bound, not a benchmark: the 1.5 s budget must not become a hang.
   assert.ok(elapsed < 8000, `answered after ${elapsed} ms`);
   counts.slow = idp.tokenRequests;
-  idp.setFault('ok');
 });
 
 test('30 calls with a wrong secret, across two isolates sharing KV, make at most 2 token requests', async () => {
-  fresh();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2m-kv-'));
-  try {
+  await withTempDir('m2m-kv-', async (dir) => {
     const bindings = settings({ OAUTH_CLIENT_SECRET: 'wrong-secret-value' });
     const a = await worker({ bindings, kvPersist: dir });
     const b = await worker({ bindings, kvPersist: dir });
-    const first = await Promise.all(Array.from({ length: 10 }, () => a.fetch('/things')));
+    const first = await concurrently(10, () => a.fetch('/things'));
     for (let i = 0; i < 10; i += 1) first.push(await a.fetch('/things'));
     for (let i = 0; i < 10; i += 1) first.push(await b.fetch('/things'));
     for (const r of first) {
@@ -80,13 +48,10 @@ test('30 calls with a wrong secret, across two isolates sharing KV, make at most
     }
     assert.ok(idp.tokenRequests <= 2, `token requests: ${idp.tokenRequests}`);
     counts.wrongSecret30 = idp.tokenRequests;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a brief 503 with Retry-After: 1 is retried and succeeds', async () => {
-  fresh();
   idp.setFault([{ status: 503, retryAfter: 1 }, 'ok']);
   const w = await worker({ bindings: settings(), kv: false });
   const r = await w.fetch('/things');
@@ -96,21 +61,18 @@ test('a brief 503 with Retry-After: 1 is retried and succeeds', async () => {
 });
 
 test('the provider going down while a token is cached changes nothing for callers', async () => {
-  fresh();
   const w = await worker({ bindings: settings() });
   assert.equal((await w.fetch('/things')).status, 200);
   for (const fault of ['status503', 'html', 'invalid_client', { delayMs: 20000 }]) {
     idp.setFault(fault);
-    const rs = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
+    const rs = await concurrently(10, () => w.fetch('/things'));
     assert.deepEqual(new Set(rs.map((r) => r.status)), new Set([200]));
   }
   assert.equal(idp.tokenRequests, 1);
   counts.downWhileCached = idp.tokenRequests;
-  idp.setFault('ok');
 });
 
 test('a revoked token costs exactly one new token; the caller sees 200, bodies replayed intact', async () => {
-  fresh();
   const w = await worker({ bindings: settings() });
   assert.equal((await w.fetch('/things')).status, 200);
   api.revokeAll();
@@ -128,7 +90,7 @@ test('a revoked token costs exactly one new token; the caller sees 200, bodies r
   // An upstream that keeps rejecting (every token revoked again): the 401 passes through and
   // no new token is fetched within the hold-down, so a request never becomes a token request.
   api.revokeAll();
-  const again = await Promise.all(Array.from({ length: 5 }, () => w.fetch('/things')));
+  const again = await concurrently(5, () => w.fetch('/things'));
   for (const r of again) {
     assert.ok([200, 401].includes(r.status));
     await r.arrayBuffer();
@@ -137,7 +99,6 @@ test('a revoked token costs exactly one new token; the caller sees 200, bodies r
 });
 
 test('a large streamed body is not replayed: the 401 passes through untouched', async () => {
-  fresh();
   const w = await worker({ bindings: settings() });
   assert.equal((await w.fetch('/things')).status, 200);
   api.revokeAll();
@@ -151,28 +112,25 @@ test('a large streamed body is not replayed: the 401 passes through untouched', 
 });
 
 test('a KV namespace whose every call throws still gives 200, once per token', async () => {
-  fresh();
   const w = await worker({ bindings: settings(), kv: 'broken' });
-  const rs = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
+  const rs = await concurrently(10, () => w.fetch('/things'));
   assert.deepEqual(new Set(rs.map((r) => r.status)), new Set([200]));
   assert.equal(idp.tokenRequests, 1);
   assert.ok(w.events().some((e) => e.event === 'cache' && e.outcome === 'read_error'));
 });
 
 test('a KV namespace that never answers costs at most its 1.5 s bound, once per token', async () => {
-  fresh();
   const w = await worker({ bindings: settings(), kv: 'hanging' });
-  const first = await Promise.all(Array.from({ length: 5 }, () => w.fetch('/things')));
+  const first = await concurrently(5, () => w.fetch('/things'));
   assert.deepEqual(new Set(first.map((r) => r.status)), new Set([200]));
   // Then memory serves: no KV call is even attempted.
-  const later = await Promise.all(Array.from({ length: 10 }, () => w.fetch('/things')));
+  const later = await concurrently(10, () => w.fetch('/things'));
   assert.deepEqual(new Set(later.map((r) => r.status)), new Set([200]));
   assert.equal(idp.tokenRequests, 1);
   assert.ok(w.events().some((e) => e.event === 'cache' && /timed out after 1500 ms/.test(e.detail ?? '')));
 });
 
 test('KV values hold no readable token', async () => {
-  fresh();
   const w = await worker({ bindings: settings() });
   assert.equal((await w.fetch('/things')).status, 200);
   const token = api.seen.at(-1).headers.authorization.replace(/^Bearer /, '');
@@ -187,7 +145,6 @@ test('KV values hold no readable token', async () => {
 });
 
 test('the proxy refuses bodies over PROXY_MAX_BODY_BYTES (413) and methods it cannot forward (405)', async () => {
-  fresh();
   const w = await worker({ bindings: settings({ PROXY_MAX_BODY_BYTES: '1024' }) });
   const before = api.seen.length;
   // Declared too large: refused before anything is sent.
@@ -201,7 +158,7 @@ test('the proxy refuses bodies over PROXY_MAX_BODY_BYTES (413) and methods it ca
   assert.equal((await streamed.json()).error, 'request_too_large');
   assert.equal((await w.fetch('/echo', { method: 'POST', body: Buffer.alloc(1024) })).status, 200);
   // TRACE and CONNECT cannot be sent with fetch(); speak HTTP on a socket.
-  const port = await listeningWorker();
+  const port = await listeningWorker(settings({ PROXY_MAX_BODY_BYTES: '1024' }));
   const trace = await rawRequest(port, 'TRACE /things HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n');
   assert.match(trace, /^HTTP\/1\.1 405/, trace.split('\r\n')[0]);
   assert.match(trace, /allow: GET, HEAD, POST/i);
@@ -217,7 +174,6 @@ test('the proxy refuses bodies over PROXY_MAX_BODY_BYTES (413) and methods it ca
 });
 
 test('with PROXY_SHARED_SECRET, callers must present it; it never reaches the upstream', async () => {
-  fresh();
   const w = await worker({ bindings: settings({ PROXY_SHARED_SECRET: 'proxy-shared-s3cret' }) });
   for (const header of [undefined, 'Bearer nope', 'Basic cHJveHk=', 'Bearer proxy-shared-s3cre']) {
     const r = await w.fetch('/things', { headers: header ? { 'proxy-authorization': header } : {} });
@@ -231,7 +187,6 @@ test('with PROXY_SHARED_SECRET, callers must present it; it never reaches the up
 });
 
 test('a caller that disconnects mid token request does not block the next caller', async () => {
-  fresh();
   idp.setFault({ delayMs: 1500 });
   const port = await listeningWorker(settings({ OAUTH_TIMEOUT_MS: '3000' }));
   // Caller 1 starts the token request, then hangs up.
@@ -245,24 +200,15 @@ test('a caller that disconnects mid token request does not block the next caller
   assert.match(head, /^HTTP\/1\.1 200/, head.split('\r\n')[0]);
   const later = await rawRequest(port, 'GET /things HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n');
   assert.match(later, /^HTTP\/1\.1 200/);
+  // The one token request, which the caller who hung up started, served both later callers.
+  assert.equal(idp.tokenRequests, 1, 'exactly one token request reached the token endpoint');
+  counts.disconnect = idp.tokenRequests;
 });
-
-let listening;
-async function listeningWorker(bindings) {
-  if (bindings || !listening) {
-    const w = await worker({ bindings: bindings ?? settings({ PROXY_MAX_BODY_BYTES: '1024' }), port: 0 });
-    if (!bindings) listening = w;
-    return Number(new URL(w.url).port);
-  }
-  return Number(new URL(listening.url).port);
-}
 
 test('across a token expiry under concurrent load, with and without refresh ahead, every request succeeds', async () => {
   // 12 s tokens: fresh for 7 s (margin max(min(60, 12/4), 5) = 5 s: never handed out with 5 s
   // or less left), refresh window from 6 s.
-  const shortIdp = await startIdp({ tokenTtl: 12 });
-  const shortApi = await startApi({ issuer: shortIdp.issuer, jwksUrl: shortIdp.jwksUrl, audience: API_AUDIENCE });
-  try {
+  await withIdpAndApi({ tokenTtl: 12 }, async ({ idp: shortIdp, api: shortApi }) => {
     for (const ahead of ['false', 'true']) {
       const before = shortIdp.tokenRequests;
       const w = await worker({
@@ -273,7 +219,7 @@ test('across a token expiry under concurrent load, with and without refresh ahea
       let undrained = 0;
       const until = Date.now() + 10000;
       while (Date.now() < until) {
-        const batch = await Promise.all(Array.from({ length: 16 }, () => w.fetch('/things')));
+        const batch = await concurrently(16, () => w.fetch('/things'));
         for (const r of batch) {
           statuses.push(r.status);
           // Under the suite's load Miniflare once handed back a response whose body it had
@@ -293,8 +239,5 @@ test('across a token expiry under concurrent load, with and without refresh ahea
       assert.ok(fetched >= 2 && fetched <= 3, `refresh ahead ${ahead}: ${fetched} token requests`);
       counts[`expiry_ahead_${ahead}`] = fetched;
     }
-  } finally {
-    await shortApi.close();
-    await shortIdp.close();
-  }
+  });
 });

@@ -12,21 +12,64 @@
 //   3. everything else takes worker-build's entry (the full path in Rust), unchanged.
 // Panic recovery is kept: a wasm trap marks the module for re-initialisation, which worker-build's
 // entry performs before it runs again.
-import Rust, { HotPath, TokenCoordinator } from './m2m.js';
+//
+// What this entry takes from worker-build 0.8.7's module (and from the worker crate 0.8.7, whose
+// init.rs sets `globalThis.__worker_init_state`) is checked once, when the module is evaluated: if
+// a new worker-build changed any of it, the Worker fails to start with a message that names it,
+// instead of failing on every request.
+import { WorkerEntrypoint } from 'cloudflare:workers';
+// A namespace import, so that a missing export is this entry's clear error, not a link error.
+import * as m2m from './m2m.js';
 
-export { TokenCoordinator };
+function expect(holds, what) {
+  if (!holds) {
+    throw new Error(`worker-m2m entry: worker-build's module (m2m.js) ${what}; the pinned worker-build 0.8.7 (worker crate 0.8.7) is expected`);
+  }
+}
 
-// worker-build's record of a trapped (panicked) module; its entry re-initialises the module.
+// worker-build's entry: a class the runtime constructs as `new Rust(ctx, env)` (WorkerEntrypoint's
+// order), whose `fetch(request)` takes env and ctx from `this`. The full path calls that method
+// with `{ env, ctx }` as `this`; re-initialisation constructs the class.
+const Rust = m2m.default;
+expect(typeof Rust === 'function' && Rust.prototype instanceof WorkerEntrypoint,
+  'has no default export that extends WorkerEntrypoint (constructed with ctx, env)');
+const handler = Rust.prototype.fetch;
+expect(typeof handler === 'function', "has no fetch method on its default export's prototype");
+const source = Function.prototype.toString.call(handler);
+expect(/\bthis\.env\b/.test(source) && /\bthis\.ctx\b/.test(source),
+  "has a fetch method that does not read this.env and this.ctx (the full path calls it with { env, ctx } as this)");
+
+// The worker crate's record of a trapped (panicked) module, which worker-build's entry reads to
+// re-initialise the module; this entry only sets its `criticalError`.
 const state = globalThis.__worker_init_state;
+expect(state !== null && typeof state === 'object' && typeof state.criticalError === 'boolean',
+  'has no __worker_init_state with a boolean criticalError');
+
+const { HotPath } = m2m;
+for (const name of ['ready', 'answered', 'unreachable', 'nonce']) {
+  expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
+}
+
+// The Durable Object class wrangler.toml binds (TOKEN_COORDINATOR).
+export const { TokenCoordinator } = m2m;
+expect(typeof TokenCoordinator === 'function', 'exports no TokenCoordinator class');
+
+/** Says whether `e` is a wasm trap; if it is, marks the module for re-initialisation (the one
+ *  place that sets the mark). */
+function isTrap(e) {
+  if (!(e instanceof WebAssembly.RuntimeError)) return false;
+  state.criticalError = true;
+  return true;
+}
 
 function trapped(e) {
-  if (e instanceof WebAssembly.RuntimeError) state.criticalError = true;
+  isTrap(e);
   throw e;
 }
 
 // The full path: worker-build's handler, called without its per-request wrapping.
 function full(request, env, ctx) {
-  return Rust.prototype.fetch.call({ env, ctx }, request).catch(trapped);
+  return handler.call({ env, ctx }, request).catch(trapped);
 }
 
 const ES256 = { name: 'ECDSA', hash: 'SHA-256' };
@@ -72,21 +115,20 @@ async function send(request, env, ctx, [target, init, proofInput, key]) {
 
 export default {
   fetch(request, env, ctx) {
-    if (state.criticalError) {
-      // Through worker-build's entry, which re-initialises the module first.
-      return Reflect.construct(Rust, [ctx, env]).fetch(request);
-    }
-    let out;
-    try {
-      out = HotPath.ready(request, env);
-    } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) {
-        state.criticalError = true;
-        return Reflect.construct(Rust, [ctx, env]).fetch(request);
+    if (!state.criticalError) {
+      let out;
+      try {
+        out = HotPath.ready(request, env);
+      } catch (e) {
+        // Anything but a trap: the full path answers.
+        if (!isTrap(e)) return full(request, env, ctx);
       }
-      out = undefined;
+      if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
+      // Left undefined by a trap just marked: re-initialise below.
+      if (!state.criticalError) return full(request, env, ctx);
     }
-    if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
-    return full(request, env, ctx);
+    // A trapped module: through worker-build's entry, which re-initialises it first (the one
+    // place that does).
+    return Reflect.construct(Rust, [ctx, env]).fetch(request);
   },
 };

@@ -151,6 +151,9 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
     get nonce() { return dpop.current; },
     /** The next DPoP request gets 401 invalid_dpop_proof, whatever its proof. */
     failNextProof() { dpop.failNext = true; },
+    /** Back to the defaults: no nonces required, no proof refused on purpose. Revoked tokens
+     *  stay revoked (a later test's Workers get new ones). */
+    reset() { Object.assign(dpop, { required: false, current: null, accepted: [], failNext: false }); },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

@@ -98,6 +98,9 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [],
     requireNonce: false, proofs: [], answers: [], issuedTo: [],
   };
+  function resetCount() {
+    Object.assign(state, { tokenRequests: 0, authHeaders: [], proofs: [], answers: [], issuedTo: [] });
+  }
   server.on('request', (req, res) => {
     if (req.url.startsWith('/.well-known/')) state.discovery.push(req.url);
     // Both locations by default (oidc-provider serves both); with serveRfc8414(false) the
@@ -177,7 +180,13 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     requireNonce(on) { state.requireNonce = on; },
     serveRfc8414(on) { state.rfc8414 = on; },
     setFault(f) { state.fault = f; },
-    resetCount() { state.tokenRequests = 0; state.authHeaders = []; state.proofs = []; state.answers = []; state.issuedTo = []; },
+    resetCount,
+    /** Back to the defaults: no fault, no nonces, both discovery documents served, nothing
+     *  counted or recorded. */
+    reset() {
+      Object.assign(state, { fault: 'ok', requireNonce: false, rfc8414: true, discovery: [] });
+      resetCount();
+    },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },
   };
 }

@@ -2,9 +2,12 @@
 import assert from 'node:assert/strict';
 import { CLIENTS } from './idp.mjs';
 
+/** Checks every log line of `workers` against the clients' secrets, `extra`, and every token
+ *  that reached `api` (one API or a list); returns how many lines it checked. */
 export function assertNoSecretsInLogs(workers, api, extra = []) {
   const tokens = new Set(
-    api.seen.map((r) => (r.headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')).filter((t) => t.length > 20),
+    [api].flat().flatMap((a) => a.seen)
+      .map((r) => (r.headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')).filter((t) => t.length > 20),
   );
   const secrets = [CLIENTS.basic.secret, CLIENTS.post.secret, ...extra, ...tokens];
   let lines = 0;

@@ -5,13 +5,13 @@ import { Miniflare } from 'miniflare';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** A Worker built by worker-build into `dir` as Miniflare loads it (no '..' in module names,
- *  hence modulesRoot). */
+/** A Worker built by worker-build into `dir` (relative to the repository, or absolute) as
+ *  Miniflare loads it (no '..' in module names, hence modulesRoot). */
 function built(dir) {
   return {
     modules: true,
-    scriptPath: path.join(root, dir, 'index.js'),
-    modulesRoot: path.join(root, dir),
+    scriptPath: path.resolve(root, dir, 'index.js'),
+    modulesRoot: path.resolve(root, dir),
     modulesRules: [
       { type: 'ESModule', include: ['**/*.js'] },
       { type: 'CompiledWasm', include: ['**/*.wasm'] },
@@ -40,13 +40,27 @@ function collector() {
   return { logs, collect };
 }
 
-/** The JSON objects in log lines (a line may carry a prefix before its `{`). */
-function jsonLines(logs) {
+/** The JSON objects in log lines (a line may carry a prefix before its `{`); with `match`,
+ *  only those whose fields equal each of match's (`{ event: 'token', source: 'network' }`). */
+function jsonLines(logs, match = {}) {
+  const wanted = Object.entries(match);
   return logs.flatMap((l) => {
     const i = l.indexOf('{');
     if (i < 0) return [];
     try { return [JSON.parse(l.slice(i))]; } catch { return []; }
-  });
+  }).filter((e) => wanted.every(([k, v]) => e[k] === v));
+}
+
+/** `mf.ready`; when the runtime fails to start (a Worker that throws at load), the error carries
+ *  the lines the runtime printed as `logs`. */
+async function ready(mf, logs) {
+  try {
+    return await mf.ready;
+  } catch (e) {
+    await mf.dispose().catch(() => {});
+    e.logs = logs;
+    throw e;
+  }
 }
 
 /**
@@ -56,7 +70,7 @@ function jsonLines(logs) {
  * shares KV between instances through a directory; `port` listens; `caller` is the source of
  * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`);
  * `builtDir` runs another Worker built by worker-build instead of the proxy (the library example).
- * Every line the Worker logs is kept in `logs`.
+ * Every line the Worker logs is kept in `logs`; `port` is the one it listens on (with `port`).
  */
 export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir } = {}) {
   const { logs, collect } = collector();
@@ -100,13 +114,14 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
       collect(stderr);
     },
   });
-  const url = await mf.ready;
+  const url = await ready(mf, logs);
   return {
     mf,
     url,
+    port: Number(url.port),
     logs,
-    /** Parsed JSON log lines of the Worker(s). */
-    events() { return jsonLines(logs); },
+    /** Parsed JSON log lines of the Worker(s), those like `match` (see jsonLines). */
+    events(match) { return jsonLines(logs, match); },
     fetch(p, init) { return mf.dispatchFetch(new URL(p, 'http://proxy.internal').toString(), init); },
     async callerFetch(p, init) {
       const fetcher = await mf.getWorker('caller');
@@ -162,13 +177,13 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
       collect(stderr);
     },
   });
-  await mf.ready;
+  await ready(mf, logs);
   const fetchers = await Promise.all(workers.slice(0, isolates).map((w) => mf.getWorker(w.name)));
   return {
     mf,
     logs,
-    /** Parsed JSON log lines of the Worker(s). */
-    events() { return jsonLines(logs); },
+    /** Parsed JSON log lines of the Worker(s), those like `match` (see jsonLines). */
+    events(match) { return jsonLines(logs, match); },
     /** Fetches `p` from isolate `i`. */
     fetch(i, p, init) { return fetchers[i].fetch(new URL(p, 'http://proxy.internal').toString(), init); },
     dispose() { return mf.dispose(); },
