@@ -93,12 +93,13 @@ pub use edge::platform::kv::KvNamespace;
 // The I/O-free core, for running the token source on another platform or testing with it: the
 // source, and the traits it is driven through.
 pub use coordinator::serve::serve as serve_coordinator;
+pub use coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet, IDLE_AFTER_SECS};
 pub use oauth::dpop::Proofs;
 pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 pub use source::acquire::{Assertions, Signers};
-pub use source::coordinator::{Answer, Ask, Coordinator};
+pub use source::coordinator::{Answer, Ask, Coordinator, NOTE_ONE_IN};
 pub use source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 pub use source::runtime::{LogSink, Runtime};
 pub use source::state::Hold;
 pub use source::store::{NoStore, TokenStore};
-pub use source::token_source::TokenSource;
+pub use source::token_source::{TokenSource, KV_VISIBLE_SECS};

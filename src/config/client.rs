@@ -150,6 +150,9 @@ pub struct Config {
     /// Refresh a token in the background when it enters its refresh window
     /// (`OAUTH_REFRESH_AHEAD`, default on; see [`Token::refresh_at`](crate::Token::refresh_at)).
     pub refresh_ahead: bool,
+    /// `OAUTH_REFRESH_LEAD_SECS`: how long before expiry a token is refreshed (see
+    /// [`Token`](crate::Token)'s rules); `None`: the default rule.
+    pub refresh_lead_secs: Option<u64>,
     /// DPoP-bound tokens (`OAUTH_DPOP`, `OAUTH_DPOP_KEY`; RFC 9449).
     pub dpop: Dpop,
 }
@@ -252,6 +255,10 @@ impl Config {
             retry_statuses: parse_retry_statuses(s.var("OAUTH_RETRY_STATUSES")?)?,
             cache_key_secret,
             refresh_ahead: s.flag("OAUTH_REFRESH_AHEAD", true)?,
+            refresh_lead_secs: match s.var("OAUTH_REFRESH_LEAD_SECS")? {
+                Some(_) => Some(s.number("OAUTH_REFRESH_LEAD_SECS", 0, 86_400)?),
+                None => None,
+            },
             dpop,
         })
     }
@@ -277,6 +284,7 @@ impl Config {
             retry_statuses: vec![401],
             cache_key_secret: None,
             refresh_ahead: true,
+            refresh_lead_secs: None,
             dpop: Dpop::Off,
         }
     }

@@ -1,8 +1,7 @@
 //! The coordinator's side of the coordinator tier: answering an isolate's ask from the
 //! coordinator's own token source, one eviction per rejected token, one refresh for every ask.
 
-use crate::base::error::Error;
-use crate::oauth::holddown::shared;
+use crate::oauth::dpop::token_endpoint_wants_nonce;
 use crate::oauth::token::Token;
 use crate::oauth::transport::HttpClient;
 use crate::source::coordinator::{Answer, Ask};
@@ -57,23 +56,17 @@ where
     }
     match result {
         Ok(t) => Ok(Answer::Token(t)),
-        // What the endpoint answered (a refusal, nonsense, a 5xx or 429) is the fleet's answer:
-        // the fleet backs off as one. The coordinator's own trouble (its network, a timeout, a
-        // token that reached it too late) is not: the isolate then asks the endpoint itself.
+        // Whatever holds the coordinator's endpoint down (a refusal, nonsense, a 5xx or 429, an
+        // endpoint unreachable or too slow) is the fleet's answer until the hold ends: the fleet
+        // backs off as one, on one outage schedule, and no isolate asks the endpoint meanwhile.
+        // A DPoP nonce refusal is not (nonces are per caller), nor is a configuration error (no
+        // hold): the isolate then does the work itself.
         Err(e) => match source.hold(now) {
-            Some(hold) if shared(&hold.error) || answered_unavailable(&hold.error) => {
-                Ok(Answer::Held {
-                    error: e,
-                    until: hold.until,
-                })
-            }
+            Some(hold) if !token_endpoint_wants_nonce(&hold.error) => Ok(Answer::Held {
+                error: e,
+                until: hold.until,
+            }),
             _ => Err(format!("coordinator could not get a token: {e}")),
         },
     }
-}
-
-/// The endpoint answered with an unavailable status (5xx or 429): its state, not the
-/// coordinator's network (see [`crate::oauth::token_response::parse_token_response`]).
-fn answered_unavailable(err: &Error) -> bool {
-    matches!(err, Error::Unavailable { reason, .. } if reason.starts_with("HTTP "))
 }

@@ -28,7 +28,7 @@ pub(crate) fn encode_answer(answer: &Answer) -> String {
         Answer::Held { error, until } => Wire {
             v: 1,
             token: None,
-            hold: encode_hold(*until, error),
+            hold: encode_hold(*until, error, 0),
         },
     };
     serde_json::to_string(&wire).expect("strings serialise")
@@ -46,7 +46,10 @@ pub(crate) fn decode_answer(raw: &str, margin: u64) -> Result<Answer, String> {
             .map(Answer::Token)
             .ok_or_else(|| "coordinator token record unreadable".into()),
         (None, Some(hold)) => decode_hold(&hold)
-            .map(|(until, error)| Answer::Held { error, until })
+            .map(|h| Answer::Held {
+                error: h.error,
+                until: h.until,
+            })
             .ok_or_else(|| "coordinator hold unreadable".into()),
         _ => Err("coordinator answer has neither a token nor a hold".into()),
     }
@@ -59,6 +62,9 @@ struct AskWire {
     /// the same settings the isolate did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     profile: Option<String>,
+    /// A note (the fleet uses the token), not an ask: nothing to answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    note: bool,
     #[serde(flatten)]
     ask: Ask,
 }
@@ -72,6 +78,8 @@ pub(crate) struct Addressed {
     pub name: String,
     /// The profile whose settings the coordinator reads.
     pub profile: Option<String>,
+    /// A note that the fleet uses the token (see `Coordinator::note`), not an ask.
+    pub note: bool,
     /// The ask.
     pub ask: Ask,
 }
@@ -82,15 +90,26 @@ pub(crate) fn decode_ask(raw: &str) -> Result<Addressed, String> {
     Ok(Addressed {
         name: wire.name,
         profile: wire.profile,
+        note: wire.note,
         ask: wire.ask,
     })
 }
 
 /// Serialises an ask for the coordinator `name`, of the profile `profile`.
 pub(crate) fn encode_ask(name: &str, profile: Option<&str>, ask: &Ask) -> String {
+    encode(name, profile, false, ask)
+}
+
+/// Serialises a note for the coordinator `name` (see `Coordinator::note`).
+pub(crate) fn encode_note(name: &str, profile: Option<&str>) -> String {
+    encode(name, profile, true, &Ask::default())
+}
+
+fn encode(name: &str, profile: Option<&str>, note: bool, ask: &Ask) -> String {
     serde_json::to_string(&AskWire {
         name: name.to_owned(),
         profile: profile.map(str::to_owned),
+        note,
         ask: ask.clone(),
     })
     .expect("strings and integers serialise")
@@ -150,15 +169,19 @@ mod tests {
         let want = Addressed {
             name: "m2m:v2:abc".to_owned(),
             profile: None,
+            note: false,
             ask: ask.clone(),
         };
         assert_eq!(decode_ask(&raw), Ok(want.clone()));
+        assert!(!raw.contains("note"), "an ask as it always was: {raw}");
         let raw = encode_ask("m2m:v2:abc", Some("billing"), &ask);
         let want = Addressed {
             profile: Some("billing".into()),
             ..want
         };
-        assert_eq!(decode_ask(&raw), Ok(want));
+        assert_eq!(decode_ask(&raw), Ok(want.clone()));
         assert!(decode_ask("nope").is_err());
+        let note = decode_ask(&encode_note("m2m:v2:abc", Some("billing"))).unwrap();
+        assert!(note.note && note.ask == Ask::default() && note.profile == want.profile);
     }
 }

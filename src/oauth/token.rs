@@ -19,6 +19,12 @@
 //!
 //! so a one-hour token is refreshed after 54 minutes (one token request per 54 minutes), a
 //! 120 s token after 60 s (used until 90 s), a 20 s token after 10 s (used until 15 s).
+//!
+//! `OAUTH_REFRESH_LEAD_SECS` moves the window's opening to that many seconds before expiry
+//! (never later than the margin, never earlier than a tenth into the token's life): a lead
+//! longer than an outage of the token endpoint keeps callers from seeing it, at the price of
+//! more token requests. A server's `refresh_in` (seconds after issue, as Entra ID sends it and
+//! MSAL honours) opens it earlier still when it asks for earlier.
 
 use std::rc::Rc;
 
@@ -92,6 +98,8 @@ pub struct Token {
     authorization: AuthorizationValue,
     /// The key a DPoP token is bound to (RFC 9449 §6); `None` for Bearer tokens.
     dpop_key: Option<Rc<DpopKey>>,
+    /// The server's `refresh_in`, in seconds after issue, when it sent one.
+    refresh_in: Option<u64>,
 }
 
 impl Token {
@@ -118,7 +126,34 @@ impl Token {
             refresh_at: refresh_at.min(fresh_until).min(expires_at),
             authorization,
             dpop_key: None,
+            refresh_in: None,
         }
+    }
+
+    /// The same token with its refresh window opened `lead` seconds before expiry (see the
+    /// module docs; `None`: the default rule), and no later than the server's `refresh_in`.
+    pub(crate) fn with_refresh(mut self, lead: Option<u64>, refresh_in: Option<u64>) -> Self {
+        let lifetime = self.expires_at - self.issued_at;
+        let mut at = self.refresh_at;
+        if let Some(lead) = lead {
+            let earliest = self.issued_at + lifetime / 10;
+            at = self
+                .expires_at
+                .saturating_sub(lead)
+                .clamp(earliest, self.fresh_until);
+        }
+        if let Some(secs) = refresh_in.or(self.refresh_in) {
+            at = at.min(self.issued_at + secs.max(lifetime / 10));
+        }
+        self.refresh_at = at.min(self.fresh_until);
+        self.refresh_in = refresh_in.or(self.refresh_in);
+        self
+    }
+
+    /// The server's `refresh_in` (seconds after issue), kept with the token so every reader of a
+    /// cached copy honours it too.
+    pub(crate) fn refresh_in(&self) -> Option<u64> {
+        self.refresh_in
     }
 
     /// The same token, bound to `key` (RFC 9449 §6): requests with it carry proofs by `key`.
@@ -166,8 +201,17 @@ impl Token {
     /// to half the window: isolates that read the same token from KV then refresh it at different
     /// moments, not all in the same second (KV takes one write per second per key).
     pub fn refresh_due_skewed(&self, now: u64, skew: f64) -> bool {
-        let window = self.fresh_until.saturating_sub(self.refresh_at) as f64;
-        now >= self.refresh_at + (window * skew.clamp(0.0, 1.0) / 2.0) as u64
+        self.refresh_due_after(now, 0, skew)
+    }
+
+    /// Like [`Token::refresh_due_skewed`], the window's start moved `delay` seconds later (at most
+    /// half the window) first: isolates of a coordinator that refreshes at `refresh_at` itself
+    /// look for the new token only once KV shows it everywhere.
+    pub(crate) fn refresh_due_after(&self, now: u64, delay: u64, skew: f64) -> bool {
+        let window = self.fresh_until.saturating_sub(self.refresh_at);
+        let delay = delay.min(window / 2);
+        let rest = (window - delay) as f64;
+        now >= self.refresh_at + delay + (rest * skew.clamp(0.0, 1.0) / 2.0) as u64
     }
 
     /// True while the token may be handed out at `now` (Unix seconds).
@@ -232,6 +276,48 @@ mod tests {
                 "lifetime {lifetime} margin {margin}"
             );
         }
+    }
+
+    #[test]
+    fn a_refresh_lead_opens_the_window_that_early_within_bounds() {
+        // (lead, seconds after issue at which a one-hour token's refresh window opens)
+        for (lead, opens) in [
+            (None, 3240),
+            (Some(900), 2700),
+            (Some(2400), 1200),
+            (Some(3600), 360),
+            (Some(10), 3540),
+        ] {
+            let t = token(1_000, 3600, 60).with_refresh(lead, None);
+            assert_eq!(t.refresh_at() - 1_000, opens, "lead {lead:?}");
+            assert!(t.refresh_at() <= t.fresh_until());
+        }
+    }
+
+    #[test]
+    fn a_servers_refresh_in_opens_the_window_when_earlier_and_is_kept() {
+        let t = token(1_000, 3600, 60).with_refresh(None, Some(1800));
+        assert_eq!((t.refresh_at() - 1_000, t.refresh_in()), (1800, Some(1800)));
+        let later = token(1_000, 3600, 60).with_refresh(None, Some(3500));
+        assert_eq!(
+            later.refresh_at() - 1_000,
+            3240,
+            "never later than our own rule"
+        );
+        // A reader that applies its own lead keeps the server's word.
+        let again = t.with_refresh(Some(300), None);
+        assert_eq!(again.refresh_at() - 1_000, 1800);
+    }
+
+    #[test]
+    fn a_coordinated_isolate_looks_for_the_new_token_after_kv_shows_it() {
+        let t = token(1_000, 3600, 60);
+        let opens = t.refresh_at();
+        assert!(t.refresh_due_after(opens, 0, 0.0));
+        assert!(!t.refresh_due_after(opens + 119, 120, 0.0));
+        assert!(t.refresh_due_after(opens + 120, 120, 0.0));
+        // The delay never takes more than half the window (300 s here).
+        assert!(t.refresh_due_after(opens + 150, 999, 0.0));
     }
 
     #[test]

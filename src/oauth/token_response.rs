@@ -138,13 +138,20 @@ fn parse_success(
             expires_at - sent_at
         ));
     }
+    // Entra ID's `refresh_in` (MSAL honours it): when to refresh, in seconds after issue. A
+    // value that is not a sensible number is ignored, not an error: the token is fine.
+    let refresh_in = json
+        .get("refresh_in")
+        .and_then(|v| parse_expires_in(v).ok())
+        .filter(|secs| *secs > 0);
     Ok(Token::new(
         AccessToken::new(access_token.clone()),
         scheme,
         sent_at,
         expires_at,
         margin,
-    ))
+    )
+    .with_refresh(None, refresh_in))
 }
 
 /// `expires_in` (RFC 6749 §5.1): a number of seconds; some servers send it as a string.

@@ -137,6 +137,8 @@ pub(super) struct Acquisition {
     /// What the network and pauses reported taking, in milliseconds.
     reported: u64,
     failures: u32,
+    /// Whether a failed attempt may be retried within the budget (not in an outage).
+    retries: bool,
     nonce_retried: bool,
     token_url: String,
     key: Option<Rc<DpopKey>>,
@@ -146,8 +148,14 @@ pub(super) struct Acquisition {
 }
 
 impl Acquisition {
-    /// Starts an acquisition for `cx.config` at `at`, in a flight that started at `start_secs`.
-    pub(super) fn start(config: &Config, start_secs: u64, at: Moment) -> (Self, Step) {
+    /// Starts an acquisition for `config` at `at`, in a flight that started at `start_secs`;
+    /// with `retries`, a failed attempt is retried with backoff within the budget.
+    pub(super) fn start(
+        config: &Config,
+        start_secs: u64,
+        retries: bool,
+        at: Moment,
+    ) -> (Self, Step) {
         let acquisition = Self {
             waiting: Waiting::Endpoint,
             redactor: redactor_for(config),
@@ -155,6 +163,7 @@ impl Acquisition {
             started_ms: at.ms,
             reported: 0,
             failures: 0,
+            retries,
             nonce_retried: false,
             token_url: String::new(),
             key: None,
@@ -287,7 +296,9 @@ impl Acquisition {
                     got_nonce = cx.state.token_nonces.remember(&self.token_url, nonce);
                 }
                 let margin = cx.config.expiry_margin_secs;
+                let lead = cx.config.refresh_lead_secs;
                 let parsed = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
+                    .map(|t| t.with_refresh(lead, None))
                     .and_then(|t| bind(t, self.key.as_ref(), resp.status));
                 (parsed, Some(resp.status), resp.elapsed_ms)
             }
@@ -333,6 +344,7 @@ impl Acquisition {
             // A token was issued, only too slowly: another request would cost another token
             // and, from here, likely be as slow.
             _ if status.is_some_and(|s| (200..300).contains(&s)) => None,
+            _ if !self.retries => None,
             Error::Unavailable { retry_after, .. } => retry_delay(
                 self.failures,
                 *retry_after,

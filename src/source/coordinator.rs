@@ -43,9 +43,24 @@ pub enum Answer {
     },
 }
 
+/// One in how many isolates that take a token from KV notes it to the coordinator (see
+/// [`Coordinator::note`]): enough for a fleet of any size to be seen within the coordinator's
+/// idle time (`crate::coordinator::warm`), few enough that a whole fleet waking in one second
+/// (10 000 isolates: about 300 notes) stays well inside what one Durable Object serves (about
+/// 1 000 requests a second).
+pub const NOTE_ONE_IN: u32 = 32;
+
 /// A coordinator as the token source sees it. `Err` is the coordinator's own trouble (absent,
-/// slow, failing, another configuration): the source then does the work itself.
+/// slow, failing, overloaded, another configuration): the source then does the work itself.
 pub trait Coordinator {
     /// Asks for a token.
     fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>>;
+
+    /// Tells the coordinator the fleet is using its token (this isolate took it from KV, where
+    /// the coordinator cannot see it): fire and forget, sent after the caller has its answer,
+    /// by one in [`NOTE_ONE_IN`] isolates. The coordinator keeps KV fresh while the fleet is
+    /// seen. By default nothing is sent.
+    fn note(&self) -> LocalBoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -18,7 +18,7 @@ use crate::oauth::token::Token;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
 use crate::source::acquire::{arrived_too_late, out_of_order, Acquisition, Need, ProofOrder, Step};
 use crate::source::context::{Context, Moment};
-use crate::source::coordinator::{Answer, Ask};
+use crate::source::coordinator::{Answer, Ask, NOTE_ONE_IN};
 use crate::source::records::encode_hold;
 use crate::source::records::{decode_hold, decode_record, HOLD_ENTRY};
 use crate::source::state::fits;
@@ -80,6 +80,9 @@ pub(super) struct Finished {
     pub(super) writes: Vec<Write>,
     /// The discovered token endpoint is gone: forget it.
     pub(super) forget_endpoint: bool,
+    /// Note the coordinator that the fleet uses its token (see
+    /// [`crate::source::coordinator::Coordinator::note`]).
+    pub(super) note_coordinator: bool,
 }
 
 /// Why a flight runs.
@@ -107,6 +110,7 @@ pub(super) struct Flight {
     start_secs: u64,
     stage: Stage,
     writes: Vec<Write>,
+    note_coordinator: bool,
 }
 
 impl Flight {
@@ -118,6 +122,7 @@ impl Flight {
             start_secs: now,
             stage: Stage::Begin,
             writes: Vec::new(),
+            note_coordinator: false,
         }
     }
 
@@ -175,7 +180,9 @@ impl Flight {
     }
 
     fn ask_endpoint(&mut self, at: Moment, cx: &mut Context<'_>) -> Action {
-        let (acquisition, step) = Acquisition::start(cx.config, self.start_secs, at);
+        // In an outage (the last flight failed), one attempt: the outage schedule is the pause.
+        let retries = cx.state.hold_down.failed_flights() == 0;
+        let (acquisition, step) = Acquisition::start(cx.config, self.start_secs, retries, at);
         self.stage = Stage::Endpoint(Box::new(acquisition));
         self.step(step, at, cx)
     }
@@ -204,6 +211,7 @@ impl Flight {
             result,
             writes: std::mem::take(&mut self.writes),
             forget_endpoint,
+            note_coordinator: self.note_coordinator,
         })
     }
 
@@ -212,7 +220,7 @@ impl Flight {
     /// usable is kept in memory for the case the endpoint fails. What the reads found is judged
     /// at the time they found it.
     fn kv_answer(
-        &self,
+        &mut self,
         token: StoreRead,
         hold: StoreRead,
         at: Moment,
@@ -221,7 +229,9 @@ impl Flight {
         let read_at = at.secs;
         let memory = &mut cx.state.memory;
         match token {
-            Ok(Some(raw)) => match decode_record(&raw, cx.config.expiry_margin_secs) {
+            Ok(Some(raw)) => match decode_record(&raw, cx.config.expiry_margin_secs)
+                .map(|t| t.with_refresh(cx.config.refresh_lead_secs, None))
+            {
                 Some(t) if memory.is_revoked(&t) || !fits(cx.config, &t) => {}
                 Some(t) if memory.is_older(&t) => {
                     (cx.log)(&log::cache_event(
@@ -240,6 +250,10 @@ impl Flight {
                         t.expires_at().saturating_sub(read_at),
                     ));
                     memory.adopt(t.clone());
+                    cx.state.hold_down.clear();
+                    // The coordinator cannot see isolates served by KV: a few tell it.
+                    self.note_coordinator =
+                        cx.coordinated && (cx.random)() < 1.0 / f64::from(NOTE_ONE_IN);
                     return Some(Ok(t));
                 }
                 // Past its margin but not expired: better than nothing if the endpoint fails.
@@ -257,7 +271,13 @@ impl Flight {
         }
         match hold {
             Ok(Some(raw)) => {
-                let (until, err) = decode_hold(&raw).filter(|(until, _)| read_at < *until)?;
+                let stored = decode_hold(&raw)?;
+                // An outage goes on where the writer left it, whether or not its pause is over.
+                cx.state.hold_down.resume_outage(stored.failed);
+                if read_at >= stored.until {
+                    return None;
+                }
+                let (until, err) = (stored.until, stored.error);
                 (cx.log)(&log::cache_event(
                     "hold",
                     "another isolate holds the token endpoint down",
@@ -282,6 +302,11 @@ impl Flight {
         cx: &mut Context<'_>,
     ) -> Option<Result<Token>> {
         let at = at.secs;
+        let lead = cx.config.refresh_lead_secs;
+        let answer = answer.map(|a| match a {
+            Answer::Token(t) => Answer::Token(t.with_refresh(lead, None)),
+            held => held,
+        });
         match answer {
             // A token this isolate saw rejected comes back only when the coordinator's eviction
             // hold-down keeps it (an upstream that rejects every token): used, as without one.
@@ -305,12 +330,12 @@ impl Flight {
                 ));
                 None
             }
-            Ok(Answer::Held { error, until }) if at < until => {
-                // The coordinator shared the hold in KV already; this isolate keeps it in memory.
-                cx.state.hold_down.set(until, error);
+            Ok(Answer::Held { error, until }) => {
+                // The fleet's answer, whatever the clocks say: the coordinator shared the hold in
+                // KV already; this isolate keeps it in memory (a second at least).
+                cx.state.hold_down.set(until.max(at + 1), error);
                 cx.state.held_answer(at)
             }
-            Ok(Answer::Held { .. }) => None,
             Err(reason) => {
                 (cx.log)(&log::cache_event("coordinator_fallback", &reason));
                 None
@@ -332,7 +357,12 @@ impl Flight {
             return match result {
                 Ok(t) if t.usable_at(done) => Ok(t),
                 Ok(late) => Err(arrived_too_late(&late, done, at.ms)),
-                Err(e) => match hold_secs(&e, cx.config.holddown_secs) {
+                Err(e) => match hold_secs(
+                    &e,
+                    cx.config.holddown_secs,
+                    cx.state.hold_down.failed_flights() + 1,
+                    (cx.random)(),
+                ) {
                     0 => Err(e),
                     secs => Err(held_error(&e, done + secs, done)),
                 },
@@ -360,11 +390,12 @@ impl Flight {
     /// A failed token request at `done`: holds the endpoint down as the error calls for, and
     /// answers with a token still usable if there is one.
     fn fail(&mut self, err: Error, done: u64, cx: &mut Context<'_>) -> Result<Token> {
-        let secs = hold_secs(&err, cx.config.holddown_secs);
+        let failed = cx.state.hold_down.count_failure(&err);
+        let secs = hold_secs(&err, cx.config.holddown_secs, failed, (cx.random)());
         let mut shown = err.clone();
         if secs > 0 {
             let until = done + secs;
-            if let Some(record) = encode_hold(until, &err).filter(|_| shared(&err)) {
+            if let Some(record) = encode_hold(until, &err, failed).filter(|_| shared(&err)) {
                 self.writes
                     .push(Write::Put(HOLD_ENTRY, record, secs.max(KV_MIN_TTL_SECS)));
             }

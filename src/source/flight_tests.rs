@@ -185,7 +185,7 @@ fn a_hold_another_isolate_shared_is_the_answer_without_a_token_request() {
         10,
         Event::KvRead {
             token: Ok(None),
-            hold: Ok(Some(encode_hold(NOW + 30, &refused).unwrap())),
+            hold: Ok(Some(encode_hold(NOW + 30, &refused, 0).unwrap())),
         },
     ));
     assert!(matches!(end.result, Err(Error::Refused { .. })));

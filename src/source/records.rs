@@ -33,6 +33,9 @@ struct Record {
     /// needs the key to use it. The whole value is sealed before it reaches KV.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dpop_jwk: Option<String>,
+    /// The server's `refresh_in` (seconds after issue): every reader honours it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_in: Option<u64>,
 }
 
 /// Layout version of [`Record`]; values of any other version are misses.
@@ -53,6 +56,7 @@ pub(crate) fn encode_record(token: &Token) -> String {
         dpop_jwk: token
             .dpop_key()
             .map(|k| k.private_jwk().expose().to_owned()),
+        refresh_in: token.refresh_in(),
     };
     serde_json::to_string(&record).expect("a record of strings and integers serialises")
 }
@@ -74,7 +78,8 @@ pub(crate) fn decode_record(raw: &str, margin: u64) -> Option<Token> {
         r.issued_at,
         r.expires_at,
         margin,
-    );
+    )
+    .with_refresh(None, r.refresh_in);
     // A DPoP token without its key is useless, and a Bearer token has none.
     match (scheme, r.dpop_jwk) {
         (Scheme::Bearer, None) => Some(token),
@@ -94,10 +99,26 @@ struct HoldRecord {
     status: u16,
     code: Option<String>,
     text: Option<String>,
+    /// How many flights in a row had found the endpoint unavailable: the outage schedule's
+    /// step, so a reader (a restarted coordinator, another isolate) goes on with it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    failed: u32,
 }
 
-/// Serialises a hold-down for the shared store.
-pub(crate) fn encode_hold(until: u64, err: &Error) -> Option<String> {
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A hold-down as stored: until when, what caused it, and the outage schedule's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredHold {
+    pub(crate) until: u64,
+    pub(crate) error: Error,
+    pub(crate) failed: u32,
+}
+
+/// Serialises a hold-down for the shared store, at step `failed` of the outage schedule.
+pub(crate) fn encode_hold(until: u64, err: &Error, failed: u32) -> Option<String> {
     let (kind, status, code, text) = match err {
         Error::Refused {
             status,
@@ -122,12 +143,13 @@ pub(crate) fn encode_hold(until: u64, err: &Error) -> Option<String> {
         status,
         code,
         text,
+        failed,
     };
     serde_json::to_string(&r).ok()
 }
 
 /// Reads a hold-down; `None` for anything unreadable.
-pub(crate) fn decode_hold(raw: &str) -> Option<(u64, Error)> {
+pub(crate) fn decode_hold(raw: &str) -> Option<StoredHold> {
     let r: HoldRecord = serde_json::from_str(raw).ok()?;
     if r.v != 1 {
         return None;
@@ -148,7 +170,11 @@ pub(crate) fn decode_hold(raw: &str) -> Option<(u64, Error)> {
         },
         _ => return None,
     };
-    Some((r.until, err))
+    Some(StoredHold {
+        until: r.until,
+        error: err,
+        failed: r.failed,
+    })
 }
 
 /// The metadata entry as stored: the endpoint and until when (Unix seconds) it is trusted.
@@ -249,7 +275,9 @@ mod tests {
                 retry_after: None,
             },
         ] {
-            assert_eq!(decode_hold(&encode_hold(77, &e).unwrap()), Some((77, e)));
+            let back = decode_hold(&encode_hold(77, &e, 3).unwrap()).unwrap();
+            assert_eq!((back.until, back.failed), (77, 3));
+            assert_eq!(back.error, e);
         }
         for raw in [
             "",

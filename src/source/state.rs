@@ -91,10 +91,13 @@ impl Memory {
     }
 }
 
-/// The hold-down in force, and when an upstream rejection last evicted a token.
+/// The hold-down in force, how many flights in a row found the endpoint unavailable (the outage
+/// schedule's step, see [`crate::oauth::holddown`]), and when an upstream rejection last evicted
+/// a token.
 #[derive(Default)]
 pub(super) struct HoldDown {
     hold: Option<Hold>,
+    failed_flights: u32,
     last_eviction: Option<u64>,
 }
 
@@ -109,9 +112,29 @@ impl HoldDown {
         self.hold = Some(Hold { until, error });
     }
 
-    /// A token was obtained: no hold any more.
+    /// A token was obtained: no hold any more, and the outage schedule starts over.
     pub(super) fn clear(&mut self) {
         self.hold = None;
+        self.failed_flights = 0;
+    }
+
+    /// How many flights in a row found the endpoint unavailable.
+    pub(super) fn failed_flights(&self) -> u32 {
+        self.failed_flights
+    }
+
+    /// Goes on with an outage another reader of the store saw (`failed` flights in a row).
+    pub(super) fn resume_outage(&mut self, failed: u32) {
+        self.failed_flights = self.failed_flights.max(failed);
+    }
+
+    /// Counts a failed flight: one more step of the outage schedule when the endpoint was
+    /// unavailable (refusals hold for their own fixed time). The step to pause for.
+    pub(super) fn count_failure(&mut self, err: &Error) -> u32 {
+        if let Error::Unavailable { .. } = err {
+            self.failed_flights = self.failed_flights.saturating_add(1);
+        }
+        self.failed_flights
     }
 
     /// Whether an eviction at `now` comes too soon after the last one (within `window` seconds):

@@ -82,6 +82,10 @@ pub(crate) const FLIGHT_SLACK_MS: u64 = 2 * STORE_TIMEOUT_MS + 2_000;
 /// answers still leaves time for the fallback.
 pub(crate) const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
 
+/// How long a KV write takes, at most, to be read everywhere: 60 s to reach other locations, and
+/// up to 60 s more that a location serves what it read before (KV's `cacheTtl`).
+pub const KV_VISIBLE_SECS: u64 = 120;
+
 struct Inner<H, S, R: Runtime> {
     config: Config,
     ports: Ports<H, S, R>,
@@ -174,9 +178,15 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         (!self.refresh_due(token, now)).then(|| token.clone())
     }
 
-    /// Whether `token` is due for its background refresh at `now` (refresh ahead on).
+    /// Whether `token` is due for its background refresh at `now` (refresh ahead on). With a
+    /// coordinator, which refreshes the fleet's token itself at the window's start and writes
+    /// KV, the isolate looks only once KV shows the new token everywhere
+    /// ([`KV_VISIBLE_SECS`] later).
     fn refresh_due(&self, token: &Token, now: u64) -> bool {
-        self.inner.config.refresh_ahead && token.refresh_due_skewed(now, self.inner.refresh_skew)
+        let coordinated = self.inner.ports.coordinator.borrow().is_some();
+        let delay = if coordinated { KV_VISIBLE_SECS } else { 0 };
+        self.inner.config.refresh_ahead
+            && token.refresh_due_after(now, delay, self.inner.refresh_skew)
     }
 
     /// The token in memory, fresh or not (for a coordinator comparing what it holds).
@@ -322,9 +332,13 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             let finished = driver::run(&inner.parts(&current), purpose, now).await;
             *out.borrow_mut() = Some(finished.result);
             inner.slot.borrow_mut().end(generation);
-            let writes = finished.writes;
+            let (writes, note) = (finished.writes, finished.note_coordinator);
             let persist: LocalBoxFuture<'static, ()> = Box::pin(async move {
-                driver::persist(&inner.config, &inner.ports, &inner.state, writes).await
+                driver::persist(&inner.config, &inner.ports, &inner.state, writes).await;
+                let coordinator = inner.ports.coordinator.borrow().clone();
+                if let Some(coordinator) = coordinator.filter(|_| note) {
+                    coordinator.note().await;
+                }
             });
             persist
         });

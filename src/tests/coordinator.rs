@@ -118,9 +118,10 @@ fn isolates_in_their_refresh_window_refresh_once_for_the_fleet() {
         block_on(s.token(NOW)).unwrap();
     }
     f.asks.borrow_mut().clear();
-    // Past the refresh point (NOW + 3240) and past every isolate's skew (0.5 here): each starts
-    // one background refresh, which asks the coordinator.
-    let later = NOW + 3400;
+    // Past the refresh point (NOW + 3240), the time KV takes to show the coordinator's own
+    // refresh everywhere (120 s: coordinated isolates look only then) and every isolate's skew
+    // (0.5 of the rest here): each starts one background refresh, which asks the coordinator.
+    let later = NOW + 3420;
     f.now.set(later);
     let mut flights = Vec::new();
     for (s, _, _) in &f.isolates {
@@ -235,8 +236,9 @@ fn a_rejection_reported_to_a_restarted_coordinator_evicts_once() {
 }
 
 #[test]
-fn the_coordinators_own_trouble_is_not_the_fleets() {
-    // The coordinator's location cannot reach the endpoint; the isolate's can.
+fn an_endpoint_the_coordinator_cannot_reach_is_the_fleets_answer_too() {
+    // One backoff for the fleet: unreachable or too slow counts as an outage like a 503, and an
+    // isolate that gets the coordinator's hold does not ask the endpoint itself.
     let unreachable = Endpoint::script(vec![Reply::Fail("connection refused", 5)]);
     let object = Rc::new(RefCell::new(source(&unreachable, &Kv::default(), logs().1)));
     let ep = Endpoint::new(200, GOOD);
@@ -248,11 +250,19 @@ fn the_coordinators_own_trouble_is_not_the_fleets() {
         down: Rc::new(Cell::new(false)),
         asks: Rc::default(),
     }));
-    let t = block_on(isolate.token(NOW)).unwrap();
-    assert_eq!(t.access_token().expose(), "tok-1");
-    assert_eq!(count(&lines, "coordinator_fallback"), 1);
+    let e = block_on(isolate.token(NOW)).unwrap_err();
+    assert_eq!(e.http_status(), 503);
+    assert!(
+        e.retry_after().is_some(),
+        "the fleet's pause, as Retry-After"
+    );
+    assert_eq!(count(&lines, "coordinator_fallback"), 0);
     assert!(unreachable.calls.get() >= 1);
-    assert_eq!(ep.calls.get(), 1, "the isolate asked the endpoint itself");
+    assert_eq!(ep.calls.get(), 0, "the isolate left the endpoint alone");
+    assert!(
+        isolate.hold(NOW).is_some(),
+        "and holds the fleet's pause itself"
+    );
 }
 
 #[test]

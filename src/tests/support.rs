@@ -40,6 +40,7 @@ pub(super) fn config() -> Config {
         retry_statuses: vec![401],
         cache_key_secret: None,
         refresh_ahead: true,
+        refresh_lead_secs: None,
         dpop: Default::default(),
     }
 }

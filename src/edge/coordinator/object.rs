@@ -6,7 +6,7 @@
 //! ([`crate::edge::assembly::build`]), over its own storage (sealed like KV, and mirrored to
 //! KV: the one writer of the configuration's KV entries), and answers with [`serve`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::Promise;
@@ -15,6 +15,7 @@ use worker::Env;
 
 use crate::base::log;
 use crate::coordinator::serve::serve;
+use crate::coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet};
 use crate::coordinator::wire::{decode_ask, encode_answer, Addressed};
 use crate::edge::assembly::build::{sealer_for, token_source};
 use crate::edge::assembly::profiles::read_config;
@@ -24,6 +25,7 @@ use crate::edge::platform::js::settle;
 use crate::edge::platform::kv::{bounded, EdgeStore, KvNamespace};
 use crate::edge::platform::runtime::{sleep, EdgeRuntime};
 use crate::edge::platform::seal::Sealer;
+use crate::source::coordinator::Answer;
 use crate::source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;
@@ -48,7 +50,13 @@ extern "C" {
     fn put(this: &ObjectStorage, key: &str, value: &str) -> Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = delete)]
     fn remove(this: &ObjectStorage, key: &str) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = setAlarm)]
+    fn set_alarm(this: &ObjectStorage, scheduled_ms: f64) -> Result<Promise, JsValue>;
 }
+
+/// The object's unsealed storage key for the profile its alarm refreshes (a profile name is no
+/// secret, and an object woken by its alarm must know it before it can unseal anything).
+const ALARM_PROFILE: &str = "m2m:alarm-profile";
 
 /// The coordinator's storage as the core's store: sealed like KV, and the token and hold-down
 /// entries mirrored to KV, where isolates read them.
@@ -124,6 +132,10 @@ struct Object {
     /// its asks name one profile, or profiles with identical settings); made on the first ask,
     /// synchronously, so asks that arrive together share one source and its single flight.
     sources: RefCell<Vec<(Option<String>, Ready)>>,
+    /// When the fleet was last seen (asks and notes), for the alarm.
+    fleet: Fleet,
+    /// The alarm this object set last (Unix seconds), so an ask does not set it again.
+    alarm_at: Cell<Option<u64>>,
 }
 
 impl Object {
@@ -146,12 +158,54 @@ impl Object {
         Ok((sealer, source))
     }
 
+    /// The object's storage, sealed, for its own entries (not mirrored to KV).
+    fn own_store(&self, sealer: &Rc<Sealer>) -> ObjectStore {
+        ObjectStore {
+            storage: self.storage.clone(),
+            sealer: sealer.clone(),
+            kv: EdgeStore::new(None, sealer.clone()),
+        }
+    }
+
+    /// Sets the alarm to `alarm` (for `profile`'s source), unless it is already set there.
+    async fn schedule(&self, alarm: Alarm, profile: Option<&str>) {
+        let Alarm::At(at) = alarm else {
+            self.alarm_at.set(None);
+            return;
+        };
+        if self.alarm_at.get() == Some(at) {
+            return;
+        }
+        self.alarm_at.set(Some(at));
+        let _ = settle(self.storage.put(ALARM_PROFILE, profile.unwrap_or(""))).await;
+        let _ = settle(self.storage.set_alarm(at as f64 * 1000.0)).await;
+    }
+
+    /// The alarm fired: keep the fleet's token fresh in KV while the fleet is active.
+    async fn alarm(&self) {
+        self.alarm_at.set(None);
+        let stored = settle(self.storage.get(ALARM_PROFILE)).await.ok();
+        let profile = stored.and_then(|v| v.as_string()).filter(|p| !p.is_empty());
+        let Ok((sealer, source)) = self.source(profile.clone()) else {
+            return;
+        };
+        let now = crate::edge::platform::js::now_secs();
+        let next = keep_warm(&source, &self.fleet, &self.own_store(&sealer), now).await;
+        self.schedule(next, profile.as_deref()).await;
+    }
+
     async fn fetch(&self, req: web_sys::Request) -> web_sys::Response {
         let body = settle(req.text()).await.ok().and_then(|b| b.as_string());
-        let Some(Ok(Addressed { name, profile, ask })) = body.as_deref().map(decode_ask) else {
+        let Some(Ok(Addressed {
+            name,
+            profile,
+            note,
+            ask,
+        })) = body.as_deref().map(decode_ask)
+        else {
             return respond(400, "not an ask");
         };
-        let ready = match self.source(profile) {
+        let ready = match self.source(profile.clone()) {
             Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
             Err(e) => Err(e),
         };
@@ -170,8 +224,22 @@ impl Object {
         if name != identity {
             return respond(409, "another configuration");
         }
-        match serve(&source, ask, crate::edge::platform::js::now_secs()).await {
-            Ok(a) => respond(200, &encode_answer(&a)),
+        let now = crate::edge::platform::js::now_secs();
+        let sealer = self.source(profile.clone()).map(|(s, _)| s);
+        if let Ok(sealer) = &sealer {
+            self.fleet.seen(&self.own_store(sealer), now).await;
+        }
+        if note {
+            return respond(200, "noted");
+        }
+        match serve(&source, ask, now).await {
+            Ok(a) => {
+                if let Answer::Token(t) = &a {
+                    self.schedule(alarm_after(t.refresh_at(), now), profile.as_deref())
+                        .await;
+                }
+                respond(200, &encode_answer(&a))
+            }
             Err(e) => respond(503, &e),
         }
     }
@@ -190,6 +258,8 @@ impl TokenCoordinator {
                 storage,
                 env,
                 sources: RefCell::default(),
+                fleet: Fleet::default(),
+                alarm_at: Cell::new(None),
             }),
         }
     }
@@ -200,5 +270,15 @@ impl TokenCoordinator {
         wasm_bindgen_futures::future_to_promise(
             async move { Ok(JsValue::from(inner.fetch(req).await)) },
         )
+    }
+
+    /// The object's alarm (workerd calls it; at least once): refreshes the fleet's token ahead
+    /// of expiry while the fleet is active (see `coordinator::warm`).
+    pub fn alarm(&self) -> Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner.alarm().await;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 }

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use worker::Env;
 
 use crate::config::client::Config;
-use crate::coordinator::wire::{decode_answer, encode_ask};
+use crate::coordinator::wire::{decode_answer, encode_ask, encode_note};
 use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
 use crate::edge::platform::js::settle;
 use crate::edge::platform::runtime::sleep;
@@ -102,4 +102,20 @@ impl Coordinator for EdgeCoordinator {
             }
         })
     }
+
+    fn note(&self) -> LocalBoxFuture<'static, ()> {
+        let (env, sealer, profile) = (self.env.clone(), self.sealer.clone(), self.profile.clone());
+        Box::pin(async move {
+            let Ok(name) = sealer.identity().await else {
+                return;
+            };
+            let body = encode_note(&name, profile.as_deref());
+            let call = settle(coordinator_ask(&env, COORDINATOR_BINDING, &name, &body));
+            // Fire and forget, but bounded: a note is worth nothing late.
+            let _ = select(std::pin::pin!(call), sleep(NOTE_BOUND_MS)).await;
+        })
+    }
 }
+
+/// Longest a note may keep the isolate's request alive (`ctx.waitUntil`).
+const NOTE_BOUND_MS: u64 = 2_000;
