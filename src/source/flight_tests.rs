@@ -407,3 +407,40 @@ fn an_event_out_of_order_ends_the_flight_with_an_error_not_a_trap() {
     let end = done(s.at(0, Event::TimerFired));
     assert!(matches!(end.result, Err(Error::Other(_))));
 }
+
+#[test]
+fn in_an_outage_each_flight_makes_one_attempt_and_pauses_longer_until_a_token_comes() {
+    let mut s = Script::basic();
+    let mut pauses = Vec::new();
+    for flight in 0..5 {
+        s.flight = Flight::new(Purpose::Token, NOW);
+        s.past_kv();
+        assert!(matches!(s.at(20, endpoint()), Action::Send(_)));
+        let mut next = s.at(120, answer(503, ""));
+        if flight == 0 {
+            // The first flight retries within its budget, as for a blip.
+            assert!(matches!(next, Action::Sleep(_)), "{next:?}");
+            next = s.at(990, Event::TimerFired);
+            assert!(matches!(next, Action::Send(_)));
+            next = s.at(995, answer(503, ""));
+        } else {
+            assert!(matches!(next, Action::Done(_)), "one attempt: {next:?}");
+        }
+        let end = done(next);
+        assert!(end.result.is_err());
+        let hold = s.state.hold_down.active(NOW).expect("held").clone();
+        pauses.push(hold.until - NOW - 1);
+        assert!(
+            end.writes.iter().any(|w| matches!(w, Write::Put(name, _, _) if *name == HOLD_ENTRY)),
+            "a 503 is the endpoint's state: shared, with the schedule's step"
+        );
+    }
+    // The jitter here is 0.5: three quarters to all of 5, 10, 20, 40, 80 s.
+    assert_eq!(pauses, [5, 9, 18, 35, 70]);
+    // A token resets the schedule.
+    s.flight = Flight::new(Purpose::Token, NOW);
+    s.past_kv();
+    s.at(20, endpoint());
+    assert!(done(s.at(120, answer(200, TOKEN))).result.is_ok());
+    assert_eq!(s.state.hold_down.failed_flights(), 0);
+}
