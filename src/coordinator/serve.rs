@@ -9,6 +9,9 @@ use crate::source::runtime::Runtime;
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;
 
+/// Seconds an answer may take to reach an isolate, with the isolate's own use still ahead.
+const TRIP_SECS: u64 = 5;
+
 /// The coordinator's side: answers `ask` at `now` from `source`, the coordinator's own token
 /// source (its store is the coordinator's storage, mirrored to KV). `Err` means "do it
 /// yourself": this coordinator cannot serve (its configuration is broken).
@@ -55,6 +58,16 @@ where
         }
     }
     match result {
+        // A token past its margin that the coordinator keeps for want of a better one (the
+        // endpoint is held down): worth sending only if it outlives the trip; otherwise the
+        // hold is the answer, so the isolate does not take the endpoint on itself.
+        Ok(t) if !t.is_fresh(now) && !t.usable_at(now + TRIP_SECS) => match source.hold(now) {
+            Some(hold) => Ok(Answer::Held {
+                error: hold.error,
+                until: hold.until,
+            }),
+            None => Ok(Answer::Token(t)),
+        },
         Ok(t) => Ok(Answer::Token(t)),
         // Whatever holds the coordinator's endpoint down (a refusal, nonsense, a 5xx or 429, an
         // endpoint unreachable or too slow) is the fleet's answer until the hold ends: the fleet

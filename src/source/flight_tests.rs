@@ -431,7 +431,9 @@ fn in_an_outage_each_flight_makes_one_attempt_and_pauses_longer_until_a_token_co
         let hold = s.state.hold_down.active(NOW).expect("held").clone();
         pauses.push(hold.until - NOW - 1);
         assert!(
-            end.writes.iter().any(|w| matches!(w, Write::Put(name, _, _) if *name == HOLD_ENTRY)),
+            end.writes
+                .iter()
+                .any(|w| matches!(w, Write::Put(name, _, _) if *name == HOLD_ENTRY)),
             "a 503 is the endpoint's state: shared, with the schedule's step"
         );
     }

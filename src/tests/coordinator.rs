@@ -295,11 +295,17 @@ mod alarm {
         let fleet = Fleet::default();
         // Never seen: stop.
         let due = t.refresh_at();
-        assert_eq!(block_on(keep_warm(&object, &fleet, &storage, due)), Alarm::Stop);
+        assert_eq!(
+            block_on(keep_warm(&object, &fleet, &storage, due)),
+            Alarm::Stop
+        );
         // Seen long ago: stop too.
         block_on(fleet.seen(&storage, NOW));
         let late = NOW + IDLE_AFTER_SECS;
-        assert_eq!(block_on(keep_warm(&object, &fleet, &storage, late)), Alarm::Stop);
+        assert_eq!(
+            block_on(keep_warm(&object, &fleet, &storage, late)),
+            Alarm::Stop
+        );
         assert_eq!(ep.calls.get(), 1);
     }
 
@@ -336,7 +342,12 @@ mod alarm {
         block_on(Fleet::default().seen(&storage, NOW + 10));
         // A new object (memory lost), woken by its stored alarm.
         let object = source(&ep, &storage, logs().1);
-        let next = block_on(keep_warm(&object, &Fleet::default(), &storage, t.refresh_at()));
+        let next = block_on(keep_warm(
+            &object,
+            &Fleet::default(),
+            &storage,
+            t.refresh_at(),
+        ));
         assert!(matches!(next, Alarm::At(_)));
         assert_eq!(ep.calls.get(), 2, "refreshed, not stopped");
     }
