@@ -616,6 +616,12 @@ mod sim {
         }
     }
 
+    /// `SIM_COLD=1`: the bursts pattern without its first request, so the first burst is the
+    /// cold start of the whole fleet in one second (SIMULATION.md, "What the model leaves out").
+    fn cold_start() -> bool {
+        std::env::var("SIM_COLD").is_ok_and(|v| v == "1")
+    }
+
     const DEPLOY_AT_MS: u64 = 12 * 3_600_000;
     const REVOKE_AT_MS: u64 = 8 * 3_600_000;
     /// Within the 6th token's refresh window (from 5 h 24 min, before its expiry at 6 h), so an
@@ -765,7 +771,7 @@ mod sim {
                     let next = match pattern {
                         // 5 requests within a second from every isolate, every 2 hours from 2 h;
                         // before, one request (the deploy's first) at 1 s.
-                        Pattern::Bursts if i == 0 && !warmed => {
+                        Pattern::Bursts if i == 0 && !warmed && !cold_start() => {
                             warmed = true;
                             1_000
                         }
@@ -881,7 +887,7 @@ mod sim {
             for (isolates, locations) in fleets {
                 let key = format!(
                     "{}:{isolates}",
-                    pattern.name().split(' ').next().unwrap_or("")
+                    pattern.name().split([' ', ':']).next().unwrap_or("")
                 );
                 if only.as_ref().is_some_and(|o| !key.starts_with(o.as_str())) {
                     continue;

@@ -169,6 +169,30 @@ if (serve) {
     ]);
   }
 
+  // An IdP outage: the token endpoint answers 503 for 12 s while 4 cold isolates (coordinator
+  // bound) send a request each every 250 ms; the fleet backs off as one, then recovers.
+  {
+    const fleet = await startFleet({ bindings: { ...bindings, OAUTH_TIMEOUT_MS: '2000' }, isolates: 4 });
+    fleets.push(fleet);
+    const before = idp.tokenRequests;
+    idp.setFault('status503');
+    const statuses = new Set();
+    let sent = 0;
+    for (const end = Date.now() + 12_000; Date.now() < end; sent += 4) {
+      const round = await Promise.all([0, 1, 2, 3].map((i) => fleet.fetch(i, '/things')));
+      for (const r of round) { await r.arrayBuffer(); statuses.add(r.status); }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const during = idp.tokenRequests - before;
+    idp.setFault('ok');
+    rows.push([
+      `IdP down 12 s, 4 isolates x ${sent} requests`,
+      [...statuses].join(','),
+      during,
+      `the fleet paused as one (503 with Retry-After); ${fleet.events({ outcome: 'coordinator_fallback' }).length} fallbacks to the endpoint`,
+    ]);
+  }
+
   const w = [46, 8, 7];
   say(`${'request'.padEnd(w[0])}${'status'.padEnd(w[1])}${'token'.padEnd(w[2])}result`);
   for (const [label, status, tokens, note] of rows) {

@@ -449,6 +449,22 @@ mod tests {
     }
 
     #[test]
+    fn the_refresh_lead_is_read_in_seconds_and_unset_means_the_default_rule() {
+        assert_eq!(with(&[]).unwrap().refresh_lead_secs, None);
+        let c = with(&[("OAUTH_REFRESH_LEAD_SECS", "2100")]).unwrap();
+        assert_eq!(c.refresh_lead_secs, Some(2100));
+        for bad in ["soon", "-5", "86401"] {
+            let err = with(&[("OAUTH_REFRESH_LEAD_SECS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("OAUTH_REFRESH_LEAD_SECS") && !err.contains(bad),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn unset_settings_take_the_documented_defaults() {
         let c = with(&[]).unwrap();
         assert_eq!(c.auth.method(), "client_secret_basic");
