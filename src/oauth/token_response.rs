@@ -234,6 +234,27 @@ mod tests {
     }
 
     #[test]
+    fn a_servers_refresh_in_opens_the_refresh_window_and_nonsense_is_ignored() {
+        let parse = |body: &str| {
+            parse_token_response(&resp(200, body), NOW, 60, &Redactor::default()).unwrap()
+        };
+        let t = parse(r#"{"access_token":"a","expires_in":3600,"refresh_in":1800}"#);
+        assert_eq!((t.refresh_at(), t.refresh_in()), (NOW + 1800, Some(1800)));
+        for body in [
+            r#"{"access_token":"a","expires_in":3600,"refresh_in":"soon"}"#,
+            r#"{"access_token":"a","expires_in":3600,"refresh_in":0}"#,
+            r#"{"access_token":"a","expires_in":3600}"#,
+        ] {
+            let t = parse(body);
+            assert_eq!(
+                (t.refresh_at(), t.refresh_in()),
+                (NOW + 3240, None),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
     fn token_responses_give_the_expiry_from_expires_in_or_the_jwt_exp() {
         let j = jwt(NOW + 900);
         let body_jwt = format!(r#"{{"access_token":"{j}","token_type":"Bearer"}}"#);

@@ -216,6 +216,10 @@ mod tests {
         let strict = decode_record(&encode_record(&t), 600).unwrap();
         assert_eq!(strict.expires_at(), t.expires_at());
         assert_eq!(strict.fresh_until(), 3700 - 600);
+        // A server's `refresh_in` travels with the token: every reader honours it.
+        let early = t.clone().with_refresh(None, Some(1000));
+        let back = decode_record(&encode_record(&early), 60).unwrap();
+        assert_eq!((back.refresh_at(), back.refresh_in()), (1100, Some(1000)));
     }
 
     #[test]
