@@ -97,6 +97,26 @@ const IDENTITY_HEADERS = {
   'x-ms-client-principal-name': 'admin@example.com',
   'x-remote-user': 'admin',
   'remote-user': 'admin',
+  'remote-groups': 'admins',
+  'remote-email': 'admin@example.com',
+  'remote-name': 'Admin',
+  'x-authentik-username': 'admin',
+  'x-authentik-groups': 'admins',
+  'x-consumer-id': 'consumer-1',
+  'x-consumer-username': 'admin',
+  'x-credential-identifier': 'cred-1',
+  'x-authenticated-userid': 'admin',
+  'x-authenticated-scope': 'admin',
+  'x-userinfo': 'eyJzdWIiOiJhZG1pbiJ9',
+  'x-access-token': 'caller-access-token-0123456789',
+  'x-id-token': 'eyJcaller.id.token',
+  'x-ms-token-aad-access-token': 'caller-aad-token',
+  'x-azure-clientip': '203.0.113.9',
+  'x-azure-socketip': '203.0.113.9',
+  'fly-client-ip': '203.0.113.9',
+  'x-http-method-override': 'TRACE',
+  'x-http-method': 'TRACE',
+  'x-method-override': 'TRACE',
   'x-original-url': '/admin',
   'x-rewrite-url': '/admin',
   cookie: 'session=caller-session',
@@ -106,16 +126,17 @@ const IDENTITY_HEADERS = {
 
 test('no identity header of any class reaches the upstream; one allowed on purpose does', async () => {
   const w = await worker({
-    bindings: settings({ PROXY_FORWARD_HEADERS: 'X-Forwarded-User' }),
+    bindings: settings({ PROXY_FORWARD_HEADERS: 'X-Forwarded-User, X-Consumer-Username' }),
   });
   const r = await w.fetch('/things', { headers: { ...IDENTITY_HEADERS, 'x-request-id': 'req-1', accept: 'application/json' } });
   assert.equal(r.status, 200);
   const got = api.seen.at(-1).headers;
   for (const name of Object.keys(IDENTITY_HEADERS)) {
-    if (name === 'x-forwarded-user' || name === 'authorization') continue;
+    if (['x-forwarded-user', 'x-consumer-username', 'authorization'].includes(name)) continue;
     assert.equal(got[name], undefined, `${name} reached the upstream`);
   }
   assert.equal(got['x-forwarded-user'], 'admin', 'the allowed name passes');
+  assert.equal(got['x-consumer-username'], 'admin', 'so does one of the new classes, allowed on purpose');
   assert.match(got.authorization, /^Bearer eyJ/);
   assert.notEqual(got.authorization, IDENTITY_HEADERS.authorization);
   assert.equal(got['x-request-id'], 'req-1');

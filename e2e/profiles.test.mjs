@@ -185,6 +185,29 @@ test('a profile\'s own PROXY_SHARED_SECRET guards that profile; a JS caller pick
   assert.equal((await w.callerFetch('/crm/things?key=crm-callers-only-0123456789')).status, 200);
 });
 
+test('on an exposed route, an unauthenticated client gets the same 401 for every path: known, unknown or broken profile', async () => {
+  const secret = 'exposed-route-secret-0123456789';
+  // crm's settings are broken; billing is fine; every request must show the secret first.
+  const w = await worker({ extra: { PROXY_SHARED_SECRET: secret, CRM_OAUTH_PRIVATE_KEY: '' } });
+  const before = stack.idp.tokenRequests;
+  const answers = [];
+  for (const path of ['/billing/things', '/hr/things', '/crm/things', '/', '/BILLING/x']) {
+    const r = await w.fetch(path);
+    answers.push([path, r.status, await r.text()]);
+  }
+  for (const [path, status, body] of answers) {
+    assert.equal(status, 401, `${path}: ${status}`);
+    assert.equal(body, answers[0][2], `${path} answers like the others`);
+    assert.ok(!body.includes('CRM_') && !body.includes('profile'), body);
+  }
+  assert.equal(stack.idp.tokenRequests, before, 'no token for an unauthenticated client');
+  // With the secret, the routing and setting errors are the caller's to see.
+  const auth = { headers: { 'proxy-authorization': `Bearer ${secret}` } };
+  assert.equal((await w.fetch('/billing/things', auth)).status, 200);
+  assert.equal((await w.fetch('/hr/things', auth)).status, 404);
+  assert.equal((await w.fetch('/crm/things', auth)).status, 500);
+});
+
 test('a fleet with a coordinator: one token request per profile, handed out by the profile\'s coordinator', async () => {
   const fleet = await stack.fleet({ bindings: settings(), isolates: 3 });
   const calls = [];

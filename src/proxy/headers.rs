@@ -50,6 +50,14 @@ pub(crate) const DROPPED_PREFIXES: &[&str] = &[
     "ssl-client-",
     // Envoy trusts its own `x-envoy-*` headers from internal callers only.
     "x-envoy-",
+    // More identity asserted by gateways: authentik (`X-authentik-username`, `-groups`, ...),
+    // Kong and APISIX consumers (`X-Consumer-ID`, `-Username`, `-Custom-ID`, `-Groups`), Azure
+    // Easy Auth's tokens (`X-MS-TOKEN-AAD-ACCESS-TOKEN`, `-ID-TOKEN`, ...), Authelia's `Remote-*`
+    // (`Remote-Groups`, `-Email`, `-Name`; `Remote-User` too).
+    "x-authentik-",
+    "x-consumer-",
+    "x-ms-token-",
+    "remote-",
 ];
 
 /// Single names of the same classes: forwarding and rewriting, the client-IP family, the
@@ -67,9 +75,24 @@ pub(crate) const DROPPED_NAMES: &[&str] = &[
     "client-ip",
     "fastly-client-ip",
     "cookie",
-    "remote-user",
     "x-arr-clientcert",
     "x-client-verify",
+    // Client addresses set by Azure Front Door and Fly.io.
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "fly-client-ip",
+    // Identity and tokens set by Kong, APISIX and OIDC gateway plugins.
+    "x-credential-identifier",
+    "x-authenticated-userid",
+    "x-authenticated-scope",
+    "x-userinfo",
+    "x-access-token",
+    "x-id-token",
+    // Method overrides: an upstream framework that honours them would run another method than
+    // the one the proxy checked (a `TRACE` echoing the request shows our token to the caller).
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Whether the caller's header `name` (lower case, as `Headers` iterates) is kept from the

@@ -112,6 +112,15 @@ pub(super) enum Step {
     },
 }
 
+/// What one answer of the token endpoint came to.
+struct Answered {
+    result: Result<Token>,
+    status: Option<u16>,
+    latency: u64,
+    /// The answer carried a usable DPoP nonce (RFC 9449 §8).
+    got_nonce: bool,
+}
+
 /// What the acquisition waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
@@ -289,28 +298,12 @@ impl Acquisition {
         cx: &mut Context<'_>,
     ) -> Step {
         debug_assert_eq!(self.waiting, Waiting::Answer);
-        let mut got_nonce = false;
-        let (result, status, latency) = match answer {
-            Ok(resp) => {
-                if let (Some(_), Some(nonce)) = (&self.key, resp.header("dpop-nonce")) {
-                    got_nonce = cx.state.token_nonces.remember(&self.token_url, nonce);
-                }
-                let margin = cx.config.expiry_margin_secs;
-                let lead = cx.config.refresh_lead_secs;
-                let parsed = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
-                    .map(|t| t.with_refresh(lead, None))
-                    .and_then(|t| bind(t, self.key.as_ref(), resp.status));
-                (parsed, Some(resp.status), resp.elapsed_ms)
-            }
-            Err(e) => (
-                Err(Error::Unavailable {
-                    reason: format!("network error: {}", e.reason),
-                    retry_after: None,
-                }),
-                None,
-                e.elapsed_ms,
-            ),
-        };
+        let Answered {
+            result,
+            status,
+            latency,
+            got_nonce,
+        } = self.read(answer, cx);
         self.reported += latency;
         let err = match result {
             // Counted from when it was sent; checked against when it arrived.
@@ -362,6 +355,42 @@ impl Acquisition {
                 let gone = endpoint_gone(&err);
                 self.done(Err(err), gone)
             }
+        }
+    }
+
+    /// What an answer (or a failure to get one) says: the token, checked and bound, or the error.
+    fn read(
+        &self,
+        answer: std::result::Result<HttpResponse, TransportError>,
+        cx: &mut Context<'_>,
+    ) -> Answered {
+        match answer {
+            Ok(resp) => {
+                let mut got_nonce = false;
+                if let (Some(_), Some(nonce)) = (&self.key, resp.header("dpop-nonce")) {
+                    got_nonce = cx.state.token_nonces.remember(&self.token_url, nonce);
+                }
+                let margin = cx.config.expiry_margin_secs;
+                let lead = cx.config.refresh_lead_secs;
+                let result = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
+                    .map(|t| t.with_refresh(lead, None))
+                    .and_then(|t| bind(t, self.key.as_ref(), resp.status));
+                Answered {
+                    result,
+                    status: Some(resp.status),
+                    latency: resp.elapsed_ms,
+                    got_nonce,
+                }
+            }
+            Err(e) => Answered {
+                result: Err(Error::Unavailable {
+                    reason: format!("network error: {}", e.reason),
+                    retry_after: None,
+                }),
+                status: None,
+                latency: e.elapsed_ms,
+                got_nonce: false,
+            },
         }
     }
 

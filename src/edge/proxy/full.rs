@@ -19,12 +19,14 @@ use crate::edge::assembly::profiles::configs;
 use crate::edge::isolate;
 use crate::edge::isolate::Configs;
 use crate::edge::platform::crypto::sha256;
+use crate::edge::platform::env::env_string;
 use crate::edge::proxy::outbound;
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::route::{
     check_request, constant_time_eq, error_body, join_upstream, path_and_query,
     presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
 };
+use crate::settings::profile::{Profile, PROFILES_SETTING};
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
 ///
@@ -43,24 +45,59 @@ pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> w
 
 /// Refuses a caller without the proxy's `PROXY_SHARED_SECRET`, when it has one.
 async fn check_shared_secret(proxy: &ProxyConfig, presented: Option<&str>) -> Result<(), Error> {
-    let Some(secret) = &proxy.shared_secret else {
-        return Ok(());
-    };
+    match &proxy.shared_secret {
+        Some(secret) if !presents(secret, presented).await => Err(unauthorized()),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caller's `Proxy-Authorization` carries `secret`. Digests first: equal lengths,
+/// so the comparison time says nothing about the secret. The configured secret's digest is made
+/// once per isolate, the caller's per request.
+async fn presents(secret: &SharedSecret, presented: Option<&str>) -> bool {
     let presented = presented_proxy_secret(presented).unwrap_or_default();
-    // Digests first: equal lengths, so the comparison time says nothing about the secret. The
-    // configured secret's digest is made once per isolate, the caller's per request.
     let (want, got) = (
         shared_secret_digest(secret).await,
         sha256(presented.as_bytes()).await,
     );
-    if matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g)) {
-        return Ok(());
-    }
-    Err(Error::rejected(
+    matches!((want, got), (Ok(w), Ok(g)) if constant_time_eq(&w, &g))
+}
+
+fn unauthorized() -> Error {
+    Error::rejected(
         401,
         "unauthorized",
         "this proxy requires Proxy-Authorization: Bearer <PROXY_SHARED_SECRET>",
-    ))
+    )
+}
+
+/// What a request that could not be routed or configured answers. When the Worker has any
+/// `PROXY_SHARED_SECRET` (its own or a profile's) and the caller presents none of them, the same
+/// 401 as everywhere else: an unauthenticated client must not tell a known profile from an
+/// unknown one, nor read a broken profile's setting names.
+async fn unrouted(env: &Env, err: Error, presented: Option<&str>) -> Error {
+    let mut secrets = Vec::new();
+    if let Some(s) = env_string(env, "PROXY_SHARED_SECRET") {
+        secrets.push(s);
+    }
+    // Read leniently: a broken `M2M_PROFILES` is itself one of the errors to hide.
+    let listed = env_string(env, PROFILES_SETTING).unwrap_or_default();
+    for profile in listed
+        .split(',')
+        .filter_map(|n| Profile::new(n.trim()).ok())
+    {
+        let name = format!("{}PROXY_SHARED_SECRET", profile.prefix());
+        secrets.extend(env_string(env, &name));
+    }
+    if secrets.is_empty() {
+        return err;
+    }
+    for secret in secrets {
+        if presents(&SharedSecret::new(secret), presented).await {
+            return err;
+        }
+    }
+    unauthorized()
 }
 
 /// The body to send upstream: counted as it streams and cut off past `limit`, declared length
@@ -96,13 +133,17 @@ async fn forward(
 ) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
     let url = req.url();
-    let route = route(env, &url)?;
-    let proxy = route.proxy(env)?;
     let inner = &req;
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
+    let presented = header("proxy-authorization");
+    let routed = route(env, &url).and_then(|route| Ok((route.proxy(env)?, route)));
+    let (proxy, route) = match routed {
+        Ok(routed) => routed,
+        Err(err) => return Err(unrouted(env, err, presented.as_deref()).await),
+    };
 
-    check_shared_secret(&proxy, header("proxy-authorization").as_deref()).await?;
+    check_shared_secret(&proxy, presented.as_deref()).await?;
     let method = inner.method();
     let content_length = header("content-length");
     let transfer_encoding = header("transfer-encoding");
