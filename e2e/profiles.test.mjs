@@ -185,6 +185,26 @@ test('a profile\'s own PROXY_SHARED_SECRET guards that profile; a JS caller pick
   assert.equal((await w.callerFetch('/crm/things?key=crm-callers-only-0123456789')).status, 200);
 });
 
+test('three profiles with interleaved traffic: a token revoked on one is found, evicted and replayed, one new token', async () => {
+  const w = await worker();
+  const status = async (p) => { const r = await w.fetch(p); await r.arrayBuffer(); return r.status; };
+  for (const p of ['/billing/things', '/crm/things', '/reports/things']) assert.equal(await status(p), 200);
+  // Warm: the next requests take the hot path. Alternate the other two profiles, so that a
+  // list of tokens shared by the whole isolate would have lost crm's.
+  for (let i = 0; i < 6; i += 1) {
+    assert.equal(await status('/billing/things'), 200);
+    assert.equal(await status('/reports/things'), 200);
+  }
+  const before = idp.tokenRequests;
+  crmApi.revokeAll();
+  assert.equal(await status('/crm/things'), 200, 'evicted and replayed with a new token');
+  assert.equal(idp.tokenRequests - before, 1, 'one new token, for crm');
+  assert.ok(w.events({ outcome: 'evicted', profile: 'crm' }).length >= 1, 'crm evicted its token');
+  assert.equal(await status('/crm/things'), 200);
+  assert.equal(await status('/billing/things'), 200);
+  assert.equal(idp.tokenRequests - before, 1, 'and nothing more');
+});
+
 test('on an exposed route, an unauthenticated client gets the same 401 for every path: known, unknown or broken profile', async () => {
   const secret = 'exposed-route-secret-0123456789';
   // crm's settings are broken; billing is fine; every request must show the secret first.

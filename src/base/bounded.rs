@@ -37,12 +37,6 @@ impl<K, V> Bounded<K, V> {
             .map(|(_, v)| v)
     }
 
-    /// The newest entry.
-    #[cfg(any(all(target_arch = "wasm32", feature = "proxy"), test))]
-    pub(crate) fn newest(&self) -> Option<&(K, V)> {
-        self.entries.last()
-    }
-
     /// Adds an entry, dropping the oldest when full.
     pub(crate) fn insert(&mut self, key: K, value: V) {
         self.insert_dropping(key, value, |_| Some(0));
@@ -85,7 +79,6 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b.find(|k| *k == "a"), None);
         assert_eq!(b.find(|k| *k == "c"), Some(&3));
-        assert_eq!(b.newest(), Some(&("c", 3)));
         *b.find_mut(|k| *k == "b").unwrap() = 20;
         assert_eq!(b.find(|k| *k == "b"), Some(&20));
     }

@@ -9,12 +9,11 @@
 //! | token sources, one per configuration and bindings | [`MAX_SOURCES`], least recently used out | `assembly/registry.rs` |
 //! | DPoP signing keys imported into WebCrypto | [`MAX_DPOP_KEYS`] | `signers/dpop.rs` |
 //! | the last token's DPoP `ath` | one | `signers/dpop.rs` |
-//! | tokens the hot path handed out lately | [`RECENT_TOKENS`] | `proxy/hot.rs` |
 //! | SHA-256 of each `PROXY_SHARED_SECRET` | [`MAX_SOURCES`] | `proxy/full.rs` |
 //! | `PROXY_FORWARD_HEADERS` and the last `Authorization` value as JS values | one each | `proxy/outbound.rs` |
 //!
-//! Each token source keeps its own state besides (memory, hold-down, nonces: see
-//! [`crate::source::state`]).
+//! Each token source keeps its own state besides (memory and the token before, the hold-down,
+//! nonces: see [`crate::source::state`]).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -37,7 +36,6 @@ use crate::source::token_source::TokenSource;
 #[cfg(feature = "proxy")]
 use {
     crate::base::secret::{AuthorizationValue, SharedSecret},
-    crate::oauth::token::Token,
     js_sys::{JsString, Set},
 };
 
@@ -47,12 +45,6 @@ pub(crate) const MAX_SOURCES: usize = 2 * MAX_PROFILES;
 /// DPoP signing keys held: the current token's, the configured one, and a rotation's worth of
 /// spares.
 pub(crate) const MAX_DPOP_KEYS: usize = 4;
-
-/// Tokens handed out lately, newest last: a rejection reported from JavaScript names its token
-/// by its `Authorization` value (a token is replaced while requests that carry the old one are
-/// still out).
-#[cfg(feature = "proxy")]
-pub(crate) const RECENT_TOKENS: usize = 4;
 
 /// A token source on Workers.
 pub(crate) type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
@@ -92,8 +84,6 @@ pub(crate) struct Isolate {
     pub(crate) dpop_keys: RefCell<Bounded<Rc<DpopKey>, CryptoKey>>,
     pub(crate) ath: RefCell<Bounded<AccessToken, Rc<str>>>,
     #[cfg(feature = "proxy")]
-    pub(crate) recent_tokens: RefCell<Bounded<AuthorizationValue, Token>>,
-    #[cfg(feature = "proxy")]
     pub(crate) secret_digests: RefCell<Bounded<SharedSecret, Vec<u8>>>,
     #[cfg(feature = "proxy")]
     pub(crate) forward_headers: RefCell<Bounded<Vec<String>, Set>>,
@@ -111,8 +101,6 @@ thread_local! {
             said_memory_only: Cell::new(false),
             dpop_keys: RefCell::new(Bounded::new(MAX_DPOP_KEYS)),
             ath: RefCell::new(Bounded::new(1)),
-            #[cfg(feature = "proxy")]
-            recent_tokens: RefCell::new(Bounded::new(RECENT_TOKENS)),
             #[cfg(feature = "proxy")]
             secret_digests: RefCell::new(Bounded::new(MAX_SOURCES)),
             #[cfg(feature = "proxy")]

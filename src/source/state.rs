@@ -25,6 +25,9 @@ pub struct Hold {
 #[derive(Default)]
 pub(super) struct Memory {
     token: Option<Token>,
+    /// The token before it: requests that carry it may still be out when an upstream rejects
+    /// it, and the rejection names it.
+    previous: Option<Token>,
     /// The newest token this source has held, by issue time: a KV record older than that (or as
     /// old and another token: times are whole seconds) is a replay (someone with write access
     /// put back an old value) or a stale read, never news.
@@ -59,7 +62,18 @@ impl Memory {
         {
             self.newest = Some((token.issued_at(), token.access_token().clone()));
         }
+        if let Some(old) = self.token.take().filter(|old| !old.same(&token)) {
+            self.previous = Some(old);
+        }
         self.token = Some(token);
+    }
+
+    /// The token held or the one before, by its `Authorization` value.
+    pub(super) fn handed_out(&self, authorization: &str) -> Option<&Token> {
+        [&self.token, &self.previous]
+            .into_iter()
+            .flatten()
+            .find(|t| t.authorization().expose() == authorization)
     }
 
     /// Whether `t` is older than the newest token this source has held.
@@ -87,7 +101,9 @@ impl Memory {
     /// Forgets `used` after an upstream rejected it; it is never taken from KV again.
     pub(super) fn evict(&mut self, used: &Token) {
         self.revoked = Some(used.clone());
-        self.token = None;
+        if let Some(old) = self.token.take() {
+            self.previous = Some(old);
+        }
     }
 }
 
@@ -182,5 +198,34 @@ pub(super) fn fits(config: &Config, t: &Token) -> bool {
         (Dpop::Off, None) | (Dpop::GeneratedKey, Some(_)) => true,
         (Dpop::Key(want), Some(have)) => want == have,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::secret::AccessToken;
+    use crate::oauth::token::Scheme;
+
+    fn token(name: &str, at: u64) -> Token {
+        Token::new(AccessToken::new(name), Scheme::Bearer, at, at + 3600, 60)
+    }
+
+    #[test]
+    fn the_token_held_and_the_one_before_are_found_by_authorization_value() {
+        let mut m = Memory::default();
+        m.adopt(token("one", 100));
+        m.adopt(token("two", 200));
+        assert!(m.handed_out("Bearer two").is_some_and(|t| t.access_token().expose() == "two"));
+        assert!(m.handed_out("Bearer one").is_some(), "requests with it may still be out");
+        assert!(m.handed_out("Bearer zero").is_none());
+        // The same token again does not push out the one before.
+        m.adopt(token("two", 200));
+        assert!(m.handed_out("Bearer one").is_some());
+        // An evicted token is still known as rejected, never held.
+        let two = token("two", 200);
+        m.evict(&two);
+        assert!(m.token().is_none() && m.is_revoked(&two));
+        assert!(m.handed_out("Bearer two").is_some());
     }
 }

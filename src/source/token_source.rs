@@ -189,6 +189,17 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             && token.refresh_due_after(now, delay, self.inner.refresh_skew)
     }
 
+    /// The token this source holds, or the one before it, whose `Authorization` value is
+    /// `authorization`: what an upstream's rejection of a request names.
+    pub fn handed_out(&self, authorization: &str) -> Option<Token> {
+        self.inner
+            .state
+            .borrow()
+            .memory
+            .handed_out(authorization)
+            .cloned()
+    }
+
     /// The token in memory, fresh or not (for a coordinator comparing what it holds).
     pub fn peek(&self) -> Option<Token> {
         self.inner.state.borrow().memory.token().cloned()

@@ -165,6 +165,13 @@ impl TokenClient {
         self.source.remember_dpop_nonce(url, nonce)
     }
 
+    /// The token this client's source handed out lately under `authorization` (see
+    /// [`TokenSource::handed_out`](crate::TokenSource::handed_out)).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn handed_out(&self, authorization: &str) -> Option<Token> {
+        self.source.handed_out(authorization)
+    }
+
     /// The API's latest DPoP nonce for `url` that this isolate knows.
     #[cfg(feature = "proxy")]
     pub(crate) fn dpop_nonce(&self, url: &str) -> Option<String> {

@@ -19,11 +19,9 @@ use worker::{Context, Env};
 use crate::base::error::Error;
 use crate::base::log;
 use crate::edge::assembly::client::TokenClient;
-use crate::edge::isolate;
 use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
 use crate::edge::proxy::outbound::{self, Outbound};
 use crate::oauth::dpop::htu;
-use crate::oauth::token::Token;
 use crate::proxy::route::{join_upstream, ALLOWED_METHODS};
 
 /// The hot path's entry points, as static methods of an exported class: worker-build exports
@@ -80,7 +78,9 @@ impl HotPath {
             return resp;
         };
         let used = sent.headers().get("authorization").ok().flatten();
-        let Some(token) = used.and_then(|used| recent(&used)) else {
+        // The token it carried, as the routed profile's own source knows it: each profile keeps
+        // its own, so traffic on other profiles cannot push it out.
+        let Some(token) = used.and_then(|used| client.handed_out(&used)) else {
             return resp;
         };
         // No body on the hot path: the same request can be signed again.
@@ -169,25 +169,5 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         out.push(&JsValue::from_str(&input));
         out.push(&signing);
     }
-    remember(token);
     Ok(Some(out))
-}
-
-fn remember(token: Token) {
-    isolate::with(|i| {
-        let mut recent = i.recent_tokens.borrow_mut();
-        let known = recent
-            .newest()
-            .is_some_and(|(a, _)| a.same_as(token.authorization()));
-        if !known {
-            recent.insert(token.authorization().clone(), token);
-        }
-    });
-}
-
-fn recent(authorization: &str) -> Option<Token> {
-    isolate::with(|i| {
-        let recent = i.recent_tokens.borrow();
-        recent.find(|a| a.expose() == authorization).cloned()
-    })
 }
