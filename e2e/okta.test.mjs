@@ -147,6 +147,29 @@ test('discovery: OAUTH_ISSUER instead of OAUTH_TOKEN_URL, RFC 8414 first, then O
   }
 });
 
+test('discovery with OAUTH_TOKEN_ENDPOINT_HOSTS: an endpoint outside the pin is refused naming the setting, one inside is used', async () => {
+  const k = keys.es256;
+  const base = {
+    OAUTH_ISSUER: idp.issuer,
+    OAUTH_CLIENT_ID: k.id,
+    OAUTH_AUTH_METHOD: 'private_key_jwt',
+    OAUTH_PRIVATE_KEY: k.jwk,
+    OAUTH_SCOPE: 'read:things',
+    UPSTREAM_ORIGIN: api.origin,
+  };
+  const outside = await worker({ ...base, OAUTH_TOKEN_ENDPOINT_HOSTS: 'login.example.com' });
+  const r = await outside.fetch('/things');
+  assert.equal(r.status, 500);
+  const body = await r.json();
+  assert.equal(body.error, 'configuration_error');
+  assert.match(body.error_description, /OAUTH_TOKEN_ENDPOINT_HOSTS: does not list 127\.0\.0\.1:\d+/);
+  assert.equal(idp.tokenRequests, 0, 'no credential went to the discovered endpoint');
+  const host = new URL(idp.issuer).host;
+  const inside = await worker({ ...base, OAUTH_TOKEN_ENDPOINT_HOSTS: `login.example.com, ${host}` });
+  assert.equal((await inside.fetch('/things')).status, 200);
+  assert.equal(idp.tokenRequests, 1);
+});
+
 test('private_key_jwt with DPoP and nonces, endpoint discovered: the Okta API-services setup', async () => {
   idp.requireNonce(true);
   const w = await worker({

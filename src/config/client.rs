@@ -124,6 +124,9 @@ pub struct Config {
     pub profile: Option<Profile>,
     /// Where the token endpoint is: configured, or discovered from the issuer.
     pub endpoint: Endpoint,
+    /// `OAUTH_TOKEN_ENDPOINT_HOSTS`: the hosts a discovered token endpoint may be on (lower
+    /// case, `host` or `host:port`); empty: any https host (RFC 8414 allows any).
+    pub token_endpoint_hosts: Vec<String>,
     /// The client identifier (RFC 6749 §2.2).
     pub client_id: String,
     /// How the client authenticates.
@@ -221,6 +224,7 @@ impl Config {
 
     pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
         let endpoint = parse_endpoint_settings(s)?;
+        let token_endpoint_hosts = parse_hosts(s)?;
         let dpop = parse_dpop(s)?;
         let (id_name, client_id) = s.require("OAUTH_CLIENT_ID")?;
         if client_id.chars().any(char::is_control) {
@@ -235,6 +239,7 @@ impl Config {
         Ok(Self {
             profile: s.profile().cloned(),
             endpoint,
+            token_endpoint_hosts,
             client_id,
             auth,
             scope: s
@@ -272,6 +277,7 @@ impl Config {
         Self {
             profile: None,
             endpoint: Endpoint::TokenUrl("https://idp.example/token".parse().expect("a valid URL")),
+            token_endpoint_hosts: Vec::new(),
             client_id: client_id.into(),
             auth,
             scope: None,
@@ -309,6 +315,31 @@ fn parse_endpoint_settings(s: &Settings) -> Result<Endpoint> {
         }
     };
     Ok(endpoint)
+}
+
+/// `OAUTH_TOKEN_ENDPOINT_HOSTS`: comma-separated host names (with a port where it is not the
+/// scheme's), each without scheme, path or credentials.
+fn parse_hosts(s: &Settings) -> Result<Vec<String>> {
+    let Some((name, raw)) = s.var("OAUTH_TOKEN_ENDPOINT_HOSTS")? else {
+        return Ok(Vec::new());
+    };
+    let mut hosts = Vec::new();
+    for host in raw.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let ok = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !ok {
+            return Err(Error::config(
+                name,
+                "must list host names (`idp.example.com`, `idp.example.com:8443`), comma-separated",
+            ));
+        }
+        hosts.push(host.to_ascii_lowercase());
+    }
+    if hosts.is_empty() {
+        return Err(Error::config(name, "is set but lists no host"));
+    }
+    Ok(hosts)
 }
 
 /// `OAUTH_AUTH_METHOD` and the credential it needs (RFC 6749 §2.3, RFC 7523 §2.2).
@@ -445,6 +476,25 @@ mod tests {
             let err = with(pairs).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
             assert!(!err.contains("jpsQnn"), "{err}");
+        }
+    }
+
+    #[test]
+    fn token_endpoint_hosts_are_read_lower_case_and_nonsense_is_refused() {
+        assert!(with(&[]).unwrap().token_endpoint_hosts.is_empty());
+        let c = with(&[(
+            "OAUTH_TOKEN_ENDPOINT_HOSTS",
+            " Login.Example , idp.example:8443",
+        )]);
+        assert_eq!(
+            c.unwrap().token_endpoint_hosts,
+            ["login.example", "idp.example:8443"]
+        );
+        for bad in ["https://login.example", "login.example/path", " , "] {
+            let err = with(&[("OAUTH_TOKEN_ENDPOINT_HOSTS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("OAUTH_TOKEN_ENDPOINT_HOSTS"), "{bad}: {err}");
         }
     }
 

@@ -27,6 +27,7 @@ use crate::settings::profile::{Profile, PROFILES_SETTING};
 pub(crate) const OWN: &[&str] = &[
     "OAUTH_TOKEN_URL",
     "OAUTH_ISSUER",
+    "OAUTH_TOKEN_ENDPOINT_HOSTS",
     "OAUTH_CLIENT_ID",
     "OAUTH_AUTH_METHOD",
     "OAUTH_CLIENT_SECRET",

@@ -74,6 +74,25 @@ pub(crate) fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Url> {
     Ok(endpoint)
 }
 
+/// Whether `endpoint` is on a host `OAUTH_TOKEN_ENDPOINT_HOSTS` allows (any, when unset).
+fn pinned(config: &Config, endpoint: &str) -> Result<()> {
+    if config.token_endpoint_hosts.is_empty() {
+        return Ok(());
+    }
+    let url = Url::parse(endpoint).map_err(|_| Error::Other("discovery: bad endpoint".into()))?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let with_port = url.port().map(|p| format!("{host}:{p}"));
+    let allowed = |h: &String| *h == host || with_port.as_ref() == Some(h);
+    if config.token_endpoint_hosts.iter().any(allowed) {
+        return Ok(());
+    }
+    let shown = with_port.unwrap_or(host);
+    Err(Error::config(
+        config.setting("OAUTH_TOKEN_ENDPOINT_HOSTS"),
+        format!("does not list {shown}, the token endpoint's host in the issuer's metadata"),
+    ))
+}
+
 /// The discovered token endpoint of one source, kept in memory and in the store for a day.
 #[derive(Default)]
 pub(crate) struct Discovery {
@@ -148,7 +167,9 @@ impl Discovery {
             return Ok(url.clone());
         }
         if let Ok(Some(raw)) = store.get(META_ENTRY).await {
-            if let Some((endpoint, until)) = decode_meta(&raw, now) {
+            // A stored endpoint is held to the pin as it is now (it may have changed since).
+            let stored = decode_meta(&raw, now).filter(|(e, _)| pinned(config, e).is_ok());
+            if let Some((endpoint, until)) = stored {
                 *self.endpoint.borrow_mut() = Some((endpoint.clone(), until));
                 return Ok(endpoint);
             }
@@ -180,6 +201,8 @@ impl Discovery {
             match parse_metadata(&resp, issuer) {
                 Ok(endpoint) => {
                     let endpoint = endpoint.to_string();
+                    // Outside the pin: refused, naming the setting, and not looked for elsewhere.
+                    pinned(config, &endpoint)?;
                     let until = now + METADATA_TTL_SECS;
                     (log)(&log::cache_event(
                         "discovered",

@@ -216,8 +216,13 @@ mod tests {
         let mut m = Memory::default();
         m.adopt(token("one", 100));
         m.adopt(token("two", 200));
-        assert!(m.handed_out("Bearer two").is_some_and(|t| t.access_token().expose() == "two"));
-        assert!(m.handed_out("Bearer one").is_some(), "requests with it may still be out");
+        assert!(m
+            .handed_out("Bearer two")
+            .is_some_and(|t| t.access_token().expose() == "two"));
+        assert!(
+            m.handed_out("Bearer one").is_some(),
+            "requests with it may still be out"
+        );
         assert!(m.handed_out("Bearer zero").is_none());
         // The same token again does not push out the one before.
         m.adopt(token("two", 200));

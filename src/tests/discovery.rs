@@ -96,6 +96,68 @@ fn discovery_falls_back_to_oidc_and_is_cached_in_memory_and_kv() {
 }
 
 #[test]
+fn a_discovered_endpoint_outside_the_pinned_hosts_is_refused_naming_the_setting() {
+    for (hosts, allowed) in [
+        (vec!["login.example".to_owned()], false),
+        (
+            vec!["login.example".to_owned(), "idp.example".to_owned()],
+            true,
+        ),
+        (vec!["idp.example:8443".to_owned()], false),
+    ] {
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let kv = Kv::default();
+        let http = discovering_server(calls.clone(), "https://idp.example/oauth2/default");
+        let config = Config {
+            token_endpoint_hosts: hosts.clone(),
+            ..issuer_config()
+        };
+        let source = new_source(config, http, kv.clone(), TestRuntime::default(), logs().1);
+        let result = block_on(source.token(NOW));
+        assert_eq!(result.is_ok(), allowed, "{hosts:?}");
+        let posted = calls.borrow().iter().any(|c| c.starts_with("POST"));
+        assert_eq!(
+            posted, allowed,
+            "no credential goes to a host outside the pin"
+        );
+        if let Err(e) = result {
+            let text = e.to_string();
+            assert!(
+                text.contains("OAUTH_TOKEN_ENDPOINT_HOSTS") && text.contains("idp.example"),
+                "{text}"
+            );
+            assert!(!kv
+                .map
+                .borrow()
+                .contains_key(crate::source::records::META_ENTRY));
+        }
+    }
+    // An endpoint stored before the pin was set is held to it too.
+    let kv = Kv::default();
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let unpinned = new_source(
+        issuer_config(),
+        discovering_server(calls.clone(), "https://idp.example/oauth2/default"),
+        kv.clone(),
+        TestRuntime::default(),
+        logs().1,
+    );
+    block_on(unpinned.token(NOW)).unwrap();
+    kv.map.borrow_mut().remove(TOKEN_ENTRY);
+    let pinned = new_source(
+        Config {
+            token_endpoint_hosts: vec!["login.example".into()],
+            ..issuer_config()
+        },
+        discovering_server(calls.clone(), "https://idp.example/oauth2/default"),
+        kv,
+        TestRuntime::default(),
+        logs().1,
+    );
+    assert!(block_on(pinned.token(NOW + 1)).is_err());
+}
+
+#[test]
 fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let http = discovering_server(calls.clone(), "https://evil.example/oauth2/default");

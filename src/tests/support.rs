@@ -28,6 +28,7 @@ pub(super) fn config() -> Config {
         endpoint: crate::config::client::Endpoint::TokenUrl(
             "https://idp.example/token".parse().unwrap(),
         ),
+        token_endpoint_hosts: Vec::new(),
         client_id: "client".into(),
         auth: ClientAuth::Basic(ClientSecret::new(SECRET)),
         scope: Some("read".into()),
