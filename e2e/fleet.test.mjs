@@ -110,3 +110,31 @@ test('a restarted coordinator recovers its token from storage without a token re
     counts.restart = idp.tokenRequests - 1;
   });
 });
+
+test('the coordinator answers only asks for its own name, and its answer is sealed', async () => {
+  const f = await fleet({ isolates: 2 });
+  assert.equal((await f.fetch(0, '/things')).status, 200);
+  assert.equal(idp.tokenRequests, 1);
+  await settle(300);
+  // The configuration's identity, as KV names its entries (`<identity>:token`).
+  const kv = await f.mf.getKVNamespace('TOKEN_CACHE', 'proxy-0');
+  const entry = (await kv.list()).keys.map((k) => k.name).find((n) => n.endsWith(':token'));
+  const identity = entry.slice(0, -':token'.length);
+  const ns = await f.mf.getDurableObjectNamespace('TOKEN_COORDINATOR', 'proxy-0');
+  const ask = JSON.stringify({ name: identity, refresh: false, have: null, rejected: null });
+  // Another object (anything that binds the class can make one) asked for this configuration.
+  const other = ns.get(ns.idFromName('someone-elses-name'));
+  const refused = await other.fetch('https://coordinator/token', { method: 'POST', body: ask });
+  assert.equal(refused.status, 403);
+  assert.equal(await refused.text(), "not this object's name");
+  assert.equal(idp.tokenRequests, 1, 'no token for another object');
+  // The configuration's own object answers, sealed: no token in the clear.
+  const own = ns.get(ns.idFromName(identity));
+  const answered = await own.fetch('https://coordinator/token', { method: 'POST', body: ask });
+  assert.equal(answered.status, 200);
+  const text = await answered.text();
+  const token = api.seen.at(-1).headers.authorization.split(' ')[1];
+  assert.ok(!text.includes(token) && !text.includes('access_token') && !text.includes('eyJ'), text.slice(0, 80));
+  assert.equal(idp.tokenRequests, 1);
+  counts.foreign_ask = idp.tokenRequests - 1;
+});

@@ -19,7 +19,8 @@ use crate::coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet};
 use crate::coordinator::wire::{decode_ask, encode_answer, Addressed};
 use crate::edge::assembly::build::{sealer_for, token_source};
 use crate::edge::assembly::profiles::read_config;
-use crate::edge::platform::bindings::KV_BINDING;
+use crate::edge::coordinator::stub::ANSWER_ENTRY;
+use crate::edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING};
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::js::settle;
 use crate::edge::platform::kv::{bounded, EdgeStore, KvNamespace};
@@ -34,12 +35,24 @@ use crate::source::token_source::TokenSource;
 const KV_WRITE_INTERVAL_MS: u64 = 1_100;
 
 #[wasm_bindgen(inline_js = r#"
+export function named_id(env, binding, name) {
+  return env[binding].idFromName(name).toString();
+}
+export function object_id(state) {
+  return state.id.toString();
+}
 export function respond(status, body) {
   return new Response(body, { status, headers: { 'content-type': 'application/json' } });
 }
 "#)]
 extern "C" {
     fn respond(status: u16, body: &str) -> web_sys::Response;
+    /// `env[binding].idFromName(name)`, as text.
+    #[wasm_bindgen(catch)]
+    fn named_id(env: &JsValue, binding: &str, name: &str) -> Result<String, JsValue>;
+    /// The object's own id (`state.id`), as text.
+    #[wasm_bindgen(catch)]
+    fn object_id(state: &JsValue) -> Result<String, JsValue>;
 
     /// A Durable Object's storage (`state.storage`), called directly.
     #[derive(Clone)]
@@ -70,11 +83,19 @@ impl TokenStore for ObjectStore {
     async fn get(&self, name: &str) -> Result<Option<String>, String> {
         bounded("storage get", async {
             let full = self.sealer.name(name).await?;
-            let sealed = settle(self.storage.get(&full)).await?.as_string();
-            match sealed {
-                Some(sealed) => self.sealer.open(&full, &sealed).await.map(Some),
-                None => Ok(None),
+            let stored = settle(self.storage.get(&full)).await?.as_string();
+            // `<expiry, Unix seconds>|<sealed>`: an entry past its time is gone, as in KV.
+            let Some((expires, sealed)) = stored.as_deref().and_then(|s| s.split_once('|')) else {
+                return Ok(None);
+            };
+            if expires
+                .parse::<u64>()
+                .map_or(true, |at| crate::edge::platform::js::now_secs() >= at)
+            {
+                let _ = settle(self.storage.remove(&full)).await;
+                return Ok(None);
             }
+            self.sealer.open(&full, sealed).await.map(Some)
         })
         .await
     }
@@ -82,7 +103,10 @@ impl TokenStore for ObjectStore {
     async fn put(&self, name: &str, value: String, ttl_secs: u64) -> Result<(), String> {
         bounded("storage put", async {
             let (full, sealed) = self.sealer.seal(name, &value).await?;
-            settle(self.storage.put(&full, &sealed)).await.map(drop)
+            let expires = crate::edge::platform::js::now_secs() + ttl_secs.max(1);
+            settle(self.storage.put(&full, &format!("{expires}|{sealed}")))
+                .await
+                .map(drop)
         })
         .await?;
         // KV takes one write per second per key, and an eviction's delete and the new token's
@@ -126,6 +150,8 @@ pub struct TokenCoordinator {
 
 struct Object {
     storage: ObjectStorage,
+    /// The object's own id: an ask must name the configuration whose `idFromName` it is.
+    id: String,
     env: Env,
     /// The configuration's sealer (its identity) and token source, from the object's own vars
     /// and secrets, by the profile asks name (an object is named by its configuration, so all
@@ -156,6 +182,19 @@ impl Object {
             .borrow_mut()
             .push((profile, (sealer.clone(), source.clone())));
         Ok((sealer, source))
+    }
+
+    /// `answer` sealed for the entry `<name>:answer` with the configuration's sealer.
+    async fn seal_answer(
+        &self,
+        name: &str,
+        answer: &str,
+        profile: Option<&str>,
+    ) -> Result<String, String> {
+        let (sealer, _) = self.source(profile.map(str::to_owned))?;
+        let (full, sealed) = sealer.seal(ANSWER_ENTRY, answer).await?;
+        debug_assert_eq!(full, format!("{name}:{ANSWER_ENTRY}"));
+        Ok(sealed)
     }
 
     /// The object's storage, sealed, for its own entries (not mirrored to KV).
@@ -205,6 +244,13 @@ impl Object {
         else {
             return respond(400, "not an ask");
         };
+        // Anything that binds the class can reach any object: only the object the ask's name
+        // makes (`idFromName`) answers it, so no other object can be made to serve this
+        // configuration's token.
+        let named = named_id(&self.env, COORDINATOR_BINDING, &name).ok();
+        if self.id.is_empty() || named.as_deref() != Some(self.id.as_str()) {
+            return respond(403, "not this object's name");
+        }
         let ready = match self.source(profile.clone()) {
             Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
             Err(e) => Err(e),
@@ -238,7 +284,15 @@ impl Object {
                     self.schedule(alarm_after(t.refresh_at(), now), profile.as_deref())
                         .await;
                 }
-                respond(200, &encode_answer(&a))
+                // Sealed with the configuration's sealer, which the isolate holds too: a token
+                // (and a DPoP private key) never travels in the clear.
+                match self
+                    .seal_answer(&name, &encode_answer(&a), profile.as_deref())
+                    .await
+                {
+                    Ok(sealed) => respond(200, &sealed),
+                    Err(e) => respond(503, &e),
+                }
             }
             Err(e) => respond(503, &e),
         }
@@ -253,9 +307,11 @@ impl TokenCoordinator {
         let storage = js_sys::Reflect::get(&state, &"storage".into())
             .unwrap_or(JsValue::UNDEFINED)
             .unchecked_into();
+        let id = object_id(&state).unwrap_or_default();
         Self {
             inner: Rc::new(Object {
                 storage,
+                id,
                 env,
                 sources: RefCell::default(),
                 fleet: Fleet::default(),

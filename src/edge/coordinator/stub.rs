@@ -93,7 +93,9 @@ impl Coordinator for EdgeCoordinator {
                         text.chars().take(200).collect::<String>()
                     ));
                 }
-                decode_answer(&text, margin)
+                let full = format!("{name}:{ANSWER_ENTRY}");
+                let opened = sealer.open(&full, &text).await?;
+                decode_answer(&opened, margin)
             };
             let call = std::pin::pin!(call);
             match select(call, sleep(bound_ms)).await {
@@ -116,6 +118,10 @@ impl Coordinator for EdgeCoordinator {
         })
     }
 }
+
+/// The entry name an answer is sealed for (after the configuration's identity), so an answer
+/// opens only for an isolate of the same configuration.
+pub(crate) const ANSWER_ENTRY: &str = "answer";
 
 /// Longest a note may keep the isolate's request alive (`ctx.waitUntil`).
 const NOTE_BOUND_MS: u64 = 2_000;
