@@ -28,6 +28,7 @@
 
 use std::rc::Rc;
 
+use crate::base::log::Source;
 use crate::base::secret::{AccessToken, AuthorizationValue};
 use crate::keys::dpop_key::DpopKey;
 
@@ -100,7 +101,26 @@ pub struct Token {
     dpop_key: Option<Rc<DpopKey>>,
     /// The server's `refresh_in`, in seconds after issue, when it sent one.
     refresh_in: Option<u64>,
+    /// Where this isolate got it (`None` until a tier of the token path says so).
+    obtained: Provenance,
 }
+
+/// Where a token came from: not part of what the token is, so two copies of one token from KV
+/// and from the endpoint are equal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Provenance(
+    // Read by the proxy's RPC `tokenInfo` only (wasm32 with the proxy).
+    #[cfg_attr(not(all(target_arch = "wasm32", feature = "proxy")), allow(dead_code))]
+    Option<Source>,
+);
+
+impl PartialEq for Provenance {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Provenance {}
 
 impl Token {
     /// A token obtained at `issued_at` that expires at `expires_at` (Unix seconds).
@@ -127,7 +147,21 @@ impl Token {
             authorization,
             dpop_key: None,
             refresh_in: None,
+            obtained: Provenance(None),
         }
+    }
+
+    /// The same token, noted as obtained from `source` (the KV cache, the coordinator, the token
+    /// endpoint), for callers who ask where their token came from.
+    pub(crate) fn obtained_from(mut self, source: Source) -> Self {
+        self.obtained = Provenance(Some(source));
+        self
+    }
+
+    /// Where this isolate got the token, if a tier of the token path said so.
+    #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
+    pub(crate) fn obtained(&self) -> Option<Source> {
+        self.obtained.0
     }
 
     /// The same token with its refresh window opened `lead` seconds before expiry (see the

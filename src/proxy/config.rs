@@ -29,6 +29,10 @@ pub struct ProxyConfig {
     /// Header names the operator lets through although a class of the header policy drops
     /// them (`PROXY_FORWARD_HEADERS`, lower case; see [`crate::proxy::headers`]).
     pub forward_headers: Vec<String>,
+    /// Whether RPC callers may have the `Authorization` value itself
+    /// (`PROXY_EXPOSE_AUTHORIZATION`, for an SDK or a WebSocket that must carry it; off by
+    /// default, and never inherited by a profile).
+    pub expose_authorization: bool,
 }
 
 /// `PROXY_FORWARD_HEADERS`: comma-separated header names (RFC 9110 §5.1 tokens) to forward on
@@ -96,6 +100,7 @@ impl ProxyConfig {
                 DEFAULT_MAX_BODY_BYTES,
                 u32::MAX as u64,
             )?,
+            expose_authorization: s.flag("PROXY_EXPOSE_AUTHORIZATION", false)?,
         })
     }
 }

@@ -39,6 +39,7 @@ pub(crate) const OWN: &[&str] = &[
     "OAUTH_EXTRA_PARAMS",
     "OAUTH_DPOP",
     "OAUTH_DPOP_KEY",
+    "PROXY_EXPOSE_AUTHORIZATION",
     "UPSTREAM_ORIGIN",
 ];
 

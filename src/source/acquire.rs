@@ -373,7 +373,7 @@ impl Acquisition {
                 let margin = cx.config.expiry_margin_secs;
                 let lead = cx.config.refresh_lead_secs;
                 let result = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
-                    .map(|t| t.with_refresh(lead, None))
+                    .map(|t| t.with_refresh(lead, None).obtained_from(Source::Network))
                     .and_then(|t| bind(t, self.key.as_ref(), resp.status));
                 Answered {
                     result,

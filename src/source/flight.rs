@@ -249,6 +249,7 @@ impl Flight {
                         None,
                         t.expires_at().saturating_sub(read_at),
                     ));
+                    let t = t.obtained_from(Source::Kv);
                     memory.adopt(t.clone());
                     cx.state.hold_down.clear();
                     // The coordinator cannot see isolates served by KV: a few tell it.
@@ -304,7 +305,10 @@ impl Flight {
         let at = at.secs;
         let lead = cx.config.refresh_lead_secs;
         let answer = answer.map(|a| match a {
-            Answer::Token(t) => Answer::Token(t.with_refresh(lead, None)),
+            Answer::Token(t) => Answer::Token(
+                t.with_refresh(lead, None)
+                    .obtained_from(Source::Coordinator),
+            ),
             held => held,
         });
         match answer {

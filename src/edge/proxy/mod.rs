@@ -4,3 +4,4 @@
 pub(crate) mod full;
 pub(crate) mod hot;
 pub(crate) mod outbound;
+pub(crate) mod rpc;

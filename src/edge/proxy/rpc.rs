@@ -1,0 +1,93 @@
+//! What the JavaScript entry's RPC methods (`scripts/entry.mjs`, the `M2M` entrypoint) ask of
+//! the Rust side besides proxying: a profile's current token's metadata, and, only where the
+//! profile opts in, its `Authorization` value. Rust Workers cannot export RPC methods with
+//! `env` yet (workers-rs #720), so these are static methods the entry calls with its `env`.
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+use worker::Env;
+
+use crate::base::error::Error;
+use crate::base::log::Source;
+use crate::edge::assembly::client::TokenClient;
+use crate::edge::assembly::profiles::configs;
+
+/// The RPC helpers, as static methods of an exported class (as [`super::hot::HotPath`]).
+#[wasm_bindgen]
+pub struct Rpc;
+
+fn thrown(err: &Error) -> JsValue {
+    // The error's text names settings and fields, never a secret.
+    js_sys::Error::new(&format!("worker-m2m: {err}")).into()
+}
+
+fn client(env: &Env, profile: Option<&str>) -> Result<TokenClient, Error> {
+    TokenClient::of(&*configs(env)?, env, profile)
+}
+
+#[wasm_bindgen]
+impl Rpc {
+    /// The current token of `profile` (`undefined`: the unprefixed settings), obtained if need
+    /// be, as `{ profile, scheme, expiresAt, expiresIn, source }`: never the token itself.
+    /// `source` says where this isolate got it: `kv`, `coordinator` or `endpoint`.
+    #[wasm_bindgen(js_name = tokenInfo)]
+    pub async fn token_info(env: Env, profile: Option<String>) -> Result<JsValue, JsValue> {
+        let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
+        let token = client.token().await.map_err(|e| thrown(&e))?;
+        let now = crate::edge::platform::js::now_secs();
+        let source = match token.obtained() {
+            Some(Source::Kv) => "kv",
+            Some(Source::Coordinator) => "coordinator",
+            Some(Source::Network) | None => "endpoint",
+            Some(Source::Memory) => "memory",
+        };
+        let info = Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&info, &k.into(), &v);
+        };
+        set("profile", profile.map_or(JsValue::NULL, JsValue::from));
+        set("scheme", token.scheme().as_str().into());
+        set("expiresAt", (token.expires_at() as f64).into());
+        set(
+            "expiresIn",
+            (token.expires_at().saturating_sub(now) as f64).into(),
+        );
+        set("source", source.into());
+        Ok(info.into())
+    }
+
+    /// The `Authorization` value (`Bearer <token>`) of `profile`'s current token, for a caller
+    /// that must hand it to an SDK or a WebSocket: only when the profile's settings opt in
+    /// (`PROXY_EXPOSE_AUTHORIZATION = "true"`), a clear refusal otherwise. A DPoP token needs a
+    /// proof per request, which only the proxy makes: refused too.
+    pub async fn authorization(env: Env, profile: Option<String>) -> Result<String, JsValue> {
+        let configs = configs(&env).map_err(|e| thrown(&e))?;
+        let proxy = configs
+            .proxy(&env, profile.as_deref())
+            .map_err(|e| thrown(&e))?;
+        let setting = match &profile {
+            Some(p) => format!(
+                "{}_PROXY_EXPOSE_AUTHORIZATION",
+                p.to_uppercase().replace('-', "_")
+            ),
+            None => "PROXY_EXPOSE_AUTHORIZATION".to_owned(),
+        };
+        if !proxy.expose_authorization {
+            return Err(thrown(&Error::rejected(
+                403,
+                "authorization_not_exposed",
+                format!("this profile does not hand out its token; set {setting} = \"true\" to allow it"),
+            )));
+        }
+        let client = TokenClient::of(&configs, &env, profile.as_deref()).map_err(|e| thrown(&e))?;
+        let token = client.token().await.map_err(|e| thrown(&e))?;
+        if token.dpop_key().is_some() {
+            return Err(thrown(&Error::rejected(
+                403,
+                "authorization_not_exposed",
+                "a DPoP token is useless without a proof per request: send the request through the proxy",
+            )));
+        }
+        Ok(token.authorization().expose().to_owned())
+    }
+}
