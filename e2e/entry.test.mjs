@@ -44,6 +44,7 @@ export default new Proxy(Entrypoint, {
   static unreachable() {}
   static nonce() {}
 }`,
+  rpc: 'export class Rpc { static tokenInfo() {} static authorization() {} }',
   coordinator: 'export class TokenCoordinator {}',
 };
 
@@ -93,6 +94,7 @@ const UNEXPECTED = [
   [{ entry: PARTS.entry.replace(/Entrypoint\.prototype\.fetch = .*\n/, '') }, "has no fetch method on its default export's prototype"],
   [{ hotPath: '' }, 'exports no HotPath.ready function'],
   [{ hotPath: PARTS.hotPath.replace('static nonce() {}', '') }, 'exports no HotPath.nonce function'],
+  [{ rpc: '' }, 'exports no Rpc.tokenInfo function'],
   [{ coordinator: '' }, 'exports no TokenCoordinator class'],
 ];
 

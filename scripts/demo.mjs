@@ -135,6 +135,15 @@ if (serve) {
       BROKEN_UPSTREAM_ORIGIN: crmApi.origin,
     },
     kv: false,
+    // A JS caller over RPC, its binding pinned to billing (props), building its path from
+    // untrusted text.
+    caller: `export default {
+      fetch(request, env) {
+        const id = new URL(request.url).searchParams.get('id');
+        return env.BILLING.fetch(new Request('https://m2m/v1/invoices/' + id));
+      },
+    };`,
+    callerBindings: { BILLING: { name: 'proxy', entrypoint: 'M2M', props: { profile: 'billing' } } },
   });
   for (const [label, p] of [
     ['GET /billing/things (profile billing)', '/billing/things'],
@@ -148,6 +157,21 @@ if (serve) {
     const { r } = await call(label, profiled, p);
     const where = crmApi.seen.length > crmBefore ? 'CRM API' : 'billing API';
     if (r.status === 200) rows[rows.length - 1][3] += ` (at the ${where}, path ${(where === 'CRM API' ? crmApi : api).seen.at(-1).url})`;
+  }
+
+  {
+    const before = idp.tokenRequests;
+    const crmBefore = crmApi.seen.length;
+    const r = await profiled.callerFetch(`/?id=${encodeURIComponent('../../../crm/things')}`);
+    await r.arrayBuffer();
+    rows.push([
+      'RPC pinned billing, id=../../../crm/things',
+      r.status,
+      idp.tokenRequests - before,
+      crmApi.seen.length > crmBefore
+        ? 'SWITCHED TO CRM'
+        : `stayed on billing: the billing API got ${api.seen.at(-1).url} with billing's token`,
+    ]);
   }
 
   // The fleet: 4 cold isolates, 10 concurrent requests each, with and without the coordinator

@@ -45,9 +45,12 @@ const state = globalThis.__worker_init_state;
 expect(state !== null && typeof state === 'object' && typeof state.criticalError === 'boolean',
   'has no __worker_init_state with a boolean criticalError');
 
-const { HotPath } = m2m;
+const { HotPath, Rpc } = m2m;
 for (const name of ['ready', 'answered', 'unreachable', 'nonce']) {
   expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
+}
+for (const name of ['tokenInfo', 'authorization']) {
+  expect(typeof Rpc?.[name] === 'function', `exports no Rpc.${name} function`);
 }
 
 // The Durable Object class wrangler.toml binds (TOKEN_COORDINATOR).
@@ -113,22 +116,138 @@ async function send(request, env, ctx, [target, init, proofInput, key]) {
   return resp;
 }
 
+// --- The profile, pinned by the caller's binding ------------------------------------------
+// A caller's service binding may carry `props = { profile = "billing" }`, set by whoever deploys
+// the caller: request text cannot change it. Every call of that binding then uses billing, and
+// whatever its path says goes to billing's upstream as an ordinary path (the proxy routes
+// `/<profile>/<rest>`, so pinning puts the pinned profile in front of the caller's path).
+
+/** The names `M2M_PROFILES` lists, as the Rust side reads them. */
+function listedProfiles(env) {
+  const raw = typeof env.M2M_PROFILES === 'string' ? env.M2M_PROFILES : '';
+  return raw.split(',').map((name) => name.trim()).filter(Boolean);
+}
+
+/** A JSON error like the proxy's own (`{ error, error_description }`). */
+function jsonError(status, error, description) {
+  return new Response(JSON.stringify({ error, error_description: description }), {
+    status, headers: { 'content-type': 'application/json' },
+  });
+}
+
+/** A call refused before it reaches the proxy: thrown to RPC callers, answered to fetch. */
+class Refused extends Error {
+  constructor(status, code, description) {
+    super(`worker-m2m: ${description}`);
+    this.status = status;
+    this.code = code;
+    this.description = description;
+  }
+
+  response() {
+    return jsonError(this.status, this.code, this.description);
+  }
+}
+
+/** The profile a call of this binding uses: the pinned one (`props.profile`), or `asked` when
+ *  nothing is pinned; asking for another than the pinned one is refused. */
+function profileFor(env, props, asked) {
+  const pinned = props?.profile;
+  if (pinned === undefined || pinned === null) {
+    if (asked === undefined || asked === null) return undefined;
+    if (!listedProfiles(env).includes(asked)) throw new Refused(404, 'unknown_profile', 'no such profile');
+    return asked;
+  }
+  if (typeof pinned !== 'string' || !listedProfiles(env).includes(pinned)) {
+    throw new Refused(500, 'configuration_error',
+      `props.profile: the caller's binding pins a profile that M2M_PROFILES does not list (${JSON.stringify(String(pinned)).slice(0, 64)})`);
+  }
+  if (asked !== undefined && asked !== null && asked !== pinned) {
+    throw new Refused(403, 'profile_pinned', `this binding is pinned to profile ${pinned}`);
+  }
+  return pinned;
+}
+
+/** `request` as the proxy routes it for `profile` (`undefined`: as it stands). Unpinned
+ *  callers choose by path unless `PROXY_PROFILE_FROM_PATH = "false"`. */
+function routedFor(request, env, profile) {
+  if (profile === undefined) {
+    if (env.PROXY_PROFILE_FROM_PATH === 'false' && listedProfiles(env).length > 0) {
+      throw new Refused(403, 'profile_not_pinned',
+        'PROXY_PROFILE_FROM_PATH is false: bind this proxy with props = { profile = "<name>" }');
+    }
+    return request;
+  }
+  const url = new URL(request.url);
+  url.pathname = `/${profile}${url.pathname}`;
+  return new Request(url, request);
+}
+
+/** The proxy's answer to `request` from a caller whose binding carries `props`. */
+function proxied(request, env, ctx, props, asked) {
+  let routed;
+  try {
+    routed = routedFor(request, env, profileFor(env, props, asked));
+  } catch (e) {
+    if (e instanceof Refused) return e.response();
+    throw e;
+  }
+  return handle(routed, env, ctx);
+}
+
+/**
+ * The RPC entrypoint for JavaScript callers: `[[services]] binding = "BILLING" service =
+ * "worker-m2m" entrypoint = "M2M" props = { profile = "billing" }`. Types in
+ * `types/worker-m2m.d.ts`.
+ */
+export class M2M extends WorkerEntrypoint {
+  /** Sends `request` through the pinned profile (or, unpinned, the one its path names). */
+  fetch(request) {
+    return proxied(request, this.env, this.ctx, this.ctx.props);
+  }
+
+  /** Sends `request` through `profile`, named as an argument, never parsed from the URL. */
+  send(profile, request) {
+    return proxied(request, this.env, this.ctx, this.ctx.props, profile ?? undefined);
+  }
+
+  /** The current token's metadata (scheme, expiry, where this isolate got it), never the token. */
+  tokenInfo(profile) {
+    return Rpc.tokenInfo(this.env, profileFor(this.env, this.ctx.props, profile));
+  }
+
+  /** The `Authorization` value itself, only where the profile opts in
+   *  (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`), for an SDK or a WebSocket. */
+  authorization(profile) {
+    return Rpc.authorization(this.env, profileFor(this.env, this.ctx.props, profile));
+  }
+}
+
 export default {
   fetch(request, env, ctx) {
-    if (!state.criticalError) {
-      let out;
-      try {
-        out = HotPath.ready(request, env);
-      } catch (e) {
-        // Anything but a trap: the full path answers.
-        if (!isTrap(e)) return full(request, env, ctx);
-      }
-      if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
-      // Left undefined by a trap just marked: re-initialise below.
-      if (!state.criticalError) return full(request, env, ctx);
+    // A binding to the default entrypoint may carry props too; without them nothing changes.
+    if (ctx.props?.profile !== undefined || env.PROXY_PROFILE_FROM_PATH === 'false') {
+      return proxied(request, env, ctx, ctx.props);
     }
-    // A trapped module: through worker-build's entry, which re-initialises it first (the one
-    // place that does).
-    return Reflect.construct(Rust, [ctx, env]).fetch(request);
+    return handle(request, env, ctx);
   },
 };
+
+/** The proxy: the hot path when it can, else worker-build's entry (the full path). */
+function handle(request, env, ctx) {
+  if (!state.criticalError) {
+    let out;
+    try {
+      out = HotPath.ready(request, env);
+    } catch (e) {
+      // Anything but a trap: the full path answers.
+      if (!isTrap(e)) return full(request, env, ctx);
+    }
+    if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
+    // Left undefined by a trap just marked: re-initialise below.
+    if (!state.criticalError) return full(request, env, ctx);
+  }
+  // A trapped module: through worker-build's entry, which re-initialises it first (the one
+  // place that does).
+  return Reflect.construct(Rust, [ctx, env]).fetch(request);
+}

@@ -69,16 +69,19 @@ async function ready(mf, logs) {
  * answers; `kvPersist`
  * shares KV between instances through a directory; `port` listens; `caller` is the source of
  * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`);
- * `builtDir` runs another Worker built by worker-build instead of the proxy (the library example).
+ * `builtDir` runs another Worker built by worker-build instead of the proxy (the library example);
+ * `callerBindings` replaces the caller's service bindings (e.g. the RPC entrypoint with props);
+ * `coordinator` binds the TokenCoordinator Durable Object in the proxy (the deployed shape).
  * Every line the Worker logs is kept in `logs`; `port` is the one it listens on (with `port`).
  */
-export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir } = {}) {
+export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir, callerBindings, coordinator } = {}) {
   const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
     ...(builtDir ? built(builtDir) : BUILT_PROXY),
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
+    ...(coordinator ? { durableObjects: { TOKEN_COORDINATOR: { className: 'TokenCoordinator', useSQLite: true } } } : {}),
   };
   // A KV namespace that is down: every operation throws ('broken') or never answers ('hanging').
   const brokenKv = {
@@ -100,7 +103,7 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
   if (caller) {
     workers.push({
       name: 'caller', modules: true, script: caller, compatibilityDate: '2026-04-01',
-      serviceBindings: { PROXY: 'proxy' },
+      serviceBindings: callerBindings ?? { PROXY: 'proxy' },
     });
   }
   const mf = new Miniflare({

@@ -1,0 +1,49 @@
+// Types for worker-m2m's RPC entrypoint (`scripts/entry.mjs`, the class `M2M`), for JavaScript
+// and TypeScript Workers that reach the proxy through a service binding:
+//
+//   [[services]]
+//   binding = "BILLING"
+//   service = "worker-m2m"
+//   entrypoint = "M2M"
+//   props = { profile = "billing" }
+//
+//   interface Env { BILLING: Service<M2M> }
+import type { WorkerEntrypoint } from 'cloudflare:workers';
+
+/** What a caller's binding may carry (`props`), set by whoever deploys the caller. */
+export interface M2MProps {
+  /** The profile (`M2M_PROFILES`) every call of this binding uses, whatever a path says. */
+  profile?: string;
+}
+
+/** The current token's metadata: never the token. */
+export interface TokenInfo {
+  /** The profile it belongs to; `null` for a Worker without profiles. */
+  profile: string | null;
+  /** How it is presented (RFC 6750 `Bearer`, RFC 9449 `DPoP`). */
+  scheme: 'Bearer' | 'DPoP';
+  /** When the authorization server stops accepting it, Unix seconds. */
+  expiresAt: number;
+  /** Seconds until then. */
+  expiresIn: number;
+  /** Where this proxy isolate got it. */
+  source: 'kv' | 'coordinator' | 'endpoint' | 'memory';
+}
+
+/** The proxy's RPC methods. `fetch` and `send` answer as the proxy does: the upstream's response,
+ *  or a JSON error `{ error, error_description }` with an honest status (403 `profile_pinned`
+ *  for another profile than the pinned one, 500 `configuration_error` for a pinned profile
+ *  `M2M_PROFILES` does not list). `tokenInfo` and `authorization` throw an `Error` whose
+ *  message starts with `worker-m2m:` instead. */
+export declare class M2M extends WorkerEntrypoint<unknown, M2MProps> {
+  /** Sends `request` through the pinned profile (unpinned: the one its first path segment
+   *  names), with the profile's token; the proxy's answer, or its JSON error. */
+  fetch(request: Request): Promise<Response>;
+  /** Sends `request` through `profile`, given as an argument, never parsed from the URL. */
+  send(profile: string | null, request: Request): Promise<Response>;
+  /** The current token's metadata, obtained if need be. */
+  tokenInfo(profile?: string): Promise<TokenInfo>;
+  /** The `Authorization` value itself (`Bearer ...`), only where the profile's settings opt
+   *  in (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`). */
+  authorization(profile?: string): Promise<string>;
+}
