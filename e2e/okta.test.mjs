@@ -120,20 +120,24 @@ test('a malformed key is a 500 naming OAUTH_PRIVATE_KEY', async () => {
   }
 });
 
+/** Settings that discover the token endpoint from the issuer, with an ES256 private_key_jwt client. */
+function discovering() {
+  return {
+    OAUTH_ISSUER: idp.issuer,
+    OAUTH_CLIENT_ID: keys.es256.id,
+    OAUTH_AUTH_METHOD: 'private_key_jwt',
+    OAUTH_PRIVATE_KEY: keys.es256.jwk,
+    OAUTH_SCOPE: 'read:things',
+    UPSTREAM_ORIGIN: api.origin,
+  };
+}
+
 test('discovery: OAUTH_ISSUER instead of OAUTH_TOKEN_URL, RFC 8414 first, then OIDC Discovery', async () => {
   for (const rfc8414 of [false, true]) {
     idp.serveRfc8414(rfc8414);
     idp.resetCount();
     idp.discovery.length = 0;
-    const k = keys.es256;
-    const w = await worker({
-      OAUTH_ISSUER: idp.issuer,
-      OAUTH_CLIENT_ID: k.id,
-      OAUTH_AUTH_METHOD: 'private_key_jwt',
-      OAUTH_PRIVATE_KEY: k.jwk,
-      OAUTH_SCOPE: 'read:things',
-      UPSTREAM_ORIGIN: api.origin,
-    });
+    const w = await worker(discovering());
     const rs = await concurrently(5, () => w.fetch('/things'));
     for (const r of rs) assert.equal(r.status, 200);
     assert.equal(idp.tokenRequests, 1);
@@ -148,15 +152,7 @@ test('discovery: OAUTH_ISSUER instead of OAUTH_TOKEN_URL, RFC 8414 first, then O
 });
 
 test('discovery with OAUTH_TOKEN_ENDPOINT_HOSTS: an endpoint outside the pin is refused naming the setting, one inside is used', async () => {
-  const k = keys.es256;
-  const base = {
-    OAUTH_ISSUER: idp.issuer,
-    OAUTH_CLIENT_ID: k.id,
-    OAUTH_AUTH_METHOD: 'private_key_jwt',
-    OAUTH_PRIVATE_KEY: k.jwk,
-    OAUTH_SCOPE: 'read:things',
-    UPSTREAM_ORIGIN: api.origin,
-  };
+  const base = discovering();
   const outside = await worker({ ...base, OAUTH_TOKEN_ENDPOINT_HOSTS: 'login.example.com' });
   const r = await outside.fetch('/things');
   assert.equal(r.status, 500);
