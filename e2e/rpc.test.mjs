@@ -126,8 +126,12 @@ test('unpinned callers choose with send(); a pinned profile M2M_PROFILES does no
   assert.equal(body.error, 'configuration_error');
   assert.match(body.error_description, /^props\.profile: .*M2M_PROFILES does not list/);
   // Path choice can be turned off: an unpinned caller is then refused.
-  const strict = await deployed({ caller, props: {}, extra: { PROXY_PROFILE_FROM_PATH: 'false' } });
+  const strict = await deployed({ caller, props: {}, extra: { PROXY_PROFILE_FROM_PATH: 'False' } });
   const refused = await strict.callerFetch('/default');
   assert.equal(refused.status, 403);
   assert.match(await refused.text(), /PROXY_PROFILE_FROM_PATH/);
+  // Every method alike: naming the profile as an argument does not get round it.
+  const named = await strict.callerFetch('/?p=crm');
+  assert.equal(named.status, 403);
+  assert.match(await named.text(), /profile_not_pinned/);
 });

@@ -149,12 +149,28 @@ class Refused extends Error {
   }
 }
 
+/** `PROXY_PROFILE_FROM_PATH` as the Rust side reads a flag: `true` or `false` in any case (or a
+ *  TOML boolean), `true` when unset, a configuration error otherwise. */
+function profileFromPath(env) {
+  const v = env.PROXY_PROFILE_FROM_PATH;
+  if (v === undefined || v === null || v === true) return true;
+  if (v === false) return false;
+  const s = String(v).trim().toLowerCase();
+  if (s === 'true' || s === 'false') return s === 'true';
+  throw new Refused(500, 'configuration_error', 'PROXY_PROFILE_FROM_PATH: must be true or false');
+}
+
+const notPinned = () => new Refused(403, 'profile_not_pinned',
+  'PROXY_PROFILE_FROM_PATH is false: bind this proxy with props = { profile = "<name>" }');
+
 /** The profile a call of this binding uses: the pinned one (`props.profile`), or `asked` when
- *  nothing is pinned; asking for another than the pinned one is refused. */
+ *  nothing is pinned (unless `PROXY_PROFILE_FROM_PATH` is false); asking for another than the
+ *  pinned one is refused. */
 function profileFor(env, props, asked) {
   const pinned = props?.profile;
   if (pinned === undefined || pinned === null) {
     if (asked === undefined || asked === null) return undefined;
+    if (!profileFromPath(env)) throw notPinned();
     if (!listedProfiles(env).includes(asked)) throw new Refused(404, 'unknown_profile', 'no such profile');
     return asked;
   }
@@ -168,14 +184,16 @@ function profileFor(env, props, asked) {
   return pinned;
 }
 
+/** Whether the caller's binding pins a profile (its deployer's word, like a shared secret). */
+function isPinned(props) {
+  return props?.profile !== undefined && props?.profile !== null;
+}
+
 /** `request` as the proxy routes it for `profile` (`undefined`: as it stands). Unpinned
  *  callers choose by path unless `PROXY_PROFILE_FROM_PATH = "false"`. */
 function routedFor(request, env, profile) {
   if (profile === undefined) {
-    if (env.PROXY_PROFILE_FROM_PATH === 'false' && listedProfiles(env).length > 0) {
-      throw new Refused(403, 'profile_not_pinned',
-        'PROXY_PROFILE_FROM_PATH is false: bind this proxy with props = { profile = "<name>" }');
-    }
+    if (listedProfiles(env).length > 0 && !profileFromPath(env)) throw notPinned();
     return request;
   }
   const url = new URL(request.url);
@@ -213,20 +231,22 @@ export class M2M extends WorkerEntrypoint {
 
   /** The current token's metadata (scheme, expiry, where this isolate got it), never the token. */
   tokenInfo(profile) {
-    return Rpc.tokenInfo(this.env, profileFor(this.env, this.ctx.props, profile));
+    const props = this.ctx.props;
+    return Rpc.tokenInfo(this.env, profileFor(this.env, props, profile), isPinned(props));
   }
 
   /** The `Authorization` value itself, only where the profile opts in
    *  (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`), for an SDK or a WebSocket. */
   authorization(profile) {
-    return Rpc.authorization(this.env, profileFor(this.env, this.ctx.props, profile));
+    const props = this.ctx.props;
+    return Rpc.authorization(this.env, profileFor(this.env, props, profile), isPinned(props));
   }
 }
 
 export default {
   fetch(request, env, ctx) {
     // A binding to the default entrypoint may carry props too; without them nothing changes.
-    if (ctx.props?.profile !== undefined || env.PROXY_PROFILE_FROM_PATH === 'false') {
+    if (ctx.props?.profile !== undefined || env.PROXY_PROFILE_FROM_PATH !== undefined) {
       return proxied(request, env, ctx, ctx.props);
     }
     return handle(request, env, ctx);

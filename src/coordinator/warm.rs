@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 
-use crate::oauth::holddown::OUTAGE_FIRST_PAUSE_SECS;
+use crate::oauth::holddown::OUTAGE_MAX_PAUSE_SECS;
 use crate::oauth::transport::HttpClient;
 use crate::source::runtime::Runtime;
 use crate::source::store::TokenStore;
@@ -113,11 +113,12 @@ where
     }
     match source.refresh(now).await {
         Ok(t) if !t.refresh_due(now) => Alarm::At(t.refresh_at()),
-        // Held down (the outage schedule) or failed: try again when the pause ends.
+        // Held down (the outage schedule): try again when the pause ends. Failed without a hold
+        // (a configuration error): not before the schedule's longest pause.
         _ => Alarm::At(
             source
                 .hold(now)
-                .map_or(now + OUTAGE_FIRST_PAUSE_SECS, |h| h.until.max(now + 1)),
+                .map_or(now + OUTAGE_MAX_PAUSE_SECS, |h| h.until.max(now + 1)),
         ),
     }
 }

@@ -280,9 +280,13 @@ impl Object {
         }
         match serve(&source, ask, now).await {
             Ok(a) => {
+                // A fresh token sets the alarm at its refresh point; a stale one (the endpoint is
+                // held down) leaves the alarm where the hold put it.
                 if let Answer::Token(t) = &a {
-                    self.schedule(alarm_after(t.refresh_at(), now), profile.as_deref())
-                        .await;
+                    if t.is_fresh(now) && !t.refresh_due(now) {
+                        self.schedule(alarm_after(t.refresh_at(), now), profile.as_deref())
+                            .await;
+                    }
                 }
                 // Sealed with the configuration's sealer, which the isolate holds too: a token
                 // (and a DPoP private key) never travels in the clear.

@@ -25,13 +25,32 @@ fn client(env: &Env, profile: Option<&str>) -> Result<TokenClient, Error> {
     TokenClient::of(&*configs(env)?, env, profile)
 }
 
+/// RPC calls carry no `Proxy-Authorization`: a profile guarded by its `PROXY_SHARED_SECRET`
+/// answers them only for a binding its deployer pinned to it (props, as trusted as the secret).
+fn guarded(env: &Env, profile: Option<&str>, pinned: bool) -> Result<(), Error> {
+    let proxy = configs(env)?.proxy(env, profile)?;
+    if proxy.shared_secret.is_some() && !pinned {
+        return Err(Error::rejected(
+            403,
+            "unauthorized",
+            "this profile requires its PROXY_SHARED_SECRET: an RPC caller must be pinned to it",
+        ));
+    }
+    Ok(())
+}
+
 #[wasm_bindgen]
 impl Rpc {
     /// The current token of `profile` (`undefined`: the unprefixed settings), obtained if need
     /// be, as `{ profile, scheme, expiresAt, expiresIn, source }`: never the token itself.
     /// `source` says where this isolate got it: `kv`, `coordinator` or `endpoint`.
     #[wasm_bindgen(js_name = tokenInfo)]
-    pub async fn token_info(env: Env, profile: Option<String>) -> Result<JsValue, JsValue> {
+    pub async fn token_info(
+        env: Env,
+        profile: Option<String>,
+        pinned: bool,
+    ) -> Result<JsValue, JsValue> {
+        guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
         let token = client.token().await.map_err(|e| thrown(&e))?;
         let now = crate::edge::platform::js::now_secs();
@@ -60,7 +79,12 @@ impl Rpc {
     /// that must hand it to an SDK or a WebSocket: only when the profile's settings opt in
     /// (`PROXY_EXPOSE_AUTHORIZATION = "true"`), a clear refusal otherwise. A DPoP token needs a
     /// proof per request, which only the proxy makes: refused too.
-    pub async fn authorization(env: Env, profile: Option<String>) -> Result<String, JsValue> {
+    pub async fn authorization(
+        env: Env,
+        profile: Option<String>,
+        pinned: bool,
+    ) -> Result<String, JsValue> {
+        guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let configs = configs(&env).map_err(|e| thrown(&e))?;
         let proxy = configs
             .proxy(&env, profile.as_deref())
