@@ -10,13 +10,13 @@ use futures_util::future::join;
 use crate::base::log;
 use crate::config::client::Config;
 use crate::oauth::transport::HttpClient;
-use crate::source::acquire::Signers;
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::Coordinator;
 use crate::source::discovery::{Discovery, Io};
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
 use crate::source::records::{decode_record, encode_record, HOLD_ENTRY, TOKEN_ENTRY};
 use crate::source::runtime::{Clock, LogSink, Runtime};
+use crate::source::signers::Signers;
 use crate::source::state::State;
 use crate::source::store::{TokenStore, Write};
 

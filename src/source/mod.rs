@@ -12,6 +12,7 @@ pub(crate) mod flight;
 mod flight_tests;
 pub(crate) mod records;
 pub(crate) mod runtime;
+pub(crate) mod signers;
 pub(crate) mod state;
 pub(crate) mod store;
 pub(crate) mod token_source;

@@ -181,7 +181,7 @@ fn a_document_for_another_issuer_is_refused_before_any_credential_is_sent() {
 /// A signer double that records the audience and makes a new assertion for every call.
 struct RecordingSigner(Rc<RefCell<Vec<(u64, String)>>>);
 
-impl crate::source::acquire::Assertions for RecordingSigner {
+impl crate::source::signers::Assertions for RecordingSigner {
     fn assertion(
         &self,
         now: u64,

@@ -147,7 +147,7 @@ struct EchoedSigner;
 
 const SIGNATURE: &str = "MEUCIQDsecretSignatureOfTheAssertion0123456789abcdefXYZ";
 
-impl crate::source::acquire::Assertions for EchoedSigner {
+impl crate::source::signers::Assertions for EchoedSigner {
     fn assertion(&self, _: u64, _: &str) -> LocalBoxFuture<'static, crate::Result<String>> {
         Box::pin(std::future::ready(Ok(format!(
             "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjIn0.{SIGNATURE}"

@@ -16,7 +16,7 @@ use crate::base::error::{Error, Result};
 use crate::edge::platform::crypto::{call, object, random_bytes, sha256, SUBTLE};
 use crate::keys::jwt::{b64url, client_assertion_input};
 use crate::keys::private_key::{Alg, KeyFormat, PrivateKey, PublicJwk};
-use crate::source::acquire::Assertions;
+use crate::source::signers::Assertions;
 
 struct Inner {
     key: PrivateKey,
