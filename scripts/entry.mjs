@@ -49,7 +49,7 @@ const { HotPath, Rpc } = m2m;
 for (const name of ['ready', 'answered', 'unreachable', 'nonce']) {
   expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
 }
-for (const name of ['tokenInfo', 'authorization']) {
+for (const name of ['tokenInfo', 'authorization', 'status', 'statusAll']) {
   expect(typeof Rpc?.[name] === 'function', `exports no Rpc.${name} function`);
 }
 
@@ -233,6 +233,20 @@ export class M2M extends WorkerEntrypoint {
   tokenInfo(profile) {
     const props = this.ctx.props;
     return Rpc.tokenInfo(this.env, profileFor(this.env, props, profile), isPinned(props));
+  }
+
+  /** The status view: per profile the token's timings and source, the hold-down and its
+   *  cause, the last error, counts since the isolate started, and the coordinator's view of
+   *  the fleet. Never a token, never a credential. Pinned: the pinned profile; unpinned: the
+   *  profile asked for, or every profile. */
+  async status(profile) {
+    const props = this.ctx.props;
+    const chosen = profileFor(this.env, props, profile);
+    if (chosen !== undefined || listedProfiles(this.env).length === 0) {
+      return [JSON.parse(await Rpc.status(this.env, chosen, isPinned(props)))];
+    }
+    if (!profileFromPath(this.env)) throw notPinned();
+    return JSON.parse(await Rpc.statusAll(this.env));
   }
 
   /** The `Authorization` value itself, only where the profile opts in

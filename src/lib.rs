@@ -86,7 +86,7 @@ pub use edge::assembly::client::{sign_with, TokenClient, REPLAY_LIMIT_BYTES};
 #[cfg(target_arch = "wasm32")]
 pub use edge::coordinator::object::TokenCoordinator;
 #[cfg(target_arch = "wasm32")]
-pub use edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING};
+pub use edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING, METRICS_BINDING};
 #[cfg(target_arch = "wasm32")]
 pub use edge::platform::kv::KvNamespace;
 

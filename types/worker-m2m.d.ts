@@ -30,6 +30,44 @@ export interface TokenInfo {
   source: 'kv' | 'coordinator' | 'endpoint' | 'memory';
 }
 
+/** Where a token came from, or how requests were served. */
+export type TokenSourceName = 'memory' | 'kv' | 'coordinator' | 'network';
+
+/** One configuration's status view: times are Unix seconds; never a token or a credential. */
+export interface Status {
+  /** The profile; `null` for a Worker without profiles. */
+  profile: string | null;
+  /** Set instead of the rest when the profile cannot be shown to this caller or is broken. */
+  error?: string;
+  now: number;
+  /** The token held, if any. */
+  token: {
+    scheme: 'Bearer' | 'DPoP';
+    issued_at: number;
+    expires_at: number;
+    expires_in: number;
+    fresh: boolean;
+    /** When its refresh window opens, and whether it has. */
+    refresh_at: number;
+    refresh_due: boolean;
+    obtained_from: Exclude<TokenSourceName, 'memory'> | null;
+  } | null;
+  /** The token endpoint is left alone until `until`; callers get `cause` meanwhile. */
+  hold_down: { until: number; remaining_secs: number; code: string; cause: string } | null;
+  /** Failed flights in a row: the outage schedule's step (0: none). */
+  failed_flights: number;
+  in_flight: boolean;
+  last_error: { at: number; code: string; status: number | null; detail: string } | null;
+  /** The last token obtained from the token endpoint. */
+  last_token_request: number | null;
+  /** Calls for a token since the isolate made this source, by how they were served. */
+  requests: Record<TokenSourceName | 'failed', number>;
+  events: { token_requests: number; failures: number; fallbacks: number; evictions: number; replays: number };
+  /** The coordinator's view of the fleet (the same fields, plus `fleet_seen_at` and
+   *  `alarm_at`), `{ error }` when it could not be asked, `null` without one. */
+  coordinator: (Omit<Status, 'profile' | 'coordinator'> & { fleet_seen_at: number | null; alarm_at: number | null }) | { error: string } | null;
+}
+
 /** The proxy's RPC methods. `fetch` and `send` answer as the proxy does: the upstream's response,
  *  or a JSON error `{ error, error_description }` with an honest status (403 `profile_pinned`
  *  for another profile than the pinned one, 500 `configuration_error` for a pinned profile
@@ -46,4 +84,6 @@ export declare class M2M extends WorkerEntrypoint<unknown, M2MProps> {
   /** The `Authorization` value itself (`Bearer ...`), only where the profile's settings opt
    *  in (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`). */
   authorization(profile?: string): Promise<string>;
+  /** The status view: the pinned profile's; unpinned, the profile asked for, or every one. */
+  status(profile?: string): Promise<Status[]>;
 }

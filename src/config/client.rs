@@ -158,6 +158,9 @@ pub struct Config {
     pub refresh_lead_secs: Option<u64>,
     /// DPoP-bound tokens (`OAUTH_DPOP`, `OAUTH_DPOP_KEY`; RFC 9449).
     pub dpop: Dpop,
+    /// `M2M_METRICS_INTERVAL_SECS`: how often an isolate writes its request counts to the
+    /// `M2M_METRICS` dataset (default 60; 0: one data point per request).
+    pub metrics_interval_secs: u64,
 }
 
 fn parse_retry_statuses(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec<u16>> {
@@ -178,6 +181,9 @@ fn parse_retry_statuses(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec<
         })
         .collect()
 }
+
+/// Default `M2M_METRICS_INTERVAL_SECS`: a minute's requests in one data point per kind.
+pub(crate) const DEFAULT_METRICS_INTERVAL_SECS: u64 = 60;
 
 /// Shortest `TOKEN_CACHE_KEY`: it keys the KV names and seals the values, so it must not be
 /// guessable (32 characters of base64 carry 192 bits).
@@ -265,6 +271,11 @@ impl Config {
                 None => None,
             },
             dpop,
+            metrics_interval_secs: s.number(
+                "M2M_METRICS_INTERVAL_SECS",
+                DEFAULT_METRICS_INTERVAL_SECS,
+                3_600,
+            )?,
         })
     }
 }
@@ -292,6 +303,7 @@ impl Config {
             refresh_ahead: true,
             refresh_lead_secs: None,
             dpop: Dpop::Off,
+            metrics_interval_secs: DEFAULT_METRICS_INTERVAL_SECS,
         }
     }
 }

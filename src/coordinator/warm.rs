@@ -57,6 +57,11 @@ impl Fleet {
             .await;
     }
 
+    /// When this object last saw the fleet (an ask or a note), if it has since it started.
+    pub fn seen_at(&self) -> Option<u64> {
+        self.seen.get()
+    }
+
     /// When the fleet was last seen, as this object or its storage knows.
     async fn last_seen(&self, store: &impl TokenStore) -> Option<u64> {
         if let Some(at) = self.seen.get() {

@@ -65,8 +65,22 @@ struct AskWire {
     /// A note (the fleet uses the token), not an ask: nothing to answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     note: bool,
+    /// A request for the coordinator's status view, not an ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    status: bool,
     #[serde(flatten)]
     ask: Ask,
+}
+
+/// What an isolate sends its coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// An ask for the fleet's token.
+    Ask,
+    /// A note that the fleet uses the token (see `Coordinator::note`): nothing to answer.
+    Note,
+    /// A request for the coordinator's status view (no token, no credential).
+    Status,
 }
 
 /// An ask as it travels: for the coordinator `name` (the configuration's cache identity, see
@@ -78,38 +92,50 @@ pub(crate) struct Addressed {
     pub name: String,
     /// The profile whose settings the coordinator reads.
     pub profile: Option<String>,
-    /// A note that the fleet uses the token (see `Coordinator::note`), not an ask.
-    pub note: bool,
-    /// The ask.
+    /// What this is.
+    pub message: Message,
+    /// The ask (the default for a note or a status request).
     pub ask: Ask,
 }
 
 /// Reads an ask.
 pub(crate) fn decode_ask(raw: &str) -> Result<Addressed, String> {
     let wire: AskWire = serde_json::from_str(raw).map_err(|_| "not an ask".to_owned())?;
+    let message = match (wire.note, wire.status) {
+        (false, false) => Message::Ask,
+        (true, false) => Message::Note,
+        (false, true) => Message::Status,
+        (true, true) => return Err("both a note and a status request".into()),
+    };
     Ok(Addressed {
         name: wire.name,
         profile: wire.profile,
-        note: wire.note,
+        message,
         ask: wire.ask,
     })
 }
 
 /// Serialises an ask for the coordinator `name`, of the profile `profile`.
 pub(crate) fn encode_ask(name: &str, profile: Option<&str>, ask: &Ask) -> String {
-    encode(name, profile, false, ask)
+    encode(name, profile, Message::Ask, ask)
 }
 
 /// Serialises a note for the coordinator `name` (see `Coordinator::note`).
 pub(crate) fn encode_note(name: &str, profile: Option<&str>) -> String {
-    encode(name, profile, true, &Ask::default())
+    encode(name, profile, Message::Note, &Ask::default())
 }
 
-fn encode(name: &str, profile: Option<&str>, note: bool, ask: &Ask) -> String {
+/// Serialises a status request for the coordinator `name`.
+pub(crate) fn encode_status(name: &str, profile: Option<&str>) -> String {
+    encode(name, profile, Message::Status, &Ask::default())
+}
+
+fn encode(name: &str, profile: Option<&str>, message: Message, ask: &Ask) -> String {
     serde_json::to_string(&AskWire {
         name: name.to_owned(),
         profile: profile.map(str::to_owned),
-        note,
+        note: message == Message::Note,
+        status: message == Message::Status,
         ask: ask.clone(),
     })
     .expect("strings and integers serialise")
@@ -169,7 +195,7 @@ mod tests {
         let want = Addressed {
             name: "m2m:v2:abc".to_owned(),
             profile: None,
-            note: false,
+            message: Message::Ask,
             ask: ask.clone(),
         };
         assert_eq!(decode_ask(&raw), Ok(want.clone()));
@@ -182,6 +208,13 @@ mod tests {
         assert_eq!(decode_ask(&raw), Ok(want.clone()));
         assert!(decode_ask("nope").is_err());
         let note = decode_ask(&encode_note("m2m:v2:abc", Some("billing"))).unwrap();
-        assert!(note.note && note.ask == Ask::default() && note.profile == want.profile);
+        assert!(
+            note.message == Message::Note
+                && note.ask == Ask::default()
+                && note.profile == want.profile
+        );
+        let status = decode_ask(&encode_status("m2m:v2:abc", None)).unwrap();
+        assert_eq!(status.message, Message::Status);
+        assert!(decode_ask(r#"{"name":"n","note":true,"status":true}"#).is_err());
     }
 }

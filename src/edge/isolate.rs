@@ -81,6 +81,8 @@ pub(crate) struct Isolate {
     pub(crate) sources: RefCell<Lru<SourceKey, EdgeSource>>,
     /// Whether "no KV: memory only" was logged (once per isolate).
     pub(crate) said_memory_only: Cell<bool>,
+    /// Whether a data point the `M2M_METRICS` dataset refused was logged (once per isolate).
+    pub(crate) said_metrics_refused: Cell<bool>,
     pub(crate) dpop_keys: RefCell<Bounded<Rc<DpopKey>, CryptoKey>>,
     pub(crate) ath: RefCell<Bounded<AccessToken, Rc<str>>>,
     #[cfg(feature = "proxy")]
@@ -99,6 +101,7 @@ thread_local! {
             envs: PerEnv::new(),
             sources: RefCell::new(Lru::new(MAX_SOURCES)),
             said_memory_only: Cell::new(false),
+            said_metrics_refused: Cell::new(false),
             dpop_keys: RefCell::new(Bounded::new(MAX_DPOP_KEYS)),
             ath: RefCell::new(Bounded::new(1)),
             #[cfg(feature = "proxy")]

@@ -108,11 +108,7 @@ pub struct Token {
 /// Where a token came from: not part of what the token is, so two copies of one token from KV
 /// and from the endpoint are equal.
 #[derive(Debug, Clone, Copy, Default)]
-struct Provenance(
-    // Read by the proxy's RPC `tokenInfo` only (wasm32 with the proxy).
-    #[cfg_attr(not(all(target_arch = "wasm32", feature = "proxy")), allow(dead_code))]
-    Option<Source>,
-);
+struct Provenance(Option<Source>);
 
 impl PartialEq for Provenance {
     fn eq(&self, _: &Self) -> bool {
@@ -159,7 +155,6 @@ impl Token {
     }
 
     /// Where this isolate got the token, if a tier of the token path said so.
-    #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
     pub(crate) fn obtained(&self) -> Option<Source> {
         self.obtained.0
     }

@@ -55,6 +55,7 @@ pub(crate) const SHARED: &[&str] = &[
     "PROXY_SHARED_SECRET",
     "PROXY_MAX_BODY_BYTES",
     "PROXY_FORWARD_HEADERS",
+    "M2M_METRICS_INTERVAL_SECS",
 ];
 
 /// Reads settings for one configuration: the Worker's own names, or one profile's.

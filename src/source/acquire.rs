@@ -19,6 +19,7 @@ use crate::oauth::token_request::{build_token_request, redactor_for};
 use crate::oauth::token_response::parse_token_response;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
 use crate::source::context::{Context, Moment};
+use crate::source::report::Metric;
 /// What an acquisition needs done before it can go on.
 #[derive(Debug)]
 pub(super) enum Need {
@@ -101,6 +102,9 @@ pub(super) struct Acquisition {
     /// The request being made, once built, and when it is sent (Unix seconds).
     request: Option<HttpRequest>,
     sent_at: u64,
+    /// The last answer's HTTP status (none: not reached) and how long it took, for metrics.
+    last_status: Option<u16>,
+    last_latency: u64,
 }
 
 impl Acquisition {
@@ -125,6 +129,8 @@ impl Acquisition {
             key: None,
             request: None,
             sent_at: start_secs,
+            last_status: None,
+            last_latency: 0,
         };
         (acquisition, Step::Need(Need::Endpoint))
     }
@@ -252,6 +258,7 @@ impl Acquisition {
             got_nonce,
         } = self.read(answer, cx);
         self.reported += latency;
+        (self.last_status, self.last_latency) = (status, latency);
         let err = match result {
             // Counted from when it was sent; checked against when it arrived.
             Ok(token) if token.usable_at(at.secs) => {
@@ -262,6 +269,14 @@ impl Acquisition {
                     Some(latency),
                     expires_in,
                 ));
+                cx.report.event(
+                    Metric::Token {
+                        source: Source::Network,
+                        latency_ms: latency,
+                        expires_in,
+                    },
+                    at.secs,
+                );
                 return self.done(Ok(token), false);
             }
             Ok(late) => arrived_too_late(&late, at.secs, self.spent(at)),
@@ -339,6 +354,11 @@ impl Acquisition {
                 got_nonce: false,
             },
         }
+    }
+
+    /// The last answer's HTTP status (none: the endpoint was not reached) and latency.
+    pub(super) fn last_answer(&self) -> (Option<u16>, u64) {
+        (self.last_status, self.last_latency)
     }
 
     /// The pause before the next attempt is over.

@@ -2,6 +2,7 @@
 //! happened, and the source's settings and state for the length of one synchronous step.
 
 use crate::config::client::Config;
+use crate::source::report::Report;
 use crate::source::runtime::LogSink;
 use crate::source::state::State;
 
@@ -20,6 +21,8 @@ pub(super) struct Context<'a> {
     pub(super) config: &'a Config,
     pub(super) state: &'a mut State,
     pub(super) log: &'a LogSink,
+    /// Counts what the flight reports (see [`crate::source::report`]).
+    pub(super) report: &'a Report,
     /// A number in `[0, 1)`, drawn only when backoff jitter needs one.
     pub(super) random: &'a dyn Fn() -> f64,
     /// Whether this flight is still the source's current one: a flight presumed dead and

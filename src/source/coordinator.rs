@@ -63,4 +63,10 @@ pub trait Coordinator {
     fn note(&self) -> LocalBoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    /// The coordinator's status view (JSON text without a token or a credential), for an
+    /// operator; by default there is none to give.
+    fn status(&self) -> LocalBoxFuture<'static, Result<String, String>> {
+        Box::pin(async { Err("this coordinator has no status view".to_owned()) })
+    }
 }

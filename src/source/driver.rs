@@ -15,6 +15,7 @@ use crate::source::coordinator::Coordinator;
 use crate::source::discovery::{Discovery, Io};
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
 use crate::source::records::{decode_record, encode_record, HOLD_ENTRY, TOKEN_ENTRY};
+use crate::source::report::Report;
 use crate::source::runtime::{Clock, LogSink, Runtime};
 use crate::source::signers::Signers;
 use crate::source::state::State;
@@ -37,6 +38,7 @@ pub(super) struct Parts<'a, H, S, R> {
     pub(super) ports: &'a Ports<H, S, R>,
     pub(super) state: &'a RefCell<State>,
     pub(super) discovery: &'a Discovery,
+    pub(super) report: &'a Report,
     /// Whether the flight being driven is still the source's current one.
     pub(super) current: &'a dyn Fn() -> bool,
 }
@@ -138,6 +140,7 @@ fn step<H, S, R: Runtime>(
         config: parts.config,
         state: &mut state,
         log: &ports.log,
+        report: parts.report,
         random: &random,
         current: (parts.current)(),
         coordinated: ports.coordinator.borrow().is_some(),

@@ -20,6 +20,7 @@ use crate::source::acquire::{arrived_too_late, out_of_order, Acquisition, Need, 
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::{Answer, Ask, NOTE_ONE_IN};
 use crate::source::records::encode_hold;
+use crate::source::report::{Fallback, Metric};
 use crate::source::records::{decode_hold, decode_record, HOLD_ENTRY};
 use crate::source::state::fits;
 use crate::source::store::{Write, KV_MIN_TTL_SECS};
@@ -243,12 +244,16 @@ impl Flight {
                     if t.is_fresh(read_at)
                         && !(self.purpose == Purpose::Refresh && t.refresh_due(read_at)) =>
                 {
-                    (cx.log)(&log::token_ok(
-                        Source::Kv,
-                        None,
-                        None,
-                        t.expires_at().saturating_sub(read_at),
-                    ));
+                    let expires_in = t.expires_at().saturating_sub(read_at);
+                    (cx.log)(&log::token_ok(Source::Kv, None, None, expires_in));
+                    cx.report.event(
+                        Metric::Token {
+                            source: Source::Kv,
+                            latency_ms: at.ms,
+                            expires_in,
+                        },
+                        read_at,
+                    );
                     let t = t.obtained_from(Source::Kv);
                     memory.adopt(t.clone());
                     cx.state.hold_down.clear();
@@ -302,7 +307,7 @@ impl Flight {
         at: Moment,
         cx: &mut Context<'_>,
     ) -> Option<Result<Token>> {
-        let at = at.secs;
+        let (ms, at) = (at.ms, at.secs);
         let lead = cx.config.refresh_lead_secs;
         let answer = answer.map(|a| match a {
             Answer::Token(t) => Answer::Token(
@@ -315,12 +320,16 @@ impl Flight {
             // A token this isolate saw rejected comes back only when the coordinator's eviction
             // hold-down keeps it (an upstream that rejects every token): used, as without one.
             Ok(Answer::Token(t)) if t.usable_at(at) && fits(cx.config, &t) => {
-                (cx.log)(&log::token_ok(
-                    Source::Coordinator,
-                    None,
-                    None,
-                    t.expires_at().saturating_sub(at),
-                ));
+                let expires_in = t.expires_at().saturating_sub(at);
+                (cx.log)(&log::token_ok(Source::Coordinator, None, None, expires_in));
+                cx.report.event(
+                    Metric::Token {
+                        source: Source::Coordinator,
+                        latency_ms: ms,
+                        expires_in,
+                    },
+                    at,
+                );
                 if cx.current {
                     cx.state.hold_down.clear();
                     cx.state.memory.adopt(t.clone());
@@ -332,6 +341,8 @@ impl Flight {
                     "coordinator_fallback",
                     "the coordinator's token is expired, rejected or for another key",
                 ));
+                cx.report
+                    .event(Metric::Fallback(Fallback::UnusableAnswer), at);
                 None
             }
             Ok(Answer::Held { error, until }) => {
@@ -342,6 +353,7 @@ impl Flight {
             }
             Err(reason) => {
                 (cx.log)(&log::cache_event("coordinator_fallback", &reason));
+                cx.report.event(Metric::Fallback(Fallback::Unreachable), at);
                 None
             }
         }
@@ -361,15 +373,19 @@ impl Flight {
             return match result {
                 Ok(t) if t.usable_at(done) => Ok(t),
                 Ok(late) => Err(arrived_too_late(&late, done, at.ms)),
-                Err(e) => match hold_secs(
-                    &e,
-                    cx.config.holddown_secs,
-                    cx.state.hold_down.failed_flights() + 1,
-                    (cx.random)(),
-                ) {
-                    0 => Err(e),
-                    secs => Err(held_error(&e, done + secs, done)),
-                },
+                Err(e) => {
+                    let secs = hold_secs(
+                        &e,
+                        cx.config.holddown_secs,
+                        cx.state.hold_down.failed_flights() + 1,
+                        (cx.random)(),
+                    );
+                    self.report_failure(&e, secs, done, cx);
+                    match secs {
+                        0 => Err(e),
+                        secs => Err(held_error(&e, done + secs, done)),
+                    }
+                }
             };
         }
         match result {
@@ -396,6 +412,7 @@ impl Flight {
     fn fail(&mut self, err: Error, done: u64, cx: &mut Context<'_>) -> Result<Token> {
         let failed = cx.state.hold_down.count_failure(&err);
         let secs = hold_secs(&err, cx.config.holddown_secs, failed, (cx.random)());
+        self.report_failure(&err, secs, done, cx);
         let mut shown = err.clone();
         if secs > 0 {
             let until = done + secs;
@@ -410,9 +427,20 @@ impl Flight {
         match cx.state.memory.usable(done) {
             Some(stale) => {
                 (cx.log)(&log::token_stale(stale.expires_at().saturating_sub(done)));
+                cx.report.event(Metric::Stale, done);
                 Ok(stale.clone())
             }
             None => Err(shown),
         }
+    }
+
+    /// Counts a failed token request at `done` that holds the endpoint down for `secs`, with
+    /// what the endpoint's last answer said.
+    fn report_failure(&self, err: &Error, secs: u64, done: u64, cx: &mut Context<'_>) {
+        let (status, latency) = match &self.stage {
+            Stage::Endpoint(acquisition) => acquisition.last_answer(),
+            _ => (None, 0),
+        };
+        cx.report.failure(err, status, latency, secs, done);
     }
 }

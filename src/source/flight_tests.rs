@@ -13,6 +13,7 @@ use crate::source::context::{Context, Moment};
 use crate::source::coordinator::Answer;
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
 use crate::source::records::{encode_hold, encode_record, HOLD_ENTRY};
+use crate::source::report::{Metric, Report};
 use crate::source::runtime::LogSink;
 use crate::source::state::State;
 use crate::source::store::Write;
@@ -31,13 +32,22 @@ struct Script {
     current: bool,
     log: LogSink,
     lines: Rc<std::cell::RefCell<Vec<String>>>,
+    report: Report,
+    metrics: Rc<std::cell::RefCell<Vec<Metric>>>,
 }
 
 impl Script {
     fn new(config: Config, purpose: Purpose) -> Self {
         let lines: Rc<std::cell::RefCell<Vec<String>>> = Rc::default();
         let sink = lines.clone();
+        let metrics: Rc<std::cell::RefCell<Vec<Metric>>> = Rc::default();
+        let seen = metrics.clone();
         Self {
+            report: Report::new(
+                Some(Rc::new(move |m: &Metric| seen.borrow_mut().push(m.clone()))),
+                60,
+            ),
+            metrics,
             flight: Flight::new(purpose, NOW),
             state: State::default(),
             config,
@@ -62,6 +72,7 @@ impl Script {
             config: &self.config,
             state: &mut self.state,
             log: &self.log,
+            report: &self.report,
             random: &random,
             current: self.current,
             coordinated: self.coordinated,
@@ -445,4 +456,53 @@ fn in_an_outage_each_flight_makes_one_attempt_and_pauses_longer_until_a_token_co
     s.at(20, endpoint());
     assert!(done(s.at(120, answer(200, TOKEN))).result.is_ok());
     assert_eq!(s.state.hold_down.failed_flights(), 0);
+}
+
+#[test]
+fn a_flight_reports_a_fallback_a_refusal_and_a_token_from_kv() {
+    use crate::base::log::Source;
+    use crate::source::report::Fallback;
+    let mut s = Script::basic();
+    s.coordinated = true;
+    s.past_kv();
+    s.at(40, Event::CoordinatorAnswered(Err("coordinator answered 500".into())));
+    s.at(50, endpoint());
+    done(s.at(150, answer(401, r#"{"error":"invalid_client"}"#)));
+    // The answer came at 150 ms: in the second after NOW.
+    let hold = s.state.hold_down.active(NOW).expect("held down").until - (NOW + 1);
+    assert_eq!(
+        *s.metrics.borrow(),
+        vec![
+            Metric::Fallback(Fallback::Unreachable),
+            Metric::Failure {
+                code: "invalid_client".into(),
+                status: Some(401),
+                latency_ms: 100,
+                held_secs: hold,
+            },
+        ]
+    );
+    let events = s.report.events();
+    assert_eq!((events.fallbacks, events.failures, events.token_requests), (1, 1, 0));
+    assert_eq!(s.report.last_error().unwrap().status, Some(401));
+
+    // A token from KV reports where it came from and how long the flight took to find it.
+    let mut s = Script::basic();
+    s.at(0, Event::Started);
+    let record = encode_record(&token("from-kv", NOW - 60));
+    done(s.at(
+        10,
+        Event::KvRead {
+            token: Ok(Some(record)),
+            hold: Ok(None),
+        },
+    ));
+    assert_eq!(
+        *s.metrics.borrow(),
+        vec![Metric::Token {
+            source: Source::Kv,
+            latency_ms: 10,
+            expires_in: 3540,
+        }]
+    );
 }

@@ -11,8 +11,11 @@ pub(crate) mod flight;
 #[cfg(test)]
 mod flight_tests;
 pub(crate) mod records;
+pub(crate) mod report;
 pub(crate) mod runtime;
 pub(crate) mod signers;
 pub(crate) mod state;
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod token_source;

@@ -21,6 +21,7 @@ use crate::source::discovery::Discovery;
 use crate::source::driver::{self, entry_holds, Parts, Ports};
 use crate::source::flight::Purpose;
 use crate::source::records::TOKEN_ENTRY;
+use crate::source::report::{Metric, MetricSink, Report, Served};
 use crate::source::runtime::{LogSink, Runtime};
 use crate::source::signers::Signers;
 use crate::source::state::{Hold, State};
@@ -92,6 +93,7 @@ struct Inner<H, S, R: Runtime> {
     discovery: Discovery,
     state: RefCell<State>,
     slot: RefCell<Slot<R::Handle>>,
+    report: Report,
     /// This source's place in the refresh window (see [`Token::refresh_due_skewed`]).
     refresh_skew: f64,
 }
@@ -103,6 +105,7 @@ impl<H, S, R: Runtime> Inner<H, S, R> {
             ports: &self.ports,
             state: &self.state,
             discovery: &self.discovery,
+            report: &self.report,
             current,
         }
     }
@@ -133,9 +136,24 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         runtime: R,
         log: LogSink,
     ) -> Self {
+        Self::reporting(config, http, signers, store, runtime, log, None)
+    }
+
+    /// Like [`Self::new`], reporting every [`Metric`] to `metrics` (the edge's Analytics
+    /// Engine writer) besides counting it for [`Self::status`].
+    pub(crate) fn reporting(
+        config: Config,
+        http: H,
+        signers: Signers,
+        store: S,
+        runtime: R,
+        log: LogSink,
+        metrics: Option<MetricSink>,
+    ) -> Self {
         Self {
             inner: Rc::new(Inner {
                 refresh_skew: runtime.random(),
+                report: Report::new(metrics, config.metrics_interval_secs),
                 config,
                 ports: Ports {
                     http,
@@ -175,7 +193,11 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     pub fn ready(&self, now: u64) -> Option<Token> {
         let state = self.inner.state.borrow();
         let token = state.memory.fresh(now)?;
-        (!self.refresh_due(token, now)).then(|| token.clone())
+        let ready = (!self.refresh_due(token, now)).then(|| token.clone());
+        if ready.is_some() {
+            self.inner.report.served(Served::Memory, now);
+        }
+        ready
     }
 
     /// Whether `token` is due for its background refresh at `now` (refresh ahead on). With a
@@ -294,17 +316,53 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             let fresh = state.memory.fresh(now).cloned();
             (fresh, state.held_answer(now))
         };
+        let report = &self.inner.report;
         if let Some(t) = fresh {
             let due = ahead.is_some() && self.refresh_due(&t, now);
             if due && held.is_none() {
                 self.flight(now, Purpose::Refresh, on_start);
             }
+            report.served(Served::Memory, now);
             return Ok(t);
         }
-        if let Some(held) = held {
-            return held;
-        }
-        self.wait_for(now, Purpose::Token, on_start).await
+        let result = match held {
+            Some(held) => held,
+            None => self.wait_for(now, Purpose::Token, on_start).await,
+        };
+        let served = match &result {
+            Ok(t) => Served::by(t.obtained()),
+            Err(_) => Served::Failed,
+        };
+        report.served(served, now);
+        result
+    }
+
+    #[cfg(any(target_arch = "wasm32", test))]
+    /// The status view at `now` (see [`crate::source::status`]): no token, no credential.
+    pub(crate) fn status(&self, now: u64) -> serde_json::Value {
+        let state = self.inner.state.borrow();
+        crate::source::status::status(crate::source::status::Parts {
+            now,
+            token: state.memory.token(),
+            hold: state.hold_down.active(now),
+            failed_flights: state.hold_down.failed_flights(),
+            in_flight: self.in_flight(),
+            report: &self.inner.report,
+        })
+    }
+
+    #[cfg(any(target_arch = "wasm32", test))]
+    /// The coordinator's status view (see [`Coordinator::status`]); `None` without one.
+    pub(crate) async fn coordinator_status(&self) -> Option<Result<String, String>> {
+        let coordinator = self.inner.ports.coordinator.borrow().clone()?;
+        Some(coordinator.status().await)
+    }
+
+    #[cfg(any(target_arch = "wasm32", test))]
+    /// Counts `metric`, which happened at `now`, for the status view and the metrics sink:
+    /// for what the edge sees (a replay) besides what the token path reports itself.
+    pub(crate) fn record(&self, metric: Metric, now: u64) {
+        self.inner.report.event(metric, now);
     }
 
     /// The running flight, or a new one for `purpose` started at `now`. A flight older than the
@@ -414,6 +472,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             }
             let window = inner.config.holddown_secs.max(1);
             if state.hold_down.evict_too_soon(now, window) {
+                inner.report.event(Metric::Eviction { skipped: true }, now);
                 log(&log::cache_event(
                     "evict_skipped",
                     "upstream rejected a fresh token again; passing its answer through",
@@ -422,6 +481,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             }
             state.memory.evict(used);
         }
+        inner.report.event(Metric::Eviction { skipped: false }, now);
         log(&log::cache_event(
             "evicted",
             "upstream rejected the token; fetching a new one",

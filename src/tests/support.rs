@@ -43,6 +43,7 @@ pub(super) fn config() -> Config {
         refresh_ahead: true,
         refresh_lead_secs: None,
         dpop: Default::default(),
+        metrics_interval_secs: 60,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::edge::platform::runtime::EdgeRuntime;
 use crate::edge::platform::seal::Sealer;
 use crate::edge::signers::assertions::EdgeAssertions;
 use crate::edge::signers::dpop::EdgeProofs;
+use crate::source::report::MetricSink;
 use crate::source::signers::Signers;
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;
@@ -25,18 +26,20 @@ pub(crate) fn sealer_for(config: &Config) -> Rc<Sealer> {
     ))
 }
 
-/// A token source for `config` over `store`.
+/// A token source for `config` over `store`, reporting to `metrics`.
 pub(crate) fn token_source<S: TokenStore + 'static>(
     config: &Config,
     store: S,
+    metrics: Option<MetricSink>,
 ) -> TokenSource<PlatformHttp, S, EdgeRuntime> {
-    TokenSource::new(
+    TokenSource::reporting(
         config.clone(),
         PlatformHttp,
         signers(config),
         store,
         EdgeRuntime,
         log_sink(config),
+        metrics,
     )
 }
 

@@ -17,6 +17,7 @@ use crate::oauth::challenge::resource_wants_nonce;
 use crate::oauth::challenge::{may_replay, token_rejected};
 use crate::oauth::dpop::htu;
 use crate::oauth::token::Token;
+use crate::source::report::Metric;
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an
 /// upstream rejects the token or asks for a DPoP nonce; larger or unknown-length bodies stream
@@ -116,6 +117,35 @@ impl TokenClient {
         self.source
             .token_ahead(crate::edge::platform::js::now_secs(), Some(&keep_alive))
             .await
+    }
+
+    /// The status view of this client's configuration, as JSON text: the token's timings and
+    /// where it came from, the hold-down and its cause, the last error, this isolate's counts
+    /// since it made the source, and with a coordinator its view of the fleet (`coordinator`).
+    /// Never a token or a credential. Obtains nothing: a client that has not needed a token
+    /// yet shows none.
+    pub async fn status(&self) -> String {
+        let now = crate::edge::platform::js::now_secs();
+        let mut status = self.source.status(now);
+        status["profile"] = self
+            .source
+            .config()
+            .profile
+            .as_ref()
+            .map(|p| p.name())
+            .into();
+        status["coordinator"] = match self.source.coordinator_status().await {
+            None => serde_json::Value::Null,
+            Some(Ok(text)) => serde_json::from_str(&text).unwrap_or_default(),
+            Some(Err(e)) => serde_json::json!({ "error": e }),
+        };
+        status.to_string()
+    }
+
+    /// Counts a request sent again after its upstream answered `status` (a rejected token).
+    fn replayed(&self, status: u16) {
+        let now = crate::edge::platform::js::now_secs();
+        self.source.record(Metric::Replay { status }, now);
     }
 
     /// Whether a request may ever be sent twice: after a rejected token (`OAUTH_RETRY_STATUSES`
@@ -365,6 +395,7 @@ impl TokenClient {
             _ => return Ok(resp),
         };
         crate::edge::platform::js::log_line(&log::replay(resp.status()));
+        self.replayed(resp.status());
         if let Some(body) = resp.body() {
             let _ = body.cancel();
         }

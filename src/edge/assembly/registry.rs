@@ -14,8 +14,10 @@ use crate::config::client::Config;
 use crate::edge::assembly::build::{sealer_for, token_source};
 use crate::edge::coordinator::stub::EdgeCoordinator;
 use crate::edge::isolate::{self, EdgeSource, Registered, SourceKey};
+use crate::edge::platform::analytics;
 use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
 use crate::edge::platform::kv::{EdgeStore, KvNamespace};
+use crate::source::report::Place;
 
 /// Marks a source used by a client that holds it (see [`LastUse`]).
 pub(crate) fn touch(used: &LastUse) {
@@ -45,22 +47,26 @@ pub(crate) fn source(config: Config, kv: Option<KvNamespace>, env: Option<&Env>)
         // start a second, billed request for the same configuration.
         i.sources.borrow_mut().get_or_insert_with(
             &key,
-            || build_source(&key.config, kv, env.filter(|_| coordinated)),
+            || build_source(&key.config, kv, env, coordinated),
             |source| !source.in_flight(),
         )
     });
     Registered { source, used }
 }
 
-/// A token source for `config` with KV (sealed under its identity) and, with `coordinator_env`,
-/// the coordinator bound there.
+/// A token source for `config` with KV (sealed under its identity), writing metrics to the
+/// dataset bound on `env` and, when `coordinated`, asking the coordinator bound there.
 fn build_source(
     config: &Config,
     kv: Option<KvNamespace>,
-    coordinator_env: Option<&Env>,
+    env: Option<&Env>,
+    coordinated: bool,
 ) -> EdgeSource {
     let sealer = sealer_for(config);
-    let source = token_source(config, EdgeStore::new(kv, sealer.clone()));
+    let profile = config.profile.as_ref().map(|p| p.name());
+    let metrics = env.and_then(|env| analytics::sink(env, profile, Place::Isolate));
+    let source = token_source(config, EdgeStore::new(kv, sealer.clone()), metrics);
+    let coordinator_env = env.filter(|_| coordinated);
     if let Some(coordinator) =
         coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))
     {

@@ -16,10 +16,11 @@ use worker::Env;
 use crate::base::log;
 use crate::coordinator::serve::serve;
 use crate::coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet};
-use crate::coordinator::wire::{decode_ask, encode_answer, Addressed};
+use crate::coordinator::wire::{decode_ask, encode_answer, Addressed, Message};
 use crate::edge::assembly::build::{sealer_for, token_source};
 use crate::edge::assembly::profiles::read_config;
 use crate::edge::coordinator::stub::ANSWER_ENTRY;
+use crate::edge::platform::analytics;
 use crate::edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING};
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::js::settle;
@@ -28,6 +29,7 @@ use crate::edge::platform::runtime::{sleep, EdgeRuntime};
 use crate::edge::platform::seal::Sealer;
 use crate::source::coordinator::Answer;
 use crate::source::records::{HOLD_ENTRY, TOKEN_ENTRY};
+use crate::source::report::Place;
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;
 
@@ -177,7 +179,8 @@ impl Object {
             sealer: sealer.clone(),
             kv,
         };
-        let source = token_source(&config, store);
+        let metrics = analytics::sink(&self.env, profile.as_deref(), Place::Coordinator);
+        let source = token_source(&config, store, metrics);
         self.sources
             .borrow_mut()
             .push((profile, (sealer.clone(), source.clone())));
@@ -233,12 +236,22 @@ impl Object {
         self.schedule(next, profile.as_deref()).await;
     }
 
+    /// The fleet's view for the status view: the object's source (its last token request, the
+    /// outage schedule and hold-down, its counts), when it last saw the fleet and its alarm.
+    /// Not sealed: it holds no token and no credential.
+    fn status(&self, source: &ObjectSource, now: u64) -> serde_json::Value {
+        let mut status = source.status(now);
+        status["fleet_seen_at"] = self.fleet.seen_at().into();
+        status["alarm_at"] = self.alarm_at.get().into();
+        status
+    }
+
     async fn fetch(&self, req: web_sys::Request) -> web_sys::Response {
         let body = settle(req.text()).await.ok().and_then(|b| b.as_string());
         let Some(Ok(Addressed {
             name,
             profile,
-            note,
+            message,
             ask,
         })) = body.as_deref().map(decode_ask)
         else {
@@ -271,11 +284,14 @@ impl Object {
             return respond(409, "another configuration");
         }
         let now = crate::edge::platform::js::now_secs();
+        if message == Message::Status {
+            return respond(200, &self.status(&source, now).to_string());
+        }
         let sealer = self.source(profile.clone()).map(|(s, _)| s);
         if let Ok(sealer) = &sealer {
             self.fleet.seen(&self.own_store(sealer), now).await;
         }
-        if note {
+        if message == Message::Note {
             return respond(200, "noted");
         }
         match serve(&source, ask, now).await {

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use worker::Env;
 
 use crate::config::client::Config;
-use crate::coordinator::wire::{decode_answer, encode_ask, encode_note};
+use crate::coordinator::wire::{decode_answer, encode_ask, encode_note, encode_status};
 use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
 use crate::edge::platform::js::settle;
 use crate::edge::platform::runtime::sleep;
@@ -100,6 +100,36 @@ impl Coordinator for EdgeCoordinator {
             let call = std::pin::pin!(call);
             match select(call, sleep(bound_ms)).await {
                 Either::Left((answer, _)) => answer,
+                Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
+            }
+        })
+    }
+
+    fn status(&self) -> LocalBoxFuture<'static, Result<String, String>> {
+        let (env, sealer, profile, bound_ms) = (
+            self.env.clone(),
+            self.sealer.clone(),
+            self.profile.clone(),
+            self.bound_ms,
+        );
+        Box::pin(async move {
+            let name = sealer.identity().await?;
+            let body = encode_status(&name, profile.as_deref());
+            let call = settle(coordinator_ask(&env, COORDINATOR_BINDING, &name, &body));
+            match select(std::pin::pin!(call), sleep(bound_ms)).await {
+                Either::Left((Ok(reply), _)) => {
+                    let reply: Array = reply.unchecked_into();
+                    let text = reply.get(1).as_string().unwrap_or_default();
+                    match reply.get(0).as_f64() {
+                        Some(200.0) => Ok(text),
+                        status => Err(format!(
+                            "coordinator answered {}: {}",
+                            status.unwrap_or_default(),
+                            text.chars().take(200).collect::<String>()
+                        )),
+                    }
+                }
+                Either::Left((Err(e), _)) => Err(format!("coordinator: {e}")),
                 Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
             }
         })

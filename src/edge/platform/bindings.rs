@@ -12,3 +12,6 @@ pub const COORDINATOR_BINDING: &str = "TOKEN_COORDINATOR";
 pub(crate) fn bound(env: &Env, name: &str) -> bool {
     js_sys::Reflect::get(env, &name.into()).is_ok_and(|b| b.is_object())
 }
+
+/// Name of the optional Workers Analytics Engine dataset binding that metrics are written to.
+pub const METRICS_BINDING: &str = "M2M_METRICS";

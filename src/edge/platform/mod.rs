@@ -1,6 +1,7 @@
 //! Adapters from the Workers platform to the core's ports: `fetch` (HTTP), KV (the store),
 //! timers and flights (the runtime), WebCrypto, sealing, the clock and console.
 
+pub(crate) mod analytics;
 pub(crate) mod bindings;
 pub(crate) mod crypto;
 pub(crate) mod env;
