@@ -502,7 +502,8 @@ fn a_flight_reports_a_fallback_a_refusal_and_a_token_from_kv() {
         vec![Metric::Token {
             source: Source::Kv,
             latency_ms: 10,
-            expires_in: 3540,
+            // Read at 10 ms: judged in the second after NOW, when 3539 s are left.
+            expires_in: 3539,
         }]
     );
 }
