@@ -97,6 +97,7 @@ pub use coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet, IDLE_AFTER_SEC
 pub use oauth::dpop::Proofs;
 pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 pub use source::coordinator::{Answer, Ask, Coordinator, NOTE_ONE_IN};
+pub use source::credentials::{Credentials, Rotation};
 pub use source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 pub use source::runtime::{LogSink, Runtime};
 pub use source::signers::{Assertions, Signers};

@@ -82,7 +82,12 @@ pub(crate) fn cache_key_material(config: &Config) -> Vec<u8> {
     }
     field(config.client_id.as_bytes());
     field(config.auth.method().as_bytes());
-    field(config.auth.credential().as_bytes());
+    // A credential read from the Secrets Store is known by its binding: its tokens stay found
+    // across a rotation (the root is then `TOKEN_CACHE_KEY`, which the settings require).
+    match &config.credential_from_store {
+        Some(binding) => field(format!("secrets-store:{binding}").as_bytes()),
+        None => field(config.auth.credential().as_bytes()),
+    }
     for opt in [&config.scope, &config.audience, &config.resource] {
         match opt {
             Some(v) => field(format!("+{v}").as_bytes()),

@@ -14,6 +14,7 @@ use crate::keys::dpop_key::DpopKey;
 use crate::keys::private_key::{parse_key, PrivateKey};
 use crate::settings::lookup::Settings;
 use crate::settings::profile::Profile;
+use crate::settings::secrets::Credential;
 use crate::settings::values::{exact_secret, parse_endpoint};
 
 /// Default `OAUTH_EXPIRY_MARGIN_SECS`.
@@ -89,14 +90,14 @@ impl Dpop {
 
 fn parse_dpop(s: &Settings) -> Result<Dpop> {
     let on = s.flag("OAUTH_DPOP", false)?;
-    match (on, s.get("OAUTH_DPOP_KEY")?) {
+    match (on, s.credential("OAUTH_DPOP_KEY")?) {
         (false, None) => Ok(Dpop::Off),
-        (false, Some((name, _))) => Err(Error::config(
-            name,
+        (false, Some(c)) => Err(Error::config(
+            c.name,
             format!("is set but {} is not true", s.name("OAUTH_DPOP")),
         )),
         (true, None) => Ok(Dpop::GeneratedKey),
-        (true, Some((name, raw))) => Ok(Dpop::Key(Rc::new(DpopKey::from_jwk(&name, &raw)?))),
+        (true, Some(c)) => Ok(Dpop::Key(Rc::new(DpopKey::from_jwk(&c.name, &c.value)?))),
     }
 }
 
@@ -131,6 +132,10 @@ pub struct Config {
     pub client_id: String,
     /// How the client authenticates.
     pub auth: ClientAuth,
+    /// The Secrets Store binding the client credential (`OAUTH_CLIENT_SECRET` or
+    /// `OAUTH_PRIVATE_KEY`) is read from, when its setting names one (`secrets-store:NAME`):
+    /// the credential's identity then, whatever its value (see [`Config::same_source`]).
+    pub credential_from_store: Option<String>,
     /// Space-separated scopes (RFC 6749 §3.3).
     pub scope: Option<String>,
     /// Auth0-style `audience` parameter.
@@ -228,6 +233,22 @@ impl Config {
         }
     }
 
+    /// Whether a token source of `self` serves `other` too: the same configuration, or the
+    /// same but for the value of a client credential read from the same Secrets Store binding
+    /// (a rotation, which the source takes in place: see `TokenSource::rotate`).
+    pub fn same_source(&self, other: &Config) -> bool {
+        match (&self.credential_from_store, &other.credential_from_store) {
+            (Some(a), Some(b)) if a == b && self.auth.method() == other.auth.method() => {
+                let rotated = Config {
+                    auth: other.auth.clone(),
+                    ..self.clone()
+                };
+                rotated == *other
+            }
+            _ => self == other,
+        }
+    }
+
     pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
         let endpoint = parse_endpoint_settings(s)?;
         let token_endpoint_hosts = parse_hosts(s)?;
@@ -236,13 +257,23 @@ impl Config {
         if client_id.chars().any(char::is_control) {
             return Err(Error::config(id_name, "contains control characters"));
         }
-        let auth = parse_auth(s)?;
+        let (auth, credential_from_store) = parse_auth(s)?;
         let extra_params = match s.var("OAUTH_EXTRA_PARAMS")? {
             Some((name, raw)) => parse_extra_params(name, &raw)?,
             None => Vec::new(),
         };
         let cache_key_secret = parse_cache_key(s)?;
+        if let (Some(binding), None) = (&credential_from_store, &cache_key_secret) {
+            return Err(Error::config(
+                s.name("TOKEN_CACHE_KEY"),
+                format!(
+                    "must be set when the client credential is read from the Secrets Store \
+                     ({binding}): cached tokens are sealed under it, so they outlive a rotation"
+                ),
+            ));
+        }
         Ok(Self {
+            credential_from_store,
             profile: s.profile().cloned(),
             endpoint,
             token_endpoint_hosts,
@@ -291,6 +322,7 @@ impl Config {
             token_endpoint_hosts: Vec::new(),
             client_id: client_id.into(),
             auth,
+            credential_from_store: None,
             scope: None,
             audience: None,
             resource: None,
@@ -354,33 +386,35 @@ fn parse_hosts(s: &Settings) -> Result<Vec<String>> {
     Ok(hosts)
 }
 
-/// `OAUTH_AUTH_METHOD` and the credential it needs (RFC 6749 §2.3, RFC 7523 §2.2).
-fn parse_auth(s: &Settings) -> Result<ClientAuth> {
+/// `OAUTH_AUTH_METHOD` and the credential it needs (RFC 6749 §2.3, RFC 7523 §2.2), with the
+/// Secrets Store binding the credential was read from, if it was.
+fn parse_auth(s: &Settings) -> Result<(ClientAuth, Option<String>)> {
     let (method_name, method) = s
         .var("OAUTH_AUTH_METHOD")?
         .unwrap_or_else(|| (s.name("OAUTH_AUTH_METHOD"), "client_secret_basic".into()));
     let secret = || {
-        let (name, raw) = s.get("OAUTH_CLIENT_SECRET")?.ok_or_else(|| {
+        let c = s.credential("OAUTH_CLIENT_SECRET")?.ok_or_else(|| {
             Error::config(
                 s.name("OAUTH_CLIENT_SECRET"),
                 format!("is not set (required by {method})"),
             )
         })?;
-        exact_secret(&name, &raw)?;
-        Ok::<_, Error>(ClientSecret::new(raw))
+        exact_secret(&c.name, &c.value)?;
+        Ok::<_, Error>((ClientSecret::new(c.value), c.binding))
     };
     let auth = match method.as_str() {
-        "client_secret_basic" => ClientAuth::Basic(secret()?),
-        "client_secret_post" => ClientAuth::Post(secret()?),
+        "client_secret_basic" => secret().map(|(s, b)| (ClientAuth::Basic(s), b))?,
+        "client_secret_post" => secret().map(|(s, b)| (ClientAuth::Post(s), b))?,
         "private_key_jwt" => {
-            let (name, raw) = s.get("OAUTH_PRIVATE_KEY")?.ok_or_else(|| {
+            let c = s.credential("OAUTH_PRIVATE_KEY")?.ok_or_else(|| {
                 Error::config(
                     s.name("OAUTH_PRIVATE_KEY"),
                     "is not set (required by private_key_jwt)",
                 )
             })?;
             let key_id = s.var("OAUTH_PRIVATE_KEY_ID")?.map(|(_, id)| id);
-            ClientAuth::PrivateKeyJwt(parse_key(&name, &raw, key_id)?)
+            let key = parse_key(&c.name, &c.value, key_id)?;
+            (ClientAuth::PrivateKeyJwt(key), c.binding)
         }
         _ => {
             return Err(Error::config(
@@ -394,8 +428,10 @@ fn parse_auth(s: &Settings) -> Result<ClientAuth> {
 
 /// `TOKEN_CACHE_KEY`: a long random secret, when set.
 fn parse_cache_key(s: &Settings) -> Result<Option<SharedSecret>> {
-    let cache_key_secret = match s.get("TOKEN_CACHE_KEY")? {
-        Some((name, raw)) => {
+    let cache_key_secret = match s.credential("TOKEN_CACHE_KEY")? {
+        Some(Credential {
+            name, value: raw, ..
+        }) => {
             exact_secret(&name, &raw)?;
             if raw.chars().count() < MIN_CACHE_KEY_CHARS {
                 return Err(Error::config(

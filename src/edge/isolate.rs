@@ -10,6 +10,7 @@
 //! | DPoP signing keys imported into WebCrypto | [`MAX_DPOP_KEYS`] | `signers/dpop.rs` |
 //! | the last token's DPoP `ath` | one | `signers/dpop.rs` |
 //! | SHA-256 of each `PROXY_SHARED_SECRET` | [`MAX_SOURCES`] | `proxy/full.rs` |
+//! | values read from the Secrets Store, and the bindings the settings of the last `env` name | [`MAX_SECRETS`] | `platform/secrets.rs` |
 //! | `PROXY_FORWARD_HEADERS` and the last `Authorization` value as JS values | one each | `proxy/outbound.rs` |
 //!
 //! Each token source keeps its own state besides (memory and the token before, the hold-down,
@@ -28,6 +29,7 @@ use crate::edge::platform::env::PerEnv;
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::kv::EdgeStore;
 use crate::edge::platform::runtime::EdgeRuntime;
+use crate::edge::platform::secrets::Stored;
 use crate::keys::dpop_key::DpopKey;
 #[cfg(feature = "proxy")]
 use crate::proxy::config::ProxyConfig;
@@ -42,6 +44,9 @@ use {
 /// Configurations remembered per isolate: every profile, and one rotation of each.
 pub(crate) const MAX_SOURCES: usize = 2 * MAX_PROFILES;
 
+/// Secrets Store values held: every credential setting of every profile.
+pub(crate) const MAX_SECRETS: usize = 5 * MAX_PROFILES;
+
 /// DPoP signing keys held: the current token's, the configured one, and a rotation's worth of
 /// spares.
 pub(crate) const MAX_DPOP_KEYS: usize = 4;
@@ -50,11 +55,21 @@ pub(crate) const MAX_DPOP_KEYS: usize = 4;
 pub(crate) type EdgeSource = TokenSource<PlatformHttp, EdgeStore, EdgeRuntime>;
 
 /// What tells one source from another: a configuration, and the bindings it is used with.
-#[derive(Clone, PartialEq, Eq)]
+/// A configuration whose Secrets Store credential was rotated is the same source's
+/// ([`Config::same_source`]), which takes the new value in place.
+#[derive(Clone)]
 pub(crate) struct SourceKey {
     pub(crate) config: Config,
     pub(crate) with_kv: bool,
     pub(crate) coordinated: bool,
+}
+
+impl PartialEq for SourceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.with_kv == other.with_kv
+            && self.coordinated == other.coordinated
+            && self.config.same_source(&other.config)
+    }
 }
 
 /// A source in the registry, and its use mark.
@@ -79,6 +94,8 @@ pub(crate) struct Configs {
 pub(crate) struct Isolate {
     pub(crate) envs: PerEnv<Rc<Configs>>,
     pub(crate) sources: RefCell<Lru<SourceKey, EdgeSource>>,
+    pub(crate) secrets: RefCell<Bounded<String, Stored>>,
+    pub(crate) secret_bindings: PerEnv<Rc<Vec<String>>>,
     /// Whether "no KV: memory only" was logged (once per isolate).
     pub(crate) said_memory_only: Cell<bool>,
     /// Whether a data point the `M2M_METRICS` dataset refused was logged (once per isolate).
@@ -100,6 +117,8 @@ thread_local! {
         Isolate {
             envs: PerEnv::new(),
             sources: RefCell::new(Lru::new(MAX_SOURCES)),
+            secrets: RefCell::new(Bounded::new(MAX_SECRETS)),
+            secret_bindings: PerEnv::new(),
             said_memory_only: Cell::new(false),
             said_metrics_refused: Cell::new(false),
             dpop_keys: RefCell::new(Bounded::new(MAX_DPOP_KEYS)),

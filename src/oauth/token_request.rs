@@ -86,6 +86,13 @@ pub(crate) fn build_token_request(
 /// shown either). Signed values are added as they are made ([`Redactor::add_signed`]).
 pub(crate) fn redactor_for(config: &Config) -> Redactor {
     let mut r = Redactor::default();
+    redact_credential(&mut r, config);
+    r
+}
+
+/// Adds every form of `config`'s client credential to `r` (for a credential rotated while an
+/// acquisition is under way: both forms were sent).
+pub(crate) fn redact_credential(r: &mut Redactor, config: &Config) {
     let secret = config.auth.credential();
     match config.auth {
         ClientAuth::Basic(_) | ClientAuth::Post(_) => {
@@ -101,7 +108,6 @@ pub(crate) fn redactor_for(config: &Config) -> Redactor {
         }
         ClientAuth::PrivateKeyJwt(_) => r.add_exact(secret),
     }
-    r
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@ use std::borrow::Cow;
 use crate::base::error::{Error, Result};
 use crate::base::secret::SharedSecret;
 use crate::settings::lookup::Settings;
-#[cfg(target_arch = "wasm32")]
-use crate::settings::profile::Profile;
 use crate::settings::values::{exact_secret, parse_endpoint};
 
 /// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
@@ -64,33 +62,27 @@ fn parse_forward_headers(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec
 }
 
 impl ProxyConfig {
-    /// Reads the proxy settings from a lookup of Worker vars and secrets.
+    /// Reads the proxy settings from a lookup of Worker vars and secrets (the edge reads them
+    /// with their Secrets Store credentials through [`Self::from_settings`]).
     #[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         Self::from_settings(&Settings::new(&lookup, None))
     }
 
-    /// Reads the proxy settings of `profile`: its own `UPSTREAM_ORIGIN`, and the shared ones
-    /// where it sets none (see [`crate::settings::lookup`]).
-    #[cfg(target_arch = "wasm32")]
-    pub(crate) fn for_profile(
-        lookup: impl Fn(&str) -> Option<String>,
-        profile: &Profile,
-    ) -> Result<Self> {
-        Self::from_settings(&Settings::new(&lookup, Some(profile)))
-    }
-
-    fn from_settings(s: &Settings) -> Result<Self> {
+    /// Reads the proxy settings: a profile's own `UPSTREAM_ORIGIN`, and the shared ones where
+    /// it sets none (see [`crate::settings::lookup`]).
+    pub(crate) fn from_settings(s: &Settings) -> Result<Self> {
         let upstream = match s.var("UPSTREAM_ORIGIN")? {
             Some((name, raw)) => parse_origin(&name, &raw)?,
             None => return Err(Error::config(s.name("UPSTREAM_ORIGIN"), "is not set")),
         };
         Ok(Self {
             upstream,
-            shared_secret: match s.get("PROXY_SHARED_SECRET")? {
-                Some((name, raw)) => {
-                    exact_secret(&name, &raw)?;
-                    Some(SharedSecret::new(raw))
+            shared_secret: match s.credential("PROXY_SHARED_SECRET")? {
+                Some(c) => {
+                    exact_secret(&c.name, &c.value)?;
+                    Some(SharedSecret::new(c.value))
                 }
                 None => None,
             },

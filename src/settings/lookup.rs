@@ -22,6 +22,7 @@ use std::borrow::Cow;
 
 use crate::base::error::{Error, Result};
 use crate::settings::profile::{Profile, PROFILES_SETTING};
+use crate::settings::secrets::SecretReader;
 
 /// Settings a profile never inherits from the unprefixed ones: its identity.
 pub(crate) const OWN: &[&str] = &[
@@ -62,6 +63,9 @@ pub(crate) const SHARED: &[&str] = &[
 pub(crate) struct Settings<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     profile: Option<&'a Profile>,
+    /// Reads the Secrets Store secrets credential settings name (see
+    /// [`crate::settings::secrets`]); none: such a setting is a configuration error.
+    pub(super) secrets: Option<SecretReader<'a>>,
 }
 
 impl<'a> Settings<'a> {
@@ -69,7 +73,26 @@ impl<'a> Settings<'a> {
         lookup: &'a dyn Fn(&str) -> Option<String>,
         profile: Option<&'a Profile>,
     ) -> Self {
-        Self { lookup, profile }
+        Self {
+            lookup,
+            profile,
+            secrets: None,
+        }
+    }
+
+    /// Like [`Self::new`], reading the Secrets Store secrets credential settings name with
+    /// `secrets`.
+    #[cfg(any(target_arch = "wasm32", test))]
+    pub(crate) fn with_secrets(
+        lookup: &'a dyn Fn(&str) -> Option<String>,
+        profile: Option<&'a Profile>,
+        secrets: SecretReader<'a>,
+    ) -> Self {
+        Self {
+            lookup,
+            profile,
+            secrets: Some(secrets),
+        }
     }
 
     /// The profile read for, if any.

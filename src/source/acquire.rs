@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use crate::base::error::{Error, Result};
+use crate::base::error::{Error, ErrorCode, Result};
 use crate::base::log::{self, Source};
 use crate::base::redact::Redactor;
 use crate::config::client::{ClientAuth, Config};
@@ -15,7 +15,7 @@ use crate::keys::dpop_key::DpopKey;
 use crate::oauth::backoff::retry_delay;
 use crate::oauth::dpop::{htu, token_endpoint_wants_nonce};
 use crate::oauth::token::{Scheme, Token, MIN_REMAINING_SECS};
-use crate::oauth::token_request::{build_token_request, redactor_for};
+use crate::oauth::token_request::{build_token_request, redact_credential, redactor_for};
 use crate::oauth::token_response::parse_token_response;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
 use crate::source::context::{Context, Moment};
@@ -36,6 +36,8 @@ pub(super) enum Need {
     Send(HttpRequest),
     /// A pause before the next attempt, in milliseconds.
     Sleep(u64),
+    /// The client credential read again from the Secrets Store (the endpoint refused it).
+    Credentials,
 }
 
 /// A DPoP proof to sign for the token request.
@@ -78,6 +80,7 @@ enum Waiting {
     Proof,
     Answer,
     Pause(u64),
+    Credentials,
 }
 
 /// One token acquisition in progress: requests until one succeeds, one is refused, or the
@@ -102,6 +105,10 @@ pub(super) struct Acquisition {
     /// The request being made, once built, and when it is sent (Unix seconds).
     request: Option<HttpRequest>,
     sent_at: u64,
+    /// Whether the credential was read again after a refusal (once per acquisition), and the
+    /// refusal waiting on that read.
+    rechecked: bool,
+    refused: Option<(Error, Option<u16>, u64)>,
     /// The last answer's HTTP status (none: not reached) and how long it took, for metrics.
     last_status: Option<u16>,
     last_latency: u64,
@@ -129,6 +136,8 @@ impl Acquisition {
             key: None,
             request: None,
             sent_at: start_secs,
+            rechecked: false,
+            refused: None,
             last_status: None,
             last_latency: 0,
         };
@@ -293,6 +302,60 @@ impl Acquisition {
             ));
             return self.attempt(at, cx);
         }
+        // The credential may just have been rotated in the Secrets Store: read it again, once,
+        // before the refusal counts (and is held down).
+        if !self.rechecked
+            && cx.config.credential_from_store.is_some()
+            && matches!(
+                &err,
+                Error::Refused {
+                    code: ErrorCode::InvalidClient,
+                    ..
+                }
+            )
+        {
+            self.rechecked = true;
+            (cx.log)(&log::cache_event(
+                "credential_recheck",
+                "the token endpoint refused the client credential; reading it again from the \
+                 Secrets Store",
+            ));
+            self.refused = Some((err, status, latency));
+            self.waiting = Waiting::Credentials;
+            return Step::Need(Need::Credentials);
+        }
+        self.failed(err, status, latency, at, cx)
+    }
+
+    /// The credential was read again after a refusal: with a new value (`rotated`, already the
+    /// configuration in `cx`), the request goes again at once; otherwise the refusal stands.
+    pub(super) fn reread(&mut self, rotated: bool, at: Moment, cx: &mut Context<'_>) -> Step {
+        let (Waiting::Credentials, Some((err, status, latency))) =
+            (self.waiting, self.refused.take())
+        else {
+            return out_of_order();
+        };
+        if rotated {
+            (cx.log)(&log::cache_event(
+                "credential_rotated",
+                "the Secrets Store holds a new client credential; requesting with it",
+            ));
+            redact_credential(&mut self.redactor, cx.config);
+            return self.attempt(at, cx);
+        }
+        self.failed(err, status, latency, at, cx)
+    }
+
+    /// An attempt failed with `err`: retried after a pause when it is worth it and the budget
+    /// allows, else the acquisition is over.
+    fn failed(
+        &mut self,
+        err: Error,
+        status: Option<u16>,
+        latency: u64,
+        at: Moment,
+        cx: &mut Context<'_>,
+    ) -> Step {
         (cx.log)(&log::token_error(status, Some(latency), &err));
         self.failures += 1;
         let delay = match &err {

@@ -12,6 +12,7 @@ use crate::config::client::Config;
 use crate::oauth::transport::HttpClient;
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::Coordinator;
+use crate::source::credentials::{Credentials, Rotation};
 use crate::source::discovery::{Discovery, Io};
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
 use crate::source::records::{decode_record, encode_record, HOLD_ENTRY, TOKEN_ENTRY};
@@ -26,15 +27,20 @@ pub(super) struct Ports<H, S, R> {
     pub(super) http: H,
     pub(super) store: S,
     pub(super) runtime: R,
-    pub(super) signers: Signers,
+    /// Replaced with the configuration when a credential rotates.
+    pub(super) signers: RefCell<Signers>,
     pub(super) log: LogSink,
     /// The fleet's coordinator, asked after KV and before the token endpoint.
     pub(super) coordinator: RefCell<Option<Rc<dyn Coordinator>>>,
+    /// Reads the Secrets Store credentials again after a refusal (see
+    /// [`crate::source::credentials`]).
+    pub(super) credentials: RefCell<Option<Rc<dyn Credentials>>>,
 }
 
 /// A source's parts a flight works on.
 pub(super) struct Parts<'a, H, S, R> {
-    pub(super) config: &'a Config,
+    /// The source's configuration: each step takes it as it is then (a rotation replaces it).
+    pub(super) config: &'a RefCell<Rc<Config>>,
     pub(super) ports: &'a Ports<H, S, R>,
     pub(super) state: &'a RefCell<State>,
     pub(super) discovery: &'a Discovery,
@@ -75,10 +81,8 @@ pub(super) async fn run<H: HttpClient, S: TokenStore, R: Runtime>(
                     store: &ports.store,
                     log: &ports.log,
                 };
-                let found = parts
-                    .discovery
-                    .endpoint(parts.config, io, clock.now())
-                    .await;
+                let config = parts.config.borrow().clone();
+                let found = parts.discovery.endpoint(&config, io, clock.now()).await;
                 discovered.extend(found.write);
                 Event::EndpointFound {
                     url: found.url,
@@ -87,12 +91,15 @@ pub(super) async fn run<H: HttpClient, S: TokenStore, R: Runtime>(
             }
             Action::MakeDpopKey => Event::DpopKeyReady(proofs(ports).key().await),
             Action::SignAssertion { at, audience } => {
-                let signer = ports
-                    .signers
-                    .assertions()
-                    .expect("Signers::for_config makes an assertion signer for private_key_jwt");
+                let signer =
+                    ports.signers.borrow().assertions().cloned().expect(
+                        "Signers::for_config makes an assertion signer for private_key_jwt",
+                    );
                 Event::Signed(signer.assertion(at, &audience).await)
             }
+            Action::RereadCredentials => Event::CredentialsReread {
+                rotated: reread(parts).await,
+            },
             Action::SignProof(order) => {
                 let htu = order.htu.as_str();
                 let proof = proofs(ports).proof(
@@ -112,7 +119,8 @@ pub(super) async fn run<H: HttpClient, S: TokenStore, R: Runtime>(
             }
             Action::Done(mut finished) => {
                 if finished.forget_endpoint {
-                    discovered.extend(parts.discovery.forget(parts.config));
+                    let config = parts.config.borrow().clone();
+                    discovered.extend(parts.discovery.forget(&config));
                 }
                 discovered.append(&mut finished.writes);
                 finished.writes = discovered;
@@ -135,9 +143,10 @@ fn step<H, S, R: Runtime>(
     };
     let ports = parts.ports;
     let random = || ports.runtime.random();
+    let config = parts.config.borrow().clone();
     let mut state = parts.state.borrow_mut();
     let mut cx = Context {
-        config: parts.config,
+        config: &config,
         state: &mut state,
         log: &ports.log,
         report: parts.report,
@@ -148,11 +157,45 @@ fn step<H, S, R: Runtime>(
     flight.handle(event, at, &mut cx)
 }
 
-fn proofs<H, S, R>(ports: &Ports<H, S, R>) -> &Rc<dyn crate::oauth::dpop::Proofs> {
+fn proofs<H, S, R>(ports: &Ports<H, S, R>) -> Rc<dyn crate::oauth::dpop::Proofs> {
     ports
         .signers
+        .borrow()
         .proofs()
+        .cloned()
         .expect("Signers::for_config makes a proof maker with DPoP on")
+}
+
+/// Reads the credentials again and takes a rotated one: whether the configuration changed.
+async fn reread<H, S, R>(parts: &Parts<'_, H, S, R>) -> bool {
+    let port = parts.ports.credentials.borrow().clone();
+    let Some(port) = port else {
+        return false;
+    };
+    match port.reread().await {
+        Ok(rotation) => rotate(parts.config, &parts.ports.signers, rotation),
+        Err(e) => {
+            (parts.ports.log)(&log::cache_event("credential_reread_error", &e.to_string()));
+            false
+        }
+    }
+}
+
+/// Takes `rotation` into `config` and `signers` when it is a rotation of the same source's
+/// credential (see [`Config::same_source`]) to another value; whether it was.
+pub(super) fn rotate(
+    config: &RefCell<Rc<Config>>,
+    signers: &RefCell<Signers>,
+    rotation: Rotation,
+) -> bool {
+    let current = config.borrow().clone();
+    let changed = current.same_source(&rotation.config)
+        && current.auth.credential() != rotation.config.auth.credential();
+    if changed {
+        *config.borrow_mut() = Rc::new(rotation.config);
+        *signers.borrow_mut() = rotation.signers;
+    }
+    changed
 }
 
 /// Writes what a flight decided, after its waiters were released; failures are logged, never

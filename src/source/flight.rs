@@ -20,8 +20,8 @@ use crate::source::acquire::{arrived_too_late, out_of_order, Acquisition, Need, 
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::{Answer, Ask, NOTE_ONE_IN};
 use crate::source::records::encode_hold;
-use crate::source::report::{Fallback, Metric};
 use crate::source::records::{decode_hold, decode_record, HOLD_ENTRY};
+use crate::source::report::{Fallback, Metric};
 use crate::source::state::fits;
 use crate::source::store::{Write, KV_MIN_TTL_SECS};
 
@@ -47,6 +47,9 @@ pub(super) enum Event {
     HttpAnswered(std::result::Result<HttpResponse, TransportError>),
     /// The pause asked for is over.
     TimerFired,
+    /// The client credential was read again; `rotated`: it changed, and the source's
+    /// configuration now holds the new one.
+    CredentialsReread { rotated: bool },
 }
 
 /// What the driver is to do next.
@@ -68,6 +71,9 @@ pub(super) enum Action {
     Send(HttpRequest),
     /// Wait this many milliseconds.
     Sleep(u64),
+    /// Read the client credential again (the token endpoint refused it) and take it if it
+    /// changed.
+    RereadCredentials,
     /// The flight is over.
     Done(Finished),
 }
@@ -155,6 +161,7 @@ impl Flight {
                     Event::Signed(value) => acquisition.signed(value, at, cx),
                     Event::HttpAnswered(answer) => acquisition.answered(answer, at, cx),
                     Event::TimerFired => acquisition.slept(at, cx),
+                    Event::CredentialsReread { rotated } => acquisition.reread(rotated, at, cx),
                     _ => out_of_order(),
                 };
                 self.stage = Stage::Endpoint(acquisition);
@@ -196,6 +203,7 @@ impl Flight {
             Step::Need(Need::Proof(order)) => Action::SignProof(order),
             Step::Need(Need::Send(request)) => Action::Send(request),
             Step::Need(Need::Sleep(ms)) => Action::Sleep(ms),
+            Step::Need(Need::Credentials) => Action::RereadCredentials,
             Step::Done {
                 result,
                 endpoint_gone,

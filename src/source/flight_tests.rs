@@ -465,7 +465,10 @@ fn a_flight_reports_a_fallback_a_refusal_and_a_token_from_kv() {
     let mut s = Script::basic();
     s.coordinated = true;
     s.past_kv();
-    s.at(40, Event::CoordinatorAnswered(Err("coordinator answered 500".into())));
+    s.at(
+        40,
+        Event::CoordinatorAnswered(Err("coordinator answered 500".into())),
+    );
     s.at(50, endpoint());
     done(s.at(150, answer(401, r#"{"error":"invalid_client"}"#)));
     // The answer came at 150 ms: in the second after NOW.
@@ -483,7 +486,10 @@ fn a_flight_reports_a_fallback_a_refusal_and_a_token_from_kv() {
         ]
     );
     let events = s.report.events();
-    assert_eq!((events.fallbacks, events.failures, events.token_requests), (1, 1, 0));
+    assert_eq!(
+        (events.fallbacks, events.failures, events.token_requests),
+        (1, 1, 0)
+    );
     assert_eq!(s.report.last_error().unwrap().status, Some(401));
 
     // A token from KV reports where it came from and how long the flight took to find it.

@@ -5,6 +5,7 @@
 pub(crate) mod acquire;
 pub(crate) mod context;
 pub(crate) mod coordinator;
+pub(crate) mod credentials;
 pub(crate) mod discovery;
 pub(crate) mod driver;
 pub(crate) mod flight;

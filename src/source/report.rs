@@ -447,7 +447,15 @@ mod tests {
         };
         let p = failure.point();
         assert_eq!(
-            (p.kind, p.detail, p.held, p.count, p.latency_ms, p.status, p.secs),
+            (
+                p.kind,
+                p.detail,
+                p.held,
+                p.count,
+                p.latency_ms,
+                p.status,
+                p.secs
+            ),
             ("failure", "invalid_client", "held", 1.0, 31.0, 401.0, 300.0)
         );
         let token = Metric::Token {
@@ -456,14 +464,24 @@ mod tests {
             expires_in: 3500,
         };
         let p = token.point();
-        assert_eq!((p.kind, p.detail, p.held, p.secs), ("token", "coordinator", "", 3500.0));
+        assert_eq!(
+            (p.kind, p.detail, p.held, p.secs),
+            ("token", "coordinator", "", 3500.0)
+        );
         let p = Metric::Requests {
             served: Served::Failed,
             count: 17,
         };
-        assert_eq!((p.point().kind, p.point().detail, p.point().count), ("requests", "failed", 17.0));
+        assert_eq!(
+            (p.point().kind, p.point().detail, p.point().count),
+            ("requests", "failed", 17.0)
+        );
         for (m, kind, detail) in [
-            (Metric::Fallback(Fallback::Unreachable), "fallback", "unreachable"),
+            (
+                Metric::Fallback(Fallback::Unreachable),
+                "fallback",
+                "unreachable",
+            ),
             (Metric::Eviction { skipped: true }, "eviction", "skipped"),
             (Metric::Replay { status: 401 }, "replay", "replayed"),
             (Metric::Stale, "stale", "memory"),
@@ -501,7 +519,10 @@ mod tests {
         );
         report.event(Metric::Eviction { skipped: true }, 10);
         let events = report.events();
-        assert_eq!((events.token_requests, events.failures, events.evictions), (1, 1, 0));
+        assert_eq!(
+            (events.token_requests, events.failures, events.evictions),
+            (1, 1, 0)
+        );
         assert_eq!(report.last_token_request(), Some(7));
         let last = report.last_error().unwrap();
         assert_eq!((last.at, last.code.as_str()), (9, "configuration_error"));

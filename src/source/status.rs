@@ -43,9 +43,10 @@ pub(crate) fn status(p: Parts<'_>) -> Value {
             "cause": h.error.to_string(),
         })
     });
-    let last_error = p.report.last_error().map(|e| {
-        json!({ "at": e.at, "code": e.code, "status": e.status, "detail": e.detail })
-    });
+    let last_error = p
+        .report
+        .last_error()
+        .map(|e| json!({ "at": e.at, "code": e.code, "status": e.status, "detail": e.detail }));
     let events = p.report.events();
     let served: serde_json::Map<String, Value> = p
         .report

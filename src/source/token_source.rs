@@ -17,6 +17,7 @@ use crate::config::client::Config;
 use crate::oauth::token::Token;
 use crate::oauth::transport::HttpClient;
 use crate::source::coordinator::Coordinator;
+use crate::source::credentials::{Credentials, Rotation};
 use crate::source::discovery::Discovery;
 use crate::source::driver::{self, entry_holds, Parts, Ports};
 use crate::source::flight::Purpose;
@@ -88,7 +89,8 @@ pub(crate) const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
 pub const KV_VISIBLE_SECS: u64 = 120;
 
 struct Inner<H, S, R: Runtime> {
-    config: Config,
+    /// Replaced only by a credential's rotation ([`TokenSource::rotate`]).
+    config: RefCell<Rc<Config>>,
     ports: Ports<H, S, R>,
     discovery: Discovery,
     state: RefCell<State>,
@@ -154,14 +156,15 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             inner: Rc::new(Inner {
                 refresh_skew: runtime.random(),
                 report: Report::new(metrics, config.metrics_interval_secs),
-                config,
+                config: RefCell::new(Rc::new(config)),
                 ports: Ports {
                     http,
                     store,
                     runtime,
-                    signers,
+                    signers: RefCell::new(signers),
                     log,
                     coordinator: RefCell::new(None),
+                    credentials: RefCell::new(None),
                 },
                 discovery: Discovery::default(),
                 state: RefCell::default(),
@@ -207,7 +210,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     fn refresh_due(&self, token: &Token, now: u64) -> bool {
         let coordinated = self.inner.ports.coordinator.borrow().is_some();
         let delay = if coordinated { KV_VISIBLE_SECS } else { 0 };
-        self.inner.config.refresh_ahead
+        self.inner.config.borrow().refresh_ahead
             && token.refresh_due_after(now, delay, self.inner.refresh_skew)
     }
 
@@ -261,12 +264,13 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// How long waiters wait for a flight: the token budget, the slack for store reads and
     /// WebCrypto, and with a coordinator, a bounded ask before the fallback.
     fn bound_ms(&self) -> u64 {
+        let timeout_ms = self.inner.config.borrow().timeout_ms;
         let coordinator = if self.inner.ports.coordinator.borrow().is_some() {
-            self.inner.config.timeout_ms + COORDINATOR_SLACK_MS
+            timeout_ms + COORDINATOR_SLACK_MS
         } else {
             0
         };
-        self.inner.config.timeout_ms + FLIGHT_SLACK_MS + coordinator
+        timeout_ms + FLIGHT_SLACK_MS + coordinator
     }
 
     /// Whether a token request (a flight) is under way.
@@ -274,9 +278,30 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         self.inner.slot.borrow().running.is_some()
     }
 
-    /// The configuration this source serves.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration this source serves (as of now: a rotated credential replaces it).
+    pub fn config(&self) -> Rc<Config> {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Gives the source a way to read its Secrets Store credentials again when the token
+    /// endpoint refuses the client (see [`crate::source::credentials`]).
+    pub fn set_credentials(&self, credentials: Rc<dyn Credentials>) {
+        *self.inner.ports.credentials.borrow_mut() = Some(credentials);
+    }
+
+    /// Takes a rotated client credential in place (the configuration read again, see
+    /// [`Config::same_source`]): the token in memory, its cache entries and any flight under
+    /// way stay; new token requests use the new credential. Whether `rotation` was one (false:
+    /// the same values, or another configuration altogether, which needs a source of its own).
+    pub fn rotate(&self, rotation: Rotation) -> bool {
+        let rotated = driver::rotate(&self.inner.config, &self.inner.ports.signers, rotation);
+        if rotated {
+            (self.inner.ports.log)(&log::cache_event(
+                "credential_rotated",
+                "the Secrets Store holds a new client credential; new token requests use it",
+            ));
+        }
+        rotated
     }
 
     /// A token usable at `now`. Once the isolate holds a fresh one, this does no I/O at all.
@@ -403,7 +428,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             inner.slot.borrow_mut().end(generation);
             let (writes, note) = (finished.writes, finished.note_coordinator);
             let persist: LocalBoxFuture<'static, ()> = Box::pin(async move {
-                driver::persist(&inner.config, &inner.ports, &inner.state, writes).await;
+                let config = inner.config.borrow().clone();
+                driver::persist(&config, &inner.ports, &inner.state, writes).await;
                 let coordinator = inner.ports.coordinator.borrow().clone();
                 if let Some(coordinator) = coordinator.filter(|_| note) {
                     coordinator.note().await;
@@ -470,7 +496,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 // there or on its way.
                 return state.memory.fresh(now).is_some() || state.memory.is_revoked(used);
             }
-            let window = inner.config.holddown_secs.max(1);
+            let window = inner.config.borrow().holddown_secs.max(1);
             if state.hold_down.evict_too_soon(now, window) {
                 inner.report.event(Metric::Eviction { skipped: true }, now);
                 log(&log::cache_event(
@@ -492,7 +518,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             return true;
         }
         let store = &inner.ports.store;
-        if entry_holds(&inner.config, store, used).await {
+        let config = inner.config.borrow().clone();
+        if entry_holds(&config, store, used).await {
             if let Err(e) = store.delete(TOKEN_ENTRY).await {
                 log(&log::cache_event("delete_error", &e));
             }

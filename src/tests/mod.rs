@@ -7,5 +7,6 @@ mod discovery;
 mod dpop;
 mod hostile;
 mod refresh;
+mod rotation;
 mod source;
 mod support;

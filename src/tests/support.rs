@@ -31,6 +31,7 @@ pub(super) fn config() -> Config {
         token_endpoint_hosts: Vec::new(),
         client_id: "client".into(),
         auth: ClientAuth::Basic(ClientSecret::new(SECRET)),
+        credential_from_store: None,
         scope: Some("read".into()),
         audience: None,
         resource: None,

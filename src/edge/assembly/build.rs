@@ -6,7 +6,10 @@
 use std::rc::Rc;
 
 use crate::config::cache_key::{cache_key_material, CacheRoot};
+use worker::Env;
+
 use crate::config::client::Config;
+use crate::edge::assembly::credentials::EdgeCredentials;
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::js::log_sink;
 use crate::edge::platform::runtime::EdgeRuntime;
@@ -26,13 +29,15 @@ pub(crate) fn sealer_for(config: &Config) -> Rc<Sealer> {
     ))
 }
 
-/// A token source for `config` over `store`, reporting to `metrics`.
+/// A token source for `config` over `store`, reporting to `metrics`; with `env`, it reads a
+/// client credential kept in the Secrets Store again from there when the endpoint refuses it.
 pub(crate) fn token_source<S: TokenStore + 'static>(
     config: &Config,
     store: S,
     metrics: Option<MetricSink>,
+    env: Option<&Env>,
 ) -> TokenSource<PlatformHttp, S, EdgeRuntime> {
-    TokenSource::reporting(
+    let source = TokenSource::reporting(
         config.clone(),
         PlatformHttp,
         signers(config),
@@ -40,12 +45,16 @@ pub(crate) fn token_source<S: TokenStore + 'static>(
         EdgeRuntime,
         log_sink(config),
         metrics,
-    )
+    );
+    if let Some(env) = env.filter(|_| config.credential_from_store.is_some()) {
+        source.set_credentials(Rc::new(EdgeCredentials::new(env, config)));
+    }
+    source
 }
 
 /// The signers `config` calls for, with WebCrypto: client assertions for `private_key_jwt`, DPoP
 /// keys and proofs for `OAUTH_DPOP`.
-fn signers(config: &Config) -> Signers {
+pub(crate) fn signers(config: &Config) -> Signers {
     Signers::for_config(
         config,
         |key| {

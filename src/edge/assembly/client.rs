@@ -13,6 +13,7 @@ use crate::edge::isolate::{Configs, EdgeSource, Registered};
 use crate::edge::platform::fetch::global_fetch;
 use crate::edge::platform::kv::KvNamespace;
 use crate::edge::platform::runtime::FlightHandle;
+use crate::edge::platform::secrets;
 use crate::oauth::challenge::resource_wants_nonce;
 use crate::oauth::challenge::{may_replay, token_rejected};
 use crate::oauth::dpop::htu;
@@ -74,6 +75,21 @@ impl TokenClient {
             env,
             Some(profile),
         )
+    }
+
+    /// Like [`Self::from_env`], first reading the Secrets Store secrets that credential
+    /// settings name (`OAUTH_CLIENT_SECRET = "secrets-store:BINDING"`), at most once a
+    /// minute per isolate; [`Self::from_env`] uses the values last read, and before the first
+    /// read such a setting is a configuration error.
+    pub async fn load(env: &Env) -> Result<Self> {
+        read_secrets(env).await;
+        Self::from_env(env)
+    }
+
+    /// Like [`Self::for_profile`], first reading the Secrets Store secrets (see [`Self::load`]).
+    pub async fn load_profile(env: &Env, profile: &str) -> Result<Self> {
+        read_secrets(env).await;
+        Self::for_profile(env, profile)
     }
 
     /// A client for an explicit configuration and optional KV namespace. It asks no
@@ -429,6 +445,12 @@ impl TokenClient {
         };
         build_signed(token, req, proof.as_deref())
     }
+}
+
+/// Reads the Secrets Store secrets `env`'s settings name, when they are due.
+async fn read_secrets(env: &Env) {
+    let now = crate::edge::platform::js::now_secs();
+    secrets::refresh(env, now, secrets::Read::IfStale).await;
 }
 
 /// A request can be replayed when its body is absent or small enough to keep a copy of.

@@ -3,5 +3,6 @@
 
 pub(crate) mod build;
 pub(crate) mod client;
+pub(crate) mod credentials;
 pub(crate) mod profiles;
 pub(crate) mod registry;

@@ -14,8 +14,10 @@ use crate::edge::isolate::{self, Configs, Registered};
 use crate::edge::platform::bindings::KV_BINDING;
 use crate::edge::platform::env::env_string;
 use crate::edge::platform::kv::KvNamespace;
+use crate::edge::platform::secrets;
 #[cfg(feature = "proxy")]
 use crate::proxy::config::ProxyConfig;
+use crate::settings::lookup::Settings;
 use crate::settings::profile::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
 
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
@@ -45,10 +47,14 @@ pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
 /// The token settings of `profile` (`None`: the unprefixed ones) as `env` has them now.
 pub(crate) fn read_config(env: &Env, profile: Option<&str>) -> Result<Config> {
     let profiles = parse_profiles(env_string(env, PROFILES_SETTING))?;
-    match choose_profile(profiles.as_deref(), profile)? {
-        Some(p) => Config::for_profile(|name| env_string(env, name), p),
-        None => Config::from_lookup(|name| env_string(env, name)),
-    }
+    config_of(env, choose_profile(profiles.as_deref(), profile)?)
+}
+
+/// `env`'s token settings for `profile`: vars and secrets by name, Secrets Store credentials
+/// as this isolate last read them ([`secrets::cached`]).
+fn config_of(env: &Env, profile: Option<&Profile>) -> Result<Config> {
+    let lookup = |name: &str| env_string(env, name);
+    Config::from_settings(&Settings::with_secrets(&lookup, profile, &secrets::cached))
 }
 
 impl Configs {
@@ -77,11 +83,7 @@ impl Configs {
         if let Some(source) = find(&self.sources, key) {
             return Ok(source);
         }
-        let lookup = |name: &str| env_string(env, name);
-        let config = match self.profile(profile)? {
-            Some(p) => Config::for_profile(lookup, p)?,
-            None => Config::from_lookup(lookup)?,
-        };
+        let config = config_of(env, self.profile(profile)?)?;
         let source = registry::source(config, KvNamespace::from_env(env, KV_BINDING), Some(env));
         self.sources
             .borrow_mut()
@@ -97,10 +99,8 @@ impl Configs {
             return Ok(proxy);
         }
         let lookup = |name: &str| env_string(env, name);
-        let proxy = Rc::new(match self.profile(profile)? {
-            Some(p) => ProxyConfig::for_profile(lookup, p)?,
-            None => ProxyConfig::from_lookup(lookup)?,
-        });
+        let settings = Settings::with_secrets(&lookup, self.profile(profile)?, &secrets::cached);
+        let proxy = Rc::new(ProxyConfig::from_settings(&settings)?);
         self.proxies
             .borrow_mut()
             .push((key.to_owned(), proxy.clone()));

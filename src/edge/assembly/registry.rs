@@ -12,6 +12,7 @@ use crate::base::log;
 use crate::base::lru::LastUse;
 use crate::config::client::Config;
 use crate::edge::assembly::build::{sealer_for, token_source};
+use crate::edge::assembly::credentials::rotation;
 use crate::edge::coordinator::stub::EdgeCoordinator;
 use crate::edge::isolate::{self, EdgeSource, Registered, SourceKey};
 use crate::edge::platform::analytics;
@@ -42,7 +43,7 @@ pub(crate) fn source(config: Config, kv: Option<KvNamespace>, env: Option<&Env>)
         with_kv: kv.is_some(),
         coordinated,
     };
-    let (source, used) = isolate::with(|i| {
+    let (source, used): (EdgeSource, _) = isolate::with(|i| {
         // A source with a token request under way stays: dropping it would let the next lookup
         // start a second, billed request for the same configuration.
         i.sources.borrow_mut().get_or_insert_with(
@@ -51,6 +52,10 @@ pub(crate) fn source(config: Config, kv: Option<KvNamespace>, env: Option<&Env>)
             |source| !source.in_flight(),
         )
     });
+    // The same source, its Secrets Store credential rotated: taken in place.
+    if source.config().auth.credential() != key.config.auth.credential() {
+        source.rotate(rotation(key.config));
+    }
     Registered { source, used }
 }
 
@@ -65,7 +70,7 @@ fn build_source(
     let sealer = sealer_for(config);
     let profile = config.profile.as_ref().map(|p| p.name());
     let metrics = env.and_then(|env| analytics::sink(env, profile, Place::Isolate));
-    let source = token_source(config, EdgeStore::new(kv, sealer.clone()), metrics);
+    let source = token_source(config, EdgeStore::new(kv, sealer.clone()), metrics, env);
     let coordinator_env = env.filter(|_| coordinated);
     if let Some(coordinator) =
         coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))

@@ -18,6 +18,7 @@ use crate::coordinator::serve::serve;
 use crate::coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet};
 use crate::coordinator::wire::{decode_ask, encode_answer, Addressed, Message};
 use crate::edge::assembly::build::{sealer_for, token_source};
+use crate::edge::assembly::credentials::rotation;
 use crate::edge::assembly::profiles::read_config;
 use crate::edge::coordinator::stub::ANSWER_ENTRY;
 use crate::edge::platform::analytics;
@@ -27,6 +28,7 @@ use crate::edge::platform::js::settle;
 use crate::edge::platform::kv::{bounded, EdgeStore, KvNamespace};
 use crate::edge::platform::runtime::{sleep, EdgeRuntime};
 use crate::edge::platform::seal::Sealer;
+use crate::edge::platform::secrets::{self, Read};
 use crate::source::coordinator::Answer;
 use crate::source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 use crate::source::report::Place;
@@ -180,7 +182,7 @@ impl Object {
             kv,
         };
         let metrics = analytics::sink(&self.env, profile.as_deref(), Place::Coordinator);
-        let source = token_source(&config, store, metrics);
+        let source = token_source(&config, store, metrics, Some(&self.env));
         self.sources
             .borrow_mut()
             .push((profile, (sealer.clone(), source.clone())));
@@ -223,9 +225,29 @@ impl Object {
         let _ = settle(self.storage.set_alarm(at as f64 * 1000.0)).await;
     }
 
+    /// Reads the Secrets Store values the settings name when they are due. The sources made so
+    /// far take a rotated client credential in place; one whose configuration is now another
+    /// (a rotated cache or DPoP key: another identity, another object) is dropped once idle.
+    async fn follow_secrets(&self, now: u64) {
+        if !secrets::refresh(&self.env, now, Read::IfStale).await {
+            return;
+        }
+        self.sources.borrow_mut().retain(|(profile, (_, source))| {
+            match read_config(&self.env, profile.as_deref()) {
+                Ok(config) if source.config().same_source(&config) => {
+                    source.rotate(rotation(config));
+                    true
+                }
+                _ => source.in_flight(),
+            }
+        });
+    }
+
     /// The alarm fired: keep the fleet's token fresh in KV while the fleet is active.
     async fn alarm(&self) {
         self.alarm_at.set(None);
+        self.follow_secrets(crate::edge::platform::js::now_secs())
+            .await;
         let stored = settle(self.storage.get(ALARM_PROFILE)).await.ok();
         let profile = stored.and_then(|v| v.as_string()).filter(|p| !p.is_empty());
         let Ok((sealer, source)) = self.source(profile.clone()) else {
@@ -264,6 +286,8 @@ impl Object {
         if self.id.is_empty() || named.as_deref() != Some(self.id.as_str()) {
             return respond(403, "not this object's name");
         }
+        self.follow_secrets(crate::edge::platform::js::now_secs())
+            .await;
         let ready = match self.source(profile.clone()) {
             Ok((sealer, source)) => sealer.identity().await.map(|id| (id, source)),
             Err(e) => Err(e),

@@ -22,6 +22,11 @@ impl<T: Clone> PerEnv<T> {
         Self(RefCell::new(None))
     }
 
+    /// Forgets what was remembered: the next [`Self::get_or_try`] makes it afresh.
+    pub(crate) fn clear(&self) {
+        self.0.borrow_mut().take();
+    }
+
     /// The value for `env`: remembered, or made by `make` (and remembered when it succeeds).
     pub(crate) fn get_or_try<E>(
         &self,

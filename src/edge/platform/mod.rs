@@ -10,3 +10,4 @@ pub(crate) mod js;
 pub(crate) mod kv;
 pub(crate) mod runtime;
 pub(crate) mod seal;
+pub(crate) mod secrets;

@@ -20,6 +20,7 @@ use crate::edge::isolate;
 use crate::edge::isolate::Configs;
 use crate::edge::platform::crypto::sha256;
 use crate::edge::platform::env::env_string;
+use crate::edge::platform::secrets::{self, Read};
 use crate::edge::proxy::outbound;
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::route::{
@@ -33,6 +34,8 @@ use crate::settings::profile::{Profile, PROFILES_SETTING};
 /// Works on the raw `web_sys` request and response: wrapping them in `worker::Request` and
 /// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
 pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
+    // Secrets Store credentials first (when due): every decision below reads settings.
+    secrets::refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
     match forward(req, env, ctx).await {
         Ok(resp) => resp,
         Err(err) => {

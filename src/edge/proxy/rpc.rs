@@ -11,6 +11,7 @@ use crate::base::error::Error;
 use crate::base::log::Source;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::assembly::profiles::configs;
+use crate::edge::platform::secrets::{self, Read};
 
 /// The RPC helpers, as static methods of an exported class (as [`super::hot::HotPath`]).
 #[wasm_bindgen]
@@ -23,6 +24,11 @@ fn thrown(err: &Error) -> JsValue {
 
 fn client(env: &Env, profile: Option<&str>) -> Result<TokenClient, Error> {
     TokenClient::of(&*configs(env)?, env, profile)
+}
+
+/// The Secrets Store credentials, when due: read before any setting is.
+async fn fresh_secrets(env: &Env) {
+    secrets::refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
 }
 
 /// RPC calls carry no `Proxy-Authorization`: a profile guarded by its `PROXY_SHARED_SECRET`
@@ -50,6 +56,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<JsValue, JsValue> {
+        fresh_secrets(&env).await;
         guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
         let token = client.token().await.map_err(|e| thrown(&e))?;
@@ -82,6 +89,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<String, JsValue> {
+        fresh_secrets(&env).await;
         guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
         Ok(client.status().await)
@@ -92,6 +100,7 @@ impl Rpc {
     /// `PROXY_SHARED_SECRET`, or whose settings are broken, shows only its name and why.
     #[wasm_bindgen(js_name = statusAll)]
     pub async fn status_all(env: Env) -> Result<String, JsValue> {
+        fresh_secrets(&env).await;
         let configs = configs(&env).map_err(|e| thrown(&e))?;
         let names: Vec<Option<String>> = match &configs.profiles {
             Some(list) => list.iter().map(|p| Some(p.name().to_owned())).collect(),
@@ -102,8 +111,9 @@ impl Rpc {
             let profile = name.as_deref();
             let status = match guarded(&env, profile, false).and_then(|()| client(&env, profile)) {
                 Ok(client) => client.status().await,
-                Err(e) => serde_json::json!({ "profile": profile, "error": e.to_string() })
-                    .to_string(),
+                Err(e) => {
+                    serde_json::json!({ "profile": profile, "error": e.to_string() }).to_string()
+                }
             };
             out.push(status);
         }
@@ -119,6 +129,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<String, JsValue> {
+        fresh_secrets(&env).await;
         guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let configs = configs(&env).map_err(|e| thrown(&e))?;
         let proxy = configs
