@@ -51,8 +51,8 @@ impl Served {
         }
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// The name in metrics and in the status view.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Memory => "memory",
@@ -118,8 +118,8 @@ pub(crate) enum Metric {
 }
 
 /// Where a metric was reported: the `place` blob of its data point.
+#[cfg(target_arch = "wasm32")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) enum Place {
     /// A Worker isolate.
     Isolate,
@@ -127,7 +127,7 @@ pub(crate) enum Place {
     Coordinator,
 }
 
-#[cfg(any(target_arch = "wasm32", test))]
+#[cfg(target_arch = "wasm32")]
 impl Place {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -345,8 +345,8 @@ impl Report {
         );
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// Calls served, by how, since the source was made.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn served_counts(&self) -> Vec<(&'static str, u64)> {
         Served::ALL
             .iter()
@@ -354,20 +354,20 @@ impl Report {
             .collect()
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// Events counted since the source was made.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn events(&self) -> Events {
         self.events.get()
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// The last failed token request, if any.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn last_error(&self) -> Option<LastError> {
         self.last_error.borrow().clone()
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// Unix seconds of the last token obtained from the token endpoint, if any.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn last_token_request(&self) -> Option<u64> {
         self.last_token_request.get()
     }

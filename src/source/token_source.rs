@@ -362,8 +362,8 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         result
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// The status view at `now` (see [`crate::source::status`]): no token, no credential.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn status(&self, now: u64) -> serde_json::Value {
         let state = self.inner.state.borrow();
         crate::source::status::status(crate::source::status::Parts {
@@ -376,16 +376,16 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         })
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// The coordinator's status view (see [`Coordinator::status`]); `None` without one.
+    #[cfg(target_arch = "wasm32")]
     pub(crate) async fn coordinator_status(&self) -> Option<Result<String, String>> {
         let coordinator = self.inner.ports.coordinator.borrow().clone()?;
         Some(coordinator.status().await)
     }
 
-    #[cfg(any(target_arch = "wasm32", test))]
     /// Counts `metric`, which happened at `now`, for the status view and the metrics sink:
     /// for what the edge sees (a replay) besides what the token path reports itself.
+    #[cfg(any(target_arch = "wasm32", test))]
     pub(crate) fn record(&self, metric: Metric, now: u64) {
         self.inner.report.event(metric, now);
     }
