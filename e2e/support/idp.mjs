@@ -18,6 +18,25 @@ export const CLIENTS = {
   dpop: { id: 'm2m-dpop', secret: 'Dx%+:/=&y-dpop-fedcba9876543210', method: 'client_secret_basic', dpop: true },
 };
 
+const form = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+const unform = (s) => decodeURIComponent(s.replace(/\+/g, ' '));
+
+/** HTTP Basic client credentials (RFC 6749 §2.3.1: each part form-encoded), if `header` has them. */
+function basicClient(header) {
+  const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(header ?? '');
+  if (!m) return null;
+  const [id, secret] = Buffer.from(m[1], 'base64').toString().split(':');
+  return secret === undefined ? null : { id: unform(id), secret: unform(secret) };
+}
+
+function basicHeader(id, secret) {
+  return `Basic ${Buffer.from(`${form(id)}:${form(secret)}`).toString('base64')}`;
+}
+
+function registeredSecret(id) {
+  return Object.values(CLIENTS).find((c) => c.id === id)?.secret;
+}
+
 function listen(server) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 }
@@ -96,7 +115,7 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
 
   const state = {
     fault: 'ok', tokenRequests: 0, authHeaders: [], bodies: [], rfc8414: true, discovery: [],
-    requireNonce: false, proofs: [], answers: [], issuedTo: [],
+    requireNonce: false, proofs: [], answers: [], issuedTo: [], rotated: {},
   };
   function resetCount() {
     Object.assign(state, { tokenRequests: 0, authHeaders: [], proofs: [], answers: [], issuedTo: [] });
@@ -121,6 +140,16 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
       try { answer.error = JSON.parse(String(body ?? '')).error ?? null; } catch { /* not JSON */ }
       return end(body, ...rest);
     };
+    // A client whose secret was rotated (`rotateSecret`): only the new secret is accepted; it
+    // reaches oidc-provider as the registered one, which oidc-provider cannot change at run time.
+    const rotated = basicClient(req.headers.authorization);
+    if (rotated && state.rotated[rotated.id] !== undefined) {
+      if (rotated.secret !== state.rotated[rotated.id]) {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        return res.end('{"error":"invalid_client","error_description":"client authentication failed"}');
+      }
+      req.headers.authorization = basicHeader(rotated.id, registeredSecret(rotated.id));
+    }
     const fault = Array.isArray(state.fault)
       ? (state.fault.length > 1 ? state.fault.shift() : state.fault[0])
       : state.fault;
@@ -178,13 +207,15 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     /** Token responses that carried a token. */
     get tokensIssued() { return state.answers.filter((a) => a.status === 200).length; },
     requireNonce(on) { state.requireNonce = on; },
+    /** From now on `clientId` (a client_secret_basic client) authenticates with `secret` only. */
+    rotateSecret(clientId, secret) { state.rotated[clientId] = secret; },
     serveRfc8414(on) { state.rfc8414 = on; },
     setFault(f) { state.fault = f; },
     resetCount,
     /** Back to the defaults: no fault, no nonces, both discovery documents served, nothing
      *  counted or recorded. */
     reset() {
-      Object.assign(state, { fault: 'ok', requireNonce: false, rfc8414: true, discovery: [] });
+      Object.assign(state, { fault: 'ok', requireNonce: false, rfc8414: true, discovery: [], rotated: {} });
       resetCount();
     },
     close() { server.closeAllConnections?.(); return new Promise((r) => server.close(r)); },

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
+import { recorderWorkers, wrapped, points as recordedPoints, clearPoints } from './analytics.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -71,10 +72,13 @@ async function ready(mf, logs) {
  * a second Worker that reaches the proxy through a service binding named PROXY (`callerFetch`);
  * `builtDir` runs another Worker built by worker-build instead of the proxy (the library example);
  * `callerBindings` replaces the caller's service bindings (e.g. the RPC entrypoint with props);
- * `coordinator` binds the TokenCoordinator Durable Object in the proxy (the deployed shape).
+ * `coordinator` binds the TokenCoordinator Durable Object in the proxy (the deployed shape);
+ * `metrics` binds M2M_METRICS to a dataset that records its points (`points()`);
+ * `secretsStore` is Miniflare's `secretsStoreSecrets` (`{ BINDING: { store_id, secret_name } }`),
+ * whose values `secret(binding)` creates and rotates.
  * Every line the Worker logs is kept in `logs`; `port` is the one it listens on (with `port`).
  */
-export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir, callerBindings, coordinator } = {}) {
+export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir, callerBindings, coordinator, metrics, secretsStore } = {}) {
   const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
@@ -82,6 +86,8 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
     ...(coordinator ? { durableObjects: { TOKEN_COORDINATOR: { className: 'TokenCoordinator', useSQLite: true } } } : {}),
+    ...(metrics ? { wrappedBindings: wrapped('M2M_METRICS') } : {}),
+    ...(secretsStore ? { secretsStoreSecrets: secretsStore } : {}),
   };
   // A KV namespace that is down: every operation throws ('broken') or never answers ('hanging').
   const brokenKv = {
@@ -100,6 +106,7 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
   const workers = kv === 'broken' || kv === 'hanging'
     ? [{ ...proxy, wrappedBindings: { TOKEN_CACHE: { scriptName: 'broken-kv' } } }, brokenKv]
     : [proxy];
+  if (metrics) workers.push(...recorderWorkers());
   if (caller) {
     workers.push({
       name: 'caller', modules: true, script: caller, compatibilityDate: '2026-04-01',
@@ -130,6 +137,18 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
       const fetcher = await mf.getWorker('caller');
       return fetcher.fetch(new URL(p, 'http://caller.internal').toString(), init);
     },
+    /** The data points written to M2M_METRICS so far (with `metrics`). */
+    points() { return recordedPoints(mf); },
+    /** Forgets them. */
+    clearPoints() { return clearPoints(mf); },
+    /** Sets the Secrets Store secret behind `binding` (with `secretsStore`) to `value`: created
+     *  the first time, rotated after. */
+    async secret(binding, value) {
+      const admin = (await mf.getSecretsStoreSecretAPI(binding))();
+      const [existing] = admin.list();
+      if (existing) admin.update(value, existing.metadata.uuid);
+      else admin.create(value);
+    },
     dispose() { return mf.dispose(); },
   };
 }
@@ -139,9 +158,10 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
  * KV namespace and, with `coordinator: true`, one TokenCoordinator Durable Object class (defined
  * by the first copy, reached by the others through `scriptName`). `coordinator: 'broken'` binds
  * an object whose every call throws, `'hanging'` one that never answers, `false` none.
- * `persist` keeps KV and Durable Object storage in a directory across restarts.
+ * `persist` keeps KV and Durable Object storage in a directory across restarts; `metrics` binds
+ * every copy's M2M_METRICS to one recording dataset (`points()`).
  */
-export async function startFleet({ bindings, isolates = 3, coordinator = true, persist } = {}) {
+export async function startFleet({ bindings, isolates = 3, coordinator = true, persist, metrics } = {}) {
   const { logs, collect } = collector();
   const object = (i) => {
     if (coordinator === true) {
@@ -156,6 +176,7 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     kvNamespaces: { TOKEN_CACHE: 'fleet-token-cache' },
     durableObjects: object(i),
     bindings,
+    ...(metrics ? { wrappedBindings: wrapped('M2M_METRICS') } : {}),
   }));
   if (coordinator === 'broken' || coordinator === 'hanging') {
     const body = coordinator === 'broken'
@@ -170,6 +191,7 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
       durableObjects: { TOKEN_COORDINATOR: 'TokenCoordinator' },
     });
   }
+  if (metrics) workers.push(...recorderWorkers());
   const mf = new Miniflare({
     workers,
     cf: false,
@@ -189,6 +211,8 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     events(match) { return jsonLines(logs, match); },
     /** Fetches `p` from isolate `i`. */
     fetch(i, p, init) { return fetchers[i].fetch(new URL(p, 'http://proxy.internal').toString(), init); },
+    /** The data points written to M2M_METRICS so far (with `metrics`). */
+    points() { return recordedPoints(mf); },
     dispose() { return mf.dispose(); },
   };
 }
