@@ -44,7 +44,7 @@ export default new Proxy(Entrypoint, {
   static unreachable() {}
   static nonce() {}
 }`,
-  rpc: 'export class Rpc { static tokenInfo() {} static authorization() {} }',
+  rpc: 'export class Rpc { static tokenInfo() {} static authorization() {} static status() {} }',
   coordinator: 'export class TokenCoordinator {}',
 };
 

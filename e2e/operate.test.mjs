@@ -204,7 +204,7 @@ test('the status view: where the token came from, the fleet\'s view, a hold-down
   assert.ok(billing.coordinator.last_token_request >= billing.now - 60);
   assert.equal(billing.coordinator.failed_flights, 0);
   // crm has its own shared secret: an unpinned caller sees only why not.
-  assert.deepEqual(Object.keys(crm), ['error', 'profile']);
+  assert.deepEqual(Object.keys(crm), ['profile', 'error']);
   assert.match(crm.error, /pinned/);
 
   // Pinned to crm: its hold-down and cause, its last error.

@@ -49,7 +49,7 @@ const { HotPath, Rpc } = m2m;
 for (const name of ['ready', 'answered', 'unreachable', 'nonce']) {
   expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
 }
-for (const name of ['tokenInfo', 'authorization', 'status', 'statusAll']) {
+for (const name of ['tokenInfo', 'authorization', 'status']) {
   expect(typeof Rpc?.[name] === 'function', `exports no Rpc.${name} function`);
 }
 
@@ -242,11 +242,14 @@ export class M2M extends WorkerEntrypoint {
   async status(profile) {
     const props = this.ctx.props;
     const chosen = profileFor(this.env, props, profile);
-    if (chosen !== undefined || listedProfiles(this.env).length === 0) {
-      return [JSON.parse(await Rpc.status(this.env, chosen, isPinned(props)))];
-    }
+    const view = async (p) => JSON.parse(await Rpc.status(this.env, p, isPinned(props)));
+    if (chosen !== undefined || listedProfiles(this.env).length === 0) return [await view(chosen)];
     if (!profileFromPath(this.env)) throw notPinned();
-    return JSON.parse(await Rpc.statusAll(this.env));
+    // Every profile; one this caller may not see (its own PROXY_SHARED_SECRET) or whose
+    // settings are broken shows only its name and why.
+    return Promise.all(listedProfiles(this.env).map((p) => view(p).catch((e) => ({
+      profile: p, error: String(e?.message ?? e).replace(/^worker-m2m: /, ''),
+    }))));
   }
 
   /** The `Authorization` value itself, only where the profile opts in

@@ -212,7 +212,7 @@ impl Metric {
 }
 
 /// The last failed token request, for the status view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct LastError {
     /// Unix seconds.
     pub(crate) at: u64,
@@ -223,7 +223,7 @@ pub(crate) struct LastError {
 }
 
 /// Events counted since the source was made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Events {
     /// Tokens obtained from the token endpoint (the ones an identity provider bills).
     pub(crate) token_requests: u64,
@@ -347,11 +347,15 @@ impl Report {
 
     /// Calls served, by how, since the source was made.
     #[cfg(any(target_arch = "wasm32", test))]
-    pub(crate) fn served_counts(&self) -> Vec<(&'static str, u64)> {
-        Served::ALL
-            .iter()
-            .map(|s| (s.as_str(), self.served[s.index()].get()))
-            .collect()
+    pub(crate) fn requests(&self) -> crate::source::status::Requests {
+        let n = |s: Served| self.served[s.index()].get();
+        crate::source::status::Requests {
+            memory: n(Served::Memory),
+            kv: n(Served::Kv),
+            coordinator: n(Served::Coordinator),
+            network: n(Served::Network),
+            failed: n(Served::Failed),
+        }
     }
 
     /// Events counted since the source was made.
@@ -425,15 +429,10 @@ mod tests {
                 },
             ]
         );
+        let r = report.requests();
         assert_eq!(
-            report.served_counts(),
-            vec![
-                ("memory", 7),
-                ("kv", 0),
-                ("coordinator", 0),
-                ("network", 1),
-                ("failed", 1)
-            ]
+            (r.memory, r.kv, r.coordinator, r.network, r.failed),
+            (7, 0, 0, 1, 1)
         );
     }
 

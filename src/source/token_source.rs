@@ -364,7 +364,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
 
     /// The status view at `now` (see [`crate::source::status`]): no token, no credential.
     #[cfg(any(target_arch = "wasm32", test))]
-    pub(crate) fn status(&self, now: u64) -> serde_json::Value {
+    pub(crate) fn status(&self, now: u64) -> String {
         let state = self.inner.state.borrow();
         crate::source::status::status(crate::source::status::Parts {
             now,

@@ -19,6 +19,7 @@ use crate::oauth::challenge::{may_replay, token_rejected};
 use crate::oauth::dpop::htu;
 use crate::oauth::token::Token;
 use crate::source::report::Metric;
+use crate::source::status::with_fields;
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an
 /// upstream rejects the token or asks for a DPoP nonce; larger or unknown-length bodies stream
@@ -142,20 +143,22 @@ impl TokenClient {
     /// yet shows none.
     pub async fn status(&self) -> String {
         let now = crate::edge::platform::js::now_secs();
-        let mut status = self.source.status(now);
-        status["profile"] = self
-            .source
-            .config()
-            .profile
-            .as_ref()
-            .map(|p| p.name())
-            .into();
-        status["coordinator"] = match self.source.coordinator_status().await {
-            None => serde_json::Value::Null,
-            Some(Ok(text)) => serde_json::from_str(&text).unwrap_or_default(),
-            Some(Err(e)) => serde_json::json!({ "error": e }),
+        let status = self.source.status(now);
+        let profile = match &self.source.config().profile {
+            Some(p) => format!("\"{}\"", p.name()),
+            None => "null".to_owned(),
         };
-        status.to_string()
+        let coordinator = match self.source.coordinator_status().await {
+            None => "null".to_owned(),
+            // The object's own view, JSON it wrote (see `TokenCoordinator`).
+            Some(Ok(view)) if view.starts_with('{') && view.ends_with('}') => view,
+            Some(Ok(_)) => r#"{"error":"the coordinator's status view is not JSON"}"#.to_owned(),
+            Some(Err(e)) => format!(r#"{{"error":{}}}"#, serde_json::Value::from(e)),
+        };
+        with_fields(
+            &format!(r#""profile":{profile},"coordinator":{coordinator}"#),
+            &status,
+        )
     }
 
     /// Counts a request sent again after its upstream answered `status` (a rejected token).

@@ -32,6 +32,7 @@ use crate::edge::platform::secrets::{self, Read};
 use crate::source::coordinator::Answer;
 use crate::source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 use crate::source::report::Place;
+use crate::source::status::with_fields;
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;
 
@@ -261,11 +262,14 @@ impl Object {
     /// The fleet's view for the status view: the object's source (its last token request, the
     /// outage schedule and hold-down, its counts), when it last saw the fleet and its alarm.
     /// Not sealed: it holds no token and no credential.
-    fn status(&self, source: &ObjectSource, now: u64) -> serde_json::Value {
-        let mut status = source.status(now);
-        status["fleet_seen_at"] = self.fleet.seen_at().into();
-        status["alarm_at"] = self.alarm_at.get().into();
-        status
+    fn status(&self, source: &ObjectSource, now: u64) -> String {
+        let mark = |at: Option<u64>| at.map_or_else(|| "null".to_owned(), |at| at.to_string());
+        let fields = format!(
+            r#""fleet_seen_at":{},"alarm_at":{}"#,
+            mark(self.fleet.seen_at()),
+            mark(self.alarm_at.get())
+        );
+        with_fields(&fields, &source.status(now))
     }
 
     async fn fetch(&self, req: web_sys::Request) -> web_sys::Response {
@@ -309,7 +313,7 @@ impl Object {
         }
         let now = crate::edge::platform::js::now_secs();
         if message == Message::Status {
-            return respond(200, &self.status(&source, now).to_string());
+            return respond(200, &self.status(&source, now));
         }
         let sealer = self.source(profile.clone()).map(|(s, _)| s);
         if let Ok(sealer) = &sealer {

@@ -64,6 +64,30 @@ impl EdgeCoordinator {
     }
 }
 
+/// One exchange with the coordinator `name`, bounded by `bound_ms`: the text of its 200, or why
+/// there is none.
+async fn exchange(env: &Env, name: &str, body: &str, bound_ms: u64) -> Result<String, String> {
+    let call = async {
+        let reply = settle(coordinator_ask(env, COORDINATOR_BINDING, name, body))
+            .await
+            .map_err(|e| format!("coordinator: {e}"))?;
+        let reply: Array = reply.unchecked_into();
+        let status = reply.get(0).as_f64().unwrap_or_default();
+        let text = reply.get(1).as_string().unwrap_or_default();
+        if status != 200.0 {
+            return Err(format!(
+                "coordinator answered {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        Ok(text)
+    };
+    match select(std::pin::pin!(call), sleep(bound_ms)).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
+    }
+}
+
 impl Coordinator for EdgeCoordinator {
     fn ask(&self, ask: Ask) -> LocalBoxFuture<'static, Result<Answer, String>> {
         let (env, sealer, profile, bound_ms, margin) = (
@@ -75,33 +99,11 @@ impl Coordinator for EdgeCoordinator {
         );
         Box::pin(async move {
             let name = sealer.identity().await?;
-            let call = async {
-                let reply = settle(coordinator_ask(
-                    &env,
-                    COORDINATOR_BINDING,
-                    &name,
-                    &encode_ask(&name, profile.as_deref(), &ask),
-                ))
-                .await
-                .map_err(|e| format!("coordinator: {e}"))?;
-                let reply: Array = reply.unchecked_into();
-                let status = reply.get(0).as_f64().unwrap_or_default();
-                let text = reply.get(1).as_string().unwrap_or_default();
-                if status != 200.0 {
-                    return Err(format!(
-                        "coordinator answered {status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ));
-                }
-                let full = format!("{name}:{ANSWER_ENTRY}");
-                let opened = sealer.open(&full, &text).await?;
-                decode_answer(&opened, margin)
-            };
-            let call = std::pin::pin!(call);
-            match select(call, sleep(bound_ms)).await {
-                Either::Left((answer, _)) => answer,
-                Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
-            }
+            let body = encode_ask(&name, profile.as_deref(), &ask);
+            let text = exchange(&env, &name, &body, bound_ms).await?;
+            let full = format!("{name}:{ANSWER_ENTRY}");
+            let opened = sealer.open(&full, &text).await?;
+            decode_answer(&opened, margin)
         })
     }
 
@@ -115,23 +117,7 @@ impl Coordinator for EdgeCoordinator {
         Box::pin(async move {
             let name = sealer.identity().await?;
             let body = encode_status(&name, profile.as_deref());
-            let call = settle(coordinator_ask(&env, COORDINATOR_BINDING, &name, &body));
-            match select(std::pin::pin!(call), sleep(bound_ms)).await {
-                Either::Left((Ok(reply), _)) => {
-                    let reply: Array = reply.unchecked_into();
-                    let text = reply.get(1).as_string().unwrap_or_default();
-                    match reply.get(0).as_f64() {
-                        Some(200.0) => Ok(text),
-                        status => Err(format!(
-                            "coordinator answered {}: {}",
-                            status.unwrap_or_default(),
-                            text.chars().take(200).collect::<String>()
-                        )),
-                    }
-                }
-                Either::Left((Err(e), _)) => Err(format!("coordinator: {e}")),
-                Either::Right(_) => Err(format!("coordinator did not answer in {bound_ms} ms")),
-            }
+            exchange(&env, &name, &body, bound_ms).await
         })
     }
 

@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 
-use futures_util::future::{join_all, select, Either};
 use wasm_bindgen::prelude::*;
 use worker::Env;
 
@@ -14,7 +13,6 @@ use crate::base::log;
 use crate::base::secret::SharedSecret;
 use crate::edge::isolate;
 use crate::edge::platform::js::settle;
-use crate::edge::platform::runtime::sleep;
 use crate::settings::secrets::{binding_in, is_credential_setting};
 
 /// How long an isolate uses a value it read from the Secrets Store before reading it again. A
@@ -34,18 +32,27 @@ export function binding_names(env) {
   }
   return out;
 }
-export function secret_get(env, binding) {
-  const b = env[binding];
-  if (b === undefined || b === null || typeof b.get !== 'function') return null;
-  return Promise.resolve().then(() => b.get());
+export function secrets_read(env, names, timeoutMs) {
+  return Promise.all(names.map((name) => {
+    const b = env[name];
+    if (b === undefined || b === null || typeof b.get !== 'function') return ['which is not bound'];
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve([`whose secret could not be read within ${timeoutMs} ms`]), timeoutMs);
+    });
+    const got = Promise.resolve().then(() => b.get()).then(
+      (v) => (typeof v === 'string' ? [null, v] : ['whose secret is not text']),
+      (e) => [`whose secret could not be read: ${e?.message ?? e}`]);
+    return Promise.race([got, late]).finally(() => clearTimeout(timer));
+  }));
 }
 "#)]
 extern "C" {
     /// `[setting, value, setting, value, ...]` for every var of `env` naming the store.
     fn binding_names(env: &JsValue) -> js_sys::Array;
-    /// `env[binding].get()`, or `null` when no such binding is there.
-    #[wasm_bindgen(catch)]
-    fn secret_get(env: &JsValue, binding: &str) -> Result<JsValue, JsValue>;
+    /// `env[name].get()` for each of `names`, together, each bounded by `timeout_ms`: for each,
+    /// `[null, value]`, or `[why not]` (said after the binding's name).
+    fn secrets_read(env: &JsValue, names: js_sys::Array, timeout_ms: f64) -> js_sys::Promise;
 }
 
 /// What the isolate holds of one binding: its value, or why there is none, and when it was read.
@@ -93,30 +100,6 @@ fn bindings(env: &Env) -> Rc<Vec<String>> {
     })
 }
 
-/// One read of `binding`: its value, or why not.
-async fn read(env: &Env, binding: &str) -> Result<String, String> {
-    let promise = match secret_get(env, binding) {
-        Ok(p) if p.is_null() => return Err("which is not bound".into()),
-        Ok(p) => p.unchecked_into::<js_sys::Promise>(),
-        Err(e) => {
-            return Err(format!(
-                "which could not be read: {}",
-                crate::edge::platform::js::js_error_text(&e)
-            ))
-        }
-    };
-    let got = settle(Ok(promise));
-    match select(std::pin::pin!(got), sleep(READ_TIMEOUT_MS)).await {
-        Either::Left((Ok(v), _)) => v
-            .as_string()
-            .ok_or_else(|| "whose secret is not text".to_owned()),
-        Either::Left((Err(e), _)) => Err(format!("whose secret could not be read: {e}")),
-        Either::Right(_) => Err(format!(
-            "whose secret could not be read within {READ_TIMEOUT_MS} ms"
-        )),
-    }
-}
-
 /// Reads the bindings of `env` that `when` calls for; whether any value this isolate held
 /// changed (then every configuration is read again on its next use: a rotated client
 /// credential is taken in place by its token source, see `TokenSource::rotate`). A failed
@@ -138,7 +121,27 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
     if due.is_empty() {
         return false;
     }
-    let reads = join_all(due.iter().map(|b| read(env, b))).await;
+    let names: js_sys::Array = due.iter().map(|b| JsValue::from_str(b)).collect();
+    let read = settle(Ok(secrets_read(env, names, READ_TIMEOUT_MS as f64))).await;
+    let reads: Vec<Result<String, String>> = match read {
+        Ok(all) => js_sys::Array::from(&all)
+            .iter()
+            .map(|one| {
+                let one = js_sys::Array::from(&one);
+                match one.get(0).as_string() {
+                    Some(why) => Err(why),
+                    None => one
+                        .get(1)
+                        .as_string()
+                        .ok_or_else(|| "whose secret is not text".into()),
+                }
+            })
+            .collect(),
+        Err(e) => due
+            .iter()
+            .map(|_| Err(format!("which could not be read: {e}")))
+            .collect(),
+    };
     let mut changed = false;
     isolate::with(|i| {
         let mut secrets = i.secrets.borrow_mut();

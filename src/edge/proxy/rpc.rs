@@ -95,31 +95,6 @@ impl Rpc {
         Ok(client.status().await)
     }
 
-    /// The status view of every configuration of the Worker (each profile, or the unprefixed
-    /// settings) as a JSON array, for an unpinned caller: a profile guarded by its own
-    /// `PROXY_SHARED_SECRET`, or whose settings are broken, shows only its name and why.
-    #[wasm_bindgen(js_name = statusAll)]
-    pub async fn status_all(env: Env) -> Result<String, JsValue> {
-        fresh_secrets(&env).await;
-        let configs = configs(&env).map_err(|e| thrown(&e))?;
-        let names: Vec<Option<String>> = match &configs.profiles {
-            Some(list) => list.iter().map(|p| Some(p.name().to_owned())).collect(),
-            None => vec![None],
-        };
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let profile = name.as_deref();
-            let status = match guarded(&env, profile, false).and_then(|()| client(&env, profile)) {
-                Ok(client) => client.status().await,
-                Err(e) => {
-                    serde_json::json!({ "profile": profile, "error": e.to_string() }).to_string()
-                }
-            };
-            out.push(status);
-        }
-        Ok(format!("[{}]", out.join(",")))
-    }
-
     /// The `Authorization` value (`Bearer <token>`) of `profile`'s current token, for a caller
     /// that must hand it to an SDK or a WebSocket: only when the profile's settings opt in
     /// (`PROXY_EXPOSE_AUTHORIZATION = "true"`), a clear refusal otherwise. A DPoP token needs a
