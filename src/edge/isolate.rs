@@ -29,11 +29,11 @@ use crate::edge::platform::env::PerEnv;
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::kv::EdgeStore;
 use crate::edge::platform::runtime::EdgeRuntime;
-use crate::edge::platform::secrets::Stored;
 use crate::keys::dpop_key::DpopKey;
 #[cfg(feature = "proxy")]
 use crate::proxy::config::ProxyConfig;
 use crate::settings::profile::{Profile, MAX_PROFILES};
+use crate::settings::secrets::Stored;
 use crate::source::token_source::TokenSource;
 #[cfg(feature = "proxy")]
 use {

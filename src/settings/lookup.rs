@@ -22,7 +22,6 @@ use std::borrow::Cow;
 
 use crate::base::error::{Error, Result};
 use crate::settings::profile::{Profile, PROFILES_SETTING};
-use crate::settings::secrets::SecretReader;
 
 /// Settings a profile never inherits from the unprefixed ones: its identity.
 pub(crate) const OWN: &[&str] = &[
@@ -58,6 +57,10 @@ pub(crate) const SHARED: &[&str] = &[
     "PROXY_FORWARD_HEADERS",
     "M2M_METRICS_INTERVAL_SECS",
 ];
+
+/// Reads a Secrets Store secret by its binding's name: its value, or why there is none (see
+/// [`crate::settings::secrets`]).
+pub(crate) type SecretReader<'a> = &'a dyn Fn(&str) -> std::result::Result<String, String>;
 
 /// Reads settings for one configuration: the Worker's own names, or one profile's.
 pub(crate) struct Settings<'a> {

@@ -28,9 +28,6 @@ pub(crate) const CREDENTIAL_SETTINGS: &[&str] = &[
     "PROXY_SHARED_SECRET",
 ];
 
-/// Reads a Secrets Store secret by its binding's name: its value, or why there is none.
-pub(crate) type SecretReader<'a> = &'a dyn Fn(&str) -> std::result::Result<String, String>;
-
 /// A credential setting as read.
 #[derive(Debug)]
 pub(crate) struct Credential {
@@ -40,6 +37,15 @@ pub(crate) struct Credential {
     pub(crate) value: String,
     /// The Secrets Store binding it was read from, if it was.
     pub(crate) binding: Option<String>,
+}
+
+/// What an isolate holds of one binding: its value, or why there is none, and when it was read
+/// (Unix seconds).
+#[cfg(target_arch = "wasm32")]
+#[derive(Clone)]
+pub(crate) struct Stored {
+    pub(crate) value: std::result::Result<crate::base::secret::SharedSecret, String>,
+    pub(crate) read_at: u64,
 }
 
 /// The binding `raw` names, if it names one (`secrets-store:NAME`); a malformed name is an

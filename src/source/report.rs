@@ -233,6 +233,17 @@ pub(crate) struct Events {
     pub(crate) replays: u64,
 }
 
+/// Calls served, by how (see [`Served`]).
+#[derive(serde::Serialize)]
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) struct Requests {
+    pub(crate) memory: u64,
+    pub(crate) kv: u64,
+    pub(crate) coordinator: u64,
+    pub(crate) network: u64,
+    pub(crate) failed: u64,
+}
+
 /// A source's counters and its sink.
 pub(crate) struct Report {
     sink: Option<MetricSink>,
@@ -347,9 +358,9 @@ impl Report {
 
     /// Calls served, by how, since the source was made.
     #[cfg(any(target_arch = "wasm32", test))]
-    pub(crate) fn requests(&self) -> crate::source::status::Requests {
+    pub(crate) fn requests(&self) -> Requests {
         let n = |s: Served| self.served[s.index()].get();
-        crate::source::status::Requests {
+        Requests {
             memory: n(Served::Memory),
             kv: n(Served::Kv),
             coordinator: n(Served::Coordinator),

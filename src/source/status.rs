@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::oauth::token::Token;
-use crate::source::report::{Events, LastError, Report};
+use crate::source::report::{Events, LastError, Report, Requests};
 use crate::source::state::Hold;
 
 /// What the status view is made of, at `now` (Unix seconds).
@@ -56,16 +56,6 @@ struct HoldView {
     remaining_secs: u64,
     code: String,
     cause: String,
-}
-
-/// Calls served, by how (see [`crate::source::report::Served`]).
-#[derive(Serialize)]
-pub(crate) struct Requests {
-    pub(crate) memory: u64,
-    pub(crate) kv: u64,
-    pub(crate) coordinator: u64,
-    pub(crate) network: u64,
-    pub(crate) failed: u64,
 }
 
 /// The status view as a JSON object's text.

@@ -6,10 +6,7 @@
 use std::rc::Rc;
 
 use crate::config::cache_key::{cache_key_material, CacheRoot};
-use worker::Env;
-
 use crate::config::client::Config;
-use crate::edge::assembly::credentials::EdgeCredentials;
 use crate::edge::platform::fetch::PlatformHttp;
 use crate::edge::platform::js::log_sink;
 use crate::edge::platform::runtime::EdgeRuntime;
@@ -29,15 +26,13 @@ pub(crate) fn sealer_for(config: &Config) -> Rc<Sealer> {
     ))
 }
 
-/// A token source for `config` over `store`, reporting to `metrics`; with `env`, it reads a
-/// client credential kept in the Secrets Store again from there when the endpoint refuses it.
+/// A token source for `config` over `store`, reporting to `metrics`.
 pub(crate) fn token_source<S: TokenStore + 'static>(
     config: &Config,
     store: S,
     metrics: Option<MetricSink>,
-    env: Option<&Env>,
 ) -> TokenSource<PlatformHttp, S, EdgeRuntime> {
-    let source = TokenSource::reporting(
+    TokenSource::reporting(
         config.clone(),
         PlatformHttp,
         signers(config),
@@ -45,11 +40,7 @@ pub(crate) fn token_source<S: TokenStore + 'static>(
         EdgeRuntime,
         log_sink(config),
         metrics,
-    );
-    if let Some(env) = env.filter(|_| config.credential_from_store.is_some()) {
-        source.set_credentials(Rc::new(EdgeCredentials::new(env, config)));
-    }
-    source
+    )
 }
 
 /// The signers `config` calls for, with WebCrypto: client assertions for `private_key_jwt`, DPoP

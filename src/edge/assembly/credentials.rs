@@ -2,15 +2,21 @@
 //! Store secrets read afresh (see [`crate::source::credentials`]), for the isolates' sources
 //! and the coordinator's alike.
 
+use std::rc::Rc;
+
 use futures_util::future::LocalBoxFuture;
 use worker::Env;
 
 use crate::base::error::Result;
 use crate::config::client::Config;
 use crate::edge::assembly::build::signers;
-use crate::edge::assembly::profiles::read_config;
+use crate::edge::assembly::settings::read_config;
 use crate::edge::platform::secrets::{self, Read};
+use crate::oauth::transport::HttpClient;
 use crate::source::credentials::{Credentials, Rotation};
+use crate::source::runtime::Runtime;
+use crate::source::store::TokenStore;
+use crate::source::token_source::TokenSource;
 
 /// Reads `profile`'s configuration from `env` again.
 pub(crate) struct EdgeCredentials {
@@ -35,6 +41,22 @@ impl Credentials for EdgeCredentials {
             secrets::refresh(&env, crate::edge::platform::js::now_secs(), Read::Now).await;
             read_config(&env, profile.as_deref()).map(rotation)
         })
+    }
+}
+
+/// Gives `source`, made for `config` from `env`'s settings, the port when its client
+/// credential is kept in the Secrets Store.
+pub(crate) fn reread_from<
+    H: HttpClient + 'static,
+    S: TokenStore + 'static,
+    R: Runtime + 'static,
+>(
+    source: &TokenSource<H, S, R>,
+    env: &Env,
+    config: &Config,
+) {
+    if config.credential_from_store.is_some() {
+        source.set_credentials(Rc::new(EdgeCredentials::new(env, config)));
     }
 }
 

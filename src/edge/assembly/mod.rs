@@ -6,3 +6,4 @@ pub(crate) mod client;
 pub(crate) mod credentials;
 pub(crate) mod profiles;
 pub(crate) mod registry;
+pub(crate) mod settings;

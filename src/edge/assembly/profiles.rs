@@ -8,16 +8,14 @@ use std::rc::Rc;
 use worker::Env;
 
 use crate::base::error::Result;
-use crate::config::client::Config;
 use crate::edge::assembly::registry;
+use crate::edge::assembly::settings::{config_of, settings_of};
 use crate::edge::isolate::{self, Configs, Registered};
 use crate::edge::platform::bindings::KV_BINDING;
 use crate::edge::platform::env::env_string;
 use crate::edge::platform::kv::KvNamespace;
-use crate::edge::platform::secrets;
 #[cfg(feature = "proxy")]
 use crate::proxy::config::ProxyConfig;
-use crate::settings::lookup::Settings;
 use crate::settings::profile::{choose_profile, parse_profiles, Profile, PROFILES_SETTING};
 
 /// Key of the unprefixed configuration in the maps below (a profile name is never empty).
@@ -42,19 +40,6 @@ pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
             }))
         })
     })
-}
-
-/// The token settings of `profile` (`None`: the unprefixed ones) as `env` has them now.
-pub(crate) fn read_config(env: &Env, profile: Option<&str>) -> Result<Config> {
-    let profiles = parse_profiles(env_string(env, PROFILES_SETTING))?;
-    config_of(env, choose_profile(profiles.as_deref(), profile)?)
-}
-
-/// `env`'s token settings for `profile`: vars and secrets by name, Secrets Store credentials
-/// as this isolate last read them ([`secrets::cached`]).
-fn config_of(env: &Env, profile: Option<&Profile>) -> Result<Config> {
-    let lookup = |name: &str| env_string(env, name);
-    Config::from_settings(&Settings::with_secrets(&lookup, profile, &secrets::cached))
 }
 
 impl Configs {
@@ -99,7 +84,7 @@ impl Configs {
             return Ok(proxy);
         }
         let lookup = |name: &str| env_string(env, name);
-        let settings = Settings::with_secrets(&lookup, self.profile(profile)?, &secrets::cached);
+        let settings = settings_of(&lookup, self.profile(profile)?);
         let proxy = Rc::new(ProxyConfig::from_settings(&settings)?);
         self.proxies
             .borrow_mut()

@@ -12,7 +12,7 @@ use crate::base::log;
 use crate::base::lru::LastUse;
 use crate::config::client::Config;
 use crate::edge::assembly::build::{sealer_for, token_source};
-use crate::edge::assembly::credentials::rotation;
+use crate::edge::assembly::credentials::{reread_from, rotation};
 use crate::edge::coordinator::stub::EdgeCoordinator;
 use crate::edge::isolate::{self, EdgeSource, Registered, SourceKey};
 use crate::edge::platform::analytics;
@@ -70,7 +70,10 @@ fn build_source(
     let sealer = sealer_for(config);
     let profile = config.profile.as_ref().map(|p| p.name());
     let metrics = env.and_then(|env| analytics::sink(env, profile, Place::Isolate));
-    let source = token_source(config, EdgeStore::new(kv, sealer.clone()), metrics, env);
+    let source = token_source(config, EdgeStore::new(kv, sealer.clone()), metrics);
+    if let Some(env) = env {
+        reread_from(&source, env, config);
+    }
     let coordinator_env = env.filter(|_| coordinated);
     if let Some(coordinator) =
         coordinator_env.and_then(|env| EdgeCoordinator::from_env(env, sealer, config))

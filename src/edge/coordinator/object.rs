@@ -18,8 +18,8 @@ use crate::coordinator::serve::serve;
 use crate::coordinator::warm::{alarm_after, keep_warm, Alarm, Fleet};
 use crate::coordinator::wire::{decode_ask, encode_answer, Addressed, Message};
 use crate::edge::assembly::build::{sealer_for, token_source};
-use crate::edge::assembly::credentials::rotation;
-use crate::edge::assembly::profiles::read_config;
+use crate::edge::assembly::credentials::{reread_from, rotation};
+use crate::edge::assembly::settings::read_config;
 use crate::edge::coordinator::stub::ANSWER_ENTRY;
 use crate::edge::platform::analytics;
 use crate::edge::platform::bindings::{COORDINATOR_BINDING, KV_BINDING};
@@ -183,7 +183,8 @@ impl Object {
             kv,
         };
         let metrics = analytics::sink(&self.env, profile.as_deref(), Place::Coordinator);
-        let source = token_source(&config, store, metrics, Some(&self.env));
+        let source = token_source(&config, store, metrics);
+        reread_from(&source, &self.env, &config);
         self.sources
             .borrow_mut()
             .push((profile, (sealer.clone(), source.clone())));

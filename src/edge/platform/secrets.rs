@@ -13,7 +13,7 @@ use crate::base::log;
 use crate::base::secret::SharedSecret;
 use crate::edge::isolate;
 use crate::edge::platform::js::settle;
-use crate::settings::secrets::{binding_in, is_credential_setting};
+use crate::settings::secrets::{binding_in, is_credential_setting, Stored};
 
 /// How long an isolate uses a value it read from the Secrets Store before reading it again. A
 /// rotation reaches every isolate within this, and at once where the token endpoint refuses
@@ -53,14 +53,6 @@ extern "C" {
     /// `env[name].get()` for each of `names`, together, each bounded by `timeout_ms`: for each,
     /// `[null, value]`, or `[why not]` (said after the binding's name).
     fn secrets_read(env: &JsValue, names: js_sys::Array, timeout_ms: f64) -> js_sys::Promise;
-}
-
-/// What the isolate holds of one binding: its value, or why there is none, and when it was read.
-#[derive(Clone)]
-pub(crate) struct Stored {
-    value: Result<SharedSecret, String>,
-    /// Unix seconds.
-    read_at: u64,
 }
 
 /// When to read a binding.
@@ -183,7 +175,7 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
 }
 
 /// The value of `binding` as this isolate last read it, or why there is none: what settings
-/// read (see [`crate::settings::secrets::SecretReader`]).
+/// read (see [`crate::settings::lookup::SecretReader`]).
 pub(crate) fn cached(binding: &str) -> Result<String, String> {
     isolate::with(|i| match i.secrets.borrow().find(|k| k == binding) {
         Some(Stored { value: Ok(v), .. }) => Ok(v.expose().to_owned()),
