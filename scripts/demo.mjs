@@ -7,6 +7,7 @@ import path from 'node:path';
 import { startIdp, CLIENTS, API_AUDIENCE } from '../e2e/support/idp.mjs';
 import { startApi } from '../e2e/support/api.mjs';
 import { startWorker, startFleet } from '../e2e/support/worker.mjs';
+import { summarise, printSummary } from './metrics.mjs';
 
 const serve = process.argv.includes('--serve');
 const port = Number(process.env.PORT ?? 8787);
@@ -21,13 +22,18 @@ const bindings = {
   OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
   OAUTH_SCOPE: 'read:things',
   UPSTREAM_ORIGIN: api.origin,
+  // Every request's count written at once (the default, 60 s, aggregates a minute's worth:
+  // longer than this demo), so the figures at the end add up to the rows.
+  M2M_METRICS_INTERVAL_SECS: '0',
 };
 
 say('worker-m2m demo');
 say(`  authorization server  ${idp.issuer}  (oidc-provider, client ${CLIENTS.basic.id}, client_secret_basic)`);
 say(`  protected API         ${api.origin}  (verifies JWT signature, issuer, audience ${API_AUDIENCE}, scope read:things)`);
 
-const worker = await startWorker({ bindings, kvPersist: kvDir, port: serve ? port : undefined });
+// Metrics go to a recording M2M_METRICS dataset: the demo prints the figures the README's
+// queries give in production.
+const worker = await startWorker({ bindings, kvPersist: kvDir, port: serve ? port : undefined, metrics: true });
 say(`  proxy Worker          ${serve ? worker.url : 'in workerd (Miniflare)'}  -> ${api.origin}`);
 say();
 
@@ -133,13 +139,17 @@ if (serve) {
       BROKEN_OAUTH_CLIENT_ID: CLIENTS.basic.id,
       BROKEN_OAUTH_CLIENT_SECRET: 'wrong-secret',
       BROKEN_UPSTREAM_ORIGIN: crmApi.origin,
+      M2M_METRICS_INTERVAL_SECS: '0',
     },
     kv: false,
+    metrics: true,
     // A JS caller over RPC, its binding pinned to billing (props), building its path from
-    // untrusted text.
+    // untrusted text; `/status` asks for billing's status view.
     caller: `export default {
-      fetch(request, env) {
-        const id = new URL(request.url).searchParams.get('id');
+      async fetch(request, env) {
+        const url = new URL(request.url);
+        if (url.pathname === '/status') return Response.json(await env.BILLING.status());
+        const id = url.searchParams.get('id');
         return env.BILLING.fetch(new Request('https://m2m/v1/invoices/' + id));
       },
     };`,
@@ -178,7 +188,7 @@ if (serve) {
   // (a Durable Object that makes the one token request for every isolate).
   const fleets = [];
   for (const coordinator of [true, false]) {
-    const fleet = await startFleet({ bindings, isolates: 4, coordinator });
+    const fleet = await startFleet({ bindings, isolates: 4, coordinator, metrics: true });
     fleets.push(fleet);
     const before = idp.tokenRequests;
     const calls = [];
@@ -196,7 +206,7 @@ if (serve) {
   // An IdP outage: the token endpoint answers 503 for 12 s while 4 cold isolates (coordinator
   // bound) send a request each every 250 ms; the fleet backs off as one, then recovers.
   {
-    const fleet = await startFleet({ bindings: { ...bindings, OAUTH_TIMEOUT_MS: '2000' }, isolates: 4 });
+    const fleet = await startFleet({ bindings: { ...bindings, OAUTH_TIMEOUT_MS: '2000' }, isolates: 4, metrics: true });
     fleets.push(fleet);
     const before = idp.tokenRequests;
     idp.setFault('status503');
@@ -217,6 +227,40 @@ if (serve) {
     ]);
   }
 
+  // The status view over RPC: what an operator sees of billing, never a token or a secret.
+  {
+    const before = idp.tokenRequests;
+    const r = await profiled.callerFetch('/status');
+    const [view] = await r.json();
+    const text = JSON.stringify(view);
+    const leaked = [CLIENTS.basic.secret, CLIENTS.post.secret].some((x) => text.includes(x)) || /eyJ/.test(text);
+    rows.push([
+      'RPC status() of billing',
+      r.status,
+      idp.tokenRequests - before,
+      leaked ? 'LEAKED A SECRET' : `token from ${view.token?.obtained_from}, ${view.token?.expires_in} s left, `
+        + `${view.requests.memory} from memory, hold-down ${view.hold_down ? view.hold_down.code : 'none'}; no token or secret in it`,
+    ]);
+  }
+
+  // A client secret kept in the Secrets Store, rotated mid-run: the IdP takes only the new one
+  // from then on; the cached token serves until the API rejects it, then one token with the new.
+  const rotating = await startWorker({
+    bindings: { ...bindings, OAUTH_CLIENT_SECRET: 'secrets-store:M2M_CLIENT_SECRET', TOKEN_CACHE_KEY: 'demo-cache-key-0123456789abcdef0123456789' },
+    kv: false,
+    metrics: true,
+    secretsStore: { M2M_CLIENT_SECRET: { store_id: 'demo', secret_name: 'client-secret' } },
+  });
+  await rotating.secret('M2M_CLIENT_SECRET', CLIENTS.basic.secret);
+  await call('GET /things (secret from the Secrets Store)', rotating, '/things');
+  const rotated = 'Rx%+:/=&y-rotated-in-the-store-0042';
+  await rotating.secret('M2M_CLIENT_SECRET', rotated);
+  idp.rotateSecret(CLIENTS.basic.id, rotated);
+  await call('GET /things (secret rotated, cached token)', rotating, '/things');
+  api.revokeAll();
+  await call('GET /things (old token rejected)', rotating, '/things');
+  rows[rows.length - 1][3] += '; refused, store read again, new secret used';
+
   const w = [46, 8, 7];
   say(`${'request'.padEnd(w[0])}${'status'.padEnd(w[1])}${'token'.padEnd(w[2])}result`);
   for (const [label, status, tokens, note] of rows) {
@@ -232,7 +276,13 @@ if (serve) {
   say();
   say('Worker log lines (JSON), first isolate:');
   for (const l of worker.events()) say(`  ${JSON.stringify(l)}`);
-  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), profiled.dispose(), ...fleets.map((f) => f.dispose())]);
+  // Everything the Workers with a dataset wrote, as `node scripts/metrics.mjs` reads it.
+  const metricsFrom = [worker, profiled, rotating, ...fleets];
+  const points = (await Promise.all(metricsFrom.map((x) => x.points()))).flat();
+  say();
+  say(`Metrics written to M2M_METRICS during the demo (${points.length} data points; the README's queries):`);
+  printSummary(summarise(points), (text) => text.split('\n').forEach((line) => say(`  ${line}`)));
+  await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), profiled.dispose(), rotating.dispose(), ...fleets.map((f) => f.dispose())]);
   await crmApi.close();
   await cleanup();
 }
