@@ -9,7 +9,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup build build-example test test-native test-wasm test-e2e lint demo dev size fuzz bench profile simulate clean
+.PHONY: setup build build-example test test-native test-wasm test-e2e lint demo dev size fuzz bench profile simulate metrics clean
 
 setup:
 	@bash scripts/setup.sh
@@ -65,6 +65,11 @@ profile: setup
 
 demo: build
 	node scripts/demo.mjs
+
+# The README's "Operating it" queries against the Analytics Engine SQL API, for the account and
+# API token in CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN (METRICS_ARGS: e.g. --since '24' HOUR).
+metrics:
+	node scripts/metrics.mjs $(METRICS_ARGS)
 
 dev: build
 	node scripts/demo.mjs --serve

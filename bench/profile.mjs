@@ -4,7 +4,8 @@
 // they live (our wasm, the wasm-bindgen glue, the JS entry, workerd built-ins).
 //   node bench/profile.mjs [variant...]   variants: b (worker-m2m, default), r (Rust pass-through),
 //                                         a (JS pass-through), c (JS + oauth4webapi), e (worker-m2m
-//                                         with DPoP), b0 (the
+//                                         with DPoP), m / m0 (worker-m2m with metrics on: counts
+//                                         per minute / a data point per request), b0 (the
 //                                         build in PROFILE_BASELINE, e.g. another commit's)
 // Options (env): PROFILE_SECONDS (default 8), PROFILE_CONNECTIONS (default 1). Writes
 // bench/.build/<variant>.cpuprofile (open it in Chrome DevTools for the full picture).
@@ -37,7 +38,7 @@ function script(key) {
     modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
   });
   switch (key) {
-    case 'b': case 'e': return wasm(path.join(root, 'build'));
+    case 'b': case 'e': case 'm': case 'm0': return wasm(path.join(root, 'build'));
     case 'b0': return wasm(path.resolve(process.env.PROFILE_BASELINE ?? 'PROFILE_BASELINE is not set'));
     case 'r': return wasm(rustPassthrough({ ifMissing: true }));
     case 'a': return { scriptPath: path.join(here, 'workers/passthrough.js') };
@@ -113,7 +114,11 @@ try {
           OAUTH_SCOPE: 'read',
           TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123',
           ...(key === 'e' ? { OAUTH_DPOP: 'true' } : {}),
+          ...(key === 'm0' ? { M2M_METRICS_INTERVAL_SECS: '0' } : {}),
         },
+        // Metrics on (m: counts once a minute; m0: a data point per request), into Miniflare's
+        // dataset, whose writeDataPoint keeps nothing: what the Worker spends, not the platform.
+        ...(key === 'm' || key === 'm0' ? { analyticsEngineDatasets: { M2M_METRICS: { dataset: 'bench' } } } : {}),
         ...script(key),
       }],
       cf: false, host: '127.0.0.1', port: 0,

@@ -5,6 +5,7 @@
 //   (c) a JS Worker with oauth4webapi and a per-isolate token cache
 //   (d) a naive JS Worker that reads the token from KV on every request
 //   (e) worker-m2m with DPoP (RFC 9449): a signed proof per request
+//   (m) worker-m2m with metrics on (M2M_METRICS), (m0) with a data point per request
 // Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default "1,32": each variant is
 // loaded at each), BENCH_ROUNDS (3: each load is the median of this many turns), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
 // README recommends (without it, each isolate's first request stretches the client secret).
@@ -79,6 +80,7 @@ async function startVariant(variant, servers, { countKv = false, extra = {} } = 
     name: 'main', modules: true, compatibilityDate: '2026-04-01', bindings, ...script,
     ...(usesKv && !countKv ? { kvNamespaces: ['TOKEN_CACHE'] } : {}),
     ...(usesKv && countKv ? { wrappedBindings: { TOKEN_CACHE: { scriptName: 'counting-kv' } } } : {}),
+    ...(variant.metrics ? { analyticsEngineDatasets: { M2M_METRICS: { dataset: 'bench' } } } : {}),
   };
   let kvReads = 0;
   const mf = new Miniflare({
@@ -122,6 +124,10 @@ const variants = [
   { key: 'c', name: '(c) JS + oauth4webapi, isolate cache', script: bundle(path.join(here, 'workers/oauth4webapi.js')) },
   { key: 'd', name: '(d) naive JS, KV read per request', script: path.join(here, 'workers/naive-kv.js'), kv: true },
   { key: 'e', name: '(e) worker-m2m with DPoP', wasm: true, kv: true, extra: { OAUTH_DPOP: 'true', TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } },
+  // Metrics on (M2M_METRICS): request counts once a minute (the default), or a data point per
+  // request. Miniflare's dataset keeps nothing, so this is what the Worker spends writing.
+  { key: 'm', name: '(m) worker-m2m, metrics on', wasm: true, kv: true, metrics: true, extra: { TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } },
+  { key: 'm0', name: '(m0) worker-m2m, a data point per request', wasm: true, kv: true, metrics: true, extra: { M2M_METRICS_INTERVAL_SECS: '0', TOKEN_CACHE_KEY: 'bench-cache-key-0123456789abcdef0123' } },
 ];
 // A/B on one machine: BENCH_BASELINE=<dir> adds (b0), the proxy as built in <dir> (for example
 // another commit's build/), measured side by side with (b). BENCH_ONLY=a,b0,b keeps the listed
