@@ -80,10 +80,17 @@ test('metrics: tokens by source, hits from memory, a fallback and a refusal, che
   assert.ok(failure.status === 401 && failure.secs > 0, JSON.stringify(failure));
 
   // The README's figures, computed from these points as the SQL computes them from the dataset.
-  const figures = summarise([...(await w.points()), ...(await fleet.points()), ...(await refused.points())]);
+  const all = [...(await w.points()), ...(await fleet.points()), ...(await refused.points())];
+  const figures = summarise(all);
   assert.deepEqual(figures.tokens.map((r) => r.tokens), [2]);
   assert.deepEqual(figures.errors.map((r) => [r.error, r.status, r.failures]), [['invalid_client', 401, 1]]);
   assert.deepEqual(figures.outages.map((r) => [r.fallbacks, r.holds]), [[1, 1]]);
+  // No data point names the client or carries a credential or a token.
+  const text = JSON.stringify(all);
+  const tokens = api.seen.map((r) => (r.headers.authorization ?? '').replace(/^Bearer /, '')).filter((t) => t.length > 20);
+  for (const secret of [CLIENTS.basic.id, CLIENTS.basic.secret, CACHE_KEY, ...tokens]) {
+    assert.ok(!text.includes(secret), 'a data point carries the client id, a secret or a token');
+  }
   counts.metrics = idp.tokenRequests;
 });
 

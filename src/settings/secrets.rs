@@ -39,13 +39,13 @@ pub(crate) struct Credential {
     pub(crate) binding: Option<String>,
 }
 
-/// What an isolate holds of one binding: its value, or why there is none, and when it was read
-/// (Unix seconds).
+/// What an isolate holds of one binding: its value, or why there is none, and when to read it
+/// again (Unix seconds).
 #[cfg(target_arch = "wasm32")]
 #[derive(Clone)]
 pub(crate) struct Stored {
     pub(crate) value: std::result::Result<crate::base::secret::SharedSecret, String>,
-    pub(crate) read_at: u64,
+    pub(crate) next_read: u64,
 }
 
 /// The binding `raw` names, if it names one (`secrets-store:NAME`); a malformed name is an

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::base::error::{Error, ErrorCode, Result};
 use crate::base::log::{self, Source};
 use crate::base::redact::Redactor;
+use crate::base::secret::ClientSecret;
 use crate::config::client::{ClientAuth, Config};
 use crate::keys::dpop_key::DpopKey;
 use crate::oauth::backoff::retry_delay;
@@ -109,6 +110,9 @@ pub(super) struct Acquisition {
     /// refusal waiting on that read.
     rechecked: bool,
     refused: Option<(Error, Option<u16>, u64)>,
+    /// The client credential the last request was built with: a refusal of it is explained by
+    /// a rotation when the configuration holds another one now, whoever took the new one in.
+    sent_credential: Option<ClientSecret>,
     /// The last answer's HTTP status (none: not reached) and how long it took, for metrics.
     last_status: Option<u16>,
     last_latency: u64,
@@ -138,6 +142,7 @@ impl Acquisition {
             sent_at: start_secs,
             rechecked: false,
             refused: None,
+            sent_credential: None,
             last_status: None,
             last_latency: 0,
         };
@@ -228,6 +233,14 @@ impl Acquisition {
     }
 
     fn build(&mut self, assertion: Option<&str>, at: Moment, cx: &mut Context<'_>) -> Step {
+        // The configuration may have taken a rotated credential since the last attempt: what
+        // is sent is kept from what comes back, whichever it is.
+        if self.sent_credential.as_ref().map(ClientSecret::expose)
+            != Some(cx.config.auth.credential())
+        {
+            redact_credential(&mut self.redactor, cx.config);
+            self.sent_credential = Some(ClientSecret::new(cx.config.auth.credential()));
+        }
         let mut request = build_token_request(cx.config, &self.token_url, assertion);
         request.timeout_ms = cx.config.timeout_ms.saturating_sub(self.spent(at)).max(1);
         let Some(key) = self.key.clone() else {
@@ -304,16 +317,7 @@ impl Acquisition {
         }
         // The credential may just have been rotated in the Secrets Store: read it again, once,
         // before the refusal counts (and is held down).
-        if !self.rechecked
-            && cx.config.credential_from_store.is_some()
-            && matches!(
-                &err,
-                Error::Refused {
-                    code: ErrorCode::InvalidClient,
-                    ..
-                }
-            )
-        {
+        if !self.rechecked && cx.config.credential_from_store.is_some() && client_refused(&err) {
             self.rechecked = true;
             (cx.log)(&log::cache_event(
                 "credential_recheck",
@@ -327,20 +331,21 @@ impl Acquisition {
         self.failed(err, status, latency, at, cx)
     }
 
-    /// The credential was read again after a refusal: with a new value (`rotated`, already the
-    /// configuration in `cx`), the request goes again at once; otherwise the refusal stands.
-    pub(super) fn reread(&mut self, rotated: bool, at: Moment, cx: &mut Context<'_>) -> Step {
+    /// The credential was read again after a refusal: when the configuration now holds another
+    /// one than the refused request carried (read just now, or taken in by another caller
+    /// meanwhile), the request goes again at once; otherwise the refusal stands.
+    pub(super) fn reread(&mut self, at: Moment, cx: &mut Context<'_>) -> Step {
         let (Waiting::Credentials, Some((err, status, latency))) =
             (self.waiting, self.refused.take())
         else {
             return out_of_order();
         };
-        if rotated {
+        let sent = self.sent_credential.as_ref().map(ClientSecret::expose);
+        if sent != Some(cx.config.auth.credential()) {
             (cx.log)(&log::cache_event(
                 "credential_rotated",
                 "the Secrets Store holds a new client credential; requesting with it",
             ));
-            redact_credential(&mut self.redactor, cx.config);
             return self.attempt(at, cx);
         }
         self.failed(err, status, latency, at, cx)
@@ -448,6 +453,19 @@ pub(super) fn out_of_order() -> Step {
         result: Err(Error::Other("token path: an event out of order".into())),
         endpoint_gone: false,
     }
+}
+
+/// Whether the token endpoint refused the client's credential: `invalid_client` (RFC 6749 §5.2),
+/// or any refusal with 401, as servers answer a wrong secret under other codes (Auth0's
+/// `access_denied`, older Keycloak's `unauthorized_client`).
+fn client_refused(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Refused {
+            code: ErrorCode::InvalidClient,
+            ..
+        } | Error::Refused { status: 401, .. }
+    )
 }
 
 /// Whether a failed token request says its endpoint cannot be reached, or is gone (404, 405):

@@ -97,9 +97,10 @@ pub(super) async fn run<H: HttpClient, S: TokenStore, R: Runtime>(
                     );
                 Event::Signed(signer.assertion(at, &audience).await)
             }
-            Action::RereadCredentials => Event::CredentialsReread {
-                rotated: reread(parts).await,
-            },
+            Action::RereadCredentials => {
+                reread(parts).await;
+                Event::CredentialsReread
+            }
             Action::SignProof(order) => {
                 let htu = order.htu.as_str();
                 let proof = proofs(ports).proof(
@@ -166,17 +167,18 @@ fn proofs<H, S, R>(ports: &Ports<H, S, R>) -> Rc<dyn crate::oauth::dpop::Proofs>
         .expect("Signers::for_config makes a proof maker with DPoP on")
 }
 
-/// Reads the credentials again and takes a rotated one: whether the configuration changed.
-async fn reread<H, S, R>(parts: &Parts<'_, H, S, R>) -> bool {
+/// Reads the credentials again and takes a rotated one.
+async fn reread<H, S, R>(parts: &Parts<'_, H, S, R>) {
     let port = parts.ports.credentials.borrow().clone();
     let Some(port) = port else {
-        return false;
+        return;
     };
     match port.reread().await {
-        Ok(rotation) => rotate(parts.config, &parts.ports.signers, rotation),
+        Ok(rotation) => {
+            rotate(parts.config, &parts.ports.signers, rotation);
+        }
         Err(e) => {
             (parts.ports.log)(&log::cache_event("credential_reread_error", &e.to_string()));
-            false
         }
     }
 }

@@ -47,9 +47,8 @@ pub(super) enum Event {
     HttpAnswered(std::result::Result<HttpResponse, TransportError>),
     /// The pause asked for is over.
     TimerFired,
-    /// The client credential was read again; `rotated`: it changed, and the source's
-    /// configuration now holds the new one.
-    CredentialsReread { rotated: bool },
+    /// The client credential was read again (the source's configuration holds what was read).
+    CredentialsReread,
 }
 
 /// What the driver is to do next.
@@ -161,7 +160,7 @@ impl Flight {
                     Event::Signed(value) => acquisition.signed(value, at, cx),
                     Event::HttpAnswered(answer) => acquisition.answered(answer, at, cx),
                     Event::TimerFired => acquisition.slept(at, cx),
-                    Event::CredentialsReread { rotated } => acquisition.reread(rotated, at, cx),
+                    Event::CredentialsReread => acquisition.reread(at, cx),
                     _ => out_of_order(),
                 };
                 self.stage = Stage::Endpoint(acquisition);

@@ -196,11 +196,15 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     pub fn ready(&self, now: u64) -> Option<Token> {
         let state = self.inner.state.borrow();
         let token = state.memory.fresh(now)?;
-        let ready = (!self.refresh_due(token, now)).then(|| token.clone());
-        if ready.is_some() {
-            self.inner.report.served(Served::Memory, now);
-        }
-        ready
+        (!self.refresh_due(token, now)).then(|| token.clone())
+    }
+
+    /// Counts a call served at `now` with the token [`Self::ready`] gave: the caller (the
+    /// proxy's hot path) says so once it has used it, so a call that goes on to the full path
+    /// is counted there, once.
+    #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
+    pub(crate) fn served_from_memory(&self, now: u64) {
+        self.inner.report.served(Served::Memory, now);
     }
 
     /// Whether `token` is due for its background refresh at `now` (refresh ahead on). With a
@@ -233,10 +237,13 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// A token newer than the one held: joins or starts a refresh and waits for it (what a
     /// coordinator does when an isolate's token is due).
     pub async fn refresh(&self, now: u64) -> Result<Token> {
-        if let Some(held) = self.inner.state.borrow().held_answer(now) {
-            return held;
-        }
-        self.wait_for(now, Purpose::Refresh, None).await
+        let held = self.inner.state.borrow().held_answer(now);
+        let result = match held {
+            Some(held) => held,
+            None => self.wait_for(now, Purpose::Refresh, None).await,
+        };
+        self.count(&result, now);
+        result
     }
 
     /// The latest DPoP nonce of the resource server at `url` (RFC 9449 §9), if it gave one.
@@ -354,12 +361,18 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             Some(held) => held,
             None => self.wait_for(now, Purpose::Token, on_start).await,
         };
-        let served = match &result {
+        self.count(&result, now);
+        result
+    }
+
+    /// Counts a call that waited (or got a hold-down's answer) at `now`, by where its token came
+    /// from.
+    fn count(&self, result: &Result<Token>, now: u64) {
+        let served = match result {
             Ok(t) => Served::by(t.obtained()),
             Err(_) => Served::Failed,
         };
-        report.served(served, now);
-        result
+        self.inner.report.served(served, now);
     }
 
     /// The status view at `now` (see [`crate::source::status`]): no token, no credential.

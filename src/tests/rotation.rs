@@ -168,3 +168,64 @@ fn the_status_view_counts_calls_and_events_and_holds_no_token_or_credential() {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
 }
+
+#[test]
+fn a_rotation_taken_in_while_the_refused_request_was_out_still_sends_it_again() {
+    // The request goes out with the old secret; before its refusal comes back, another caller
+    // (the registry, the coordinator's own read) has taken the new one in. The read after the
+    // refusal finds nothing newer than the configuration: the refused request is still resent.
+    type Rotator = Rc<RefCell<Option<Box<dyn Fn()>>>>;
+    let rotator: Rotator = Rc::default();
+    let sent: Rc<RefCell<Vec<String>>> = Rc::default();
+    let http = {
+        let (rotator, sent) = (rotator.clone(), sent.clone());
+        move |req: &crate::oauth::transport::HttpRequest| {
+            let auth = req
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            sent.borrow_mut().push(auth.clone());
+            if auth == basic(OLD) {
+                (rotator.borrow().as_ref().expect("set"))();
+                return Ok(crate::oauth::transport::HttpResponse {
+                    status: 401,
+                    headers: vec![],
+                    body: REFUSED.as_bytes().to_vec(),
+                    elapsed_ms: 5,
+                });
+            }
+            Ok(crate::oauth::transport::HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: GOOD.as_bytes().to_vec(),
+                elapsed_ms: 5,
+            })
+        }
+    };
+    let (_, log) = logs();
+    let source = new_source(
+        stored(OLD),
+        http,
+        Kv::default(),
+        TestRuntime::default(),
+        log,
+    );
+    source.set_credentials(Rc::new(Store {
+        value: Rc::new(RefCell::new(NEW.to_owned())),
+        reads: Rc::default(),
+    }));
+    let other = source.clone();
+    *rotator.borrow_mut() = Some(Box::new(move || {
+        let config = stored(NEW);
+        assert!(other.rotate(Rotation {
+            signers: no_signers(&config),
+            config,
+        }));
+    }));
+    let token = block_on(source.token(NOW)).expect("resent with the new secret");
+    assert_eq!(token.access_token().expose(), "tok-1");
+    assert_eq!(*sent.borrow(), vec![basic(OLD), basic(NEW)]);
+    assert!(source.hold(NOW).is_none());
+}

@@ -207,6 +207,12 @@ impl TokenClient {
         self.source.ready(now)
     }
 
+    /// Counts a request the hot path served with the token [`Self::ready`] gave.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn served_from_memory(&self, now: u64) {
+        self.source.served_from_memory(now);
+    }
+
     /// Remembers the DPoP nonce an API's answer to `url` carried (RFC 9449 §9); whether it was
     /// a usable one.
     #[cfg(feature = "proxy")]

@@ -1,8 +1,9 @@
 //! Secrets Store secrets that credential settings name (`secrets-store:<BINDING>`, see
 //! [`crate::settings::secrets`]): read at run time, kept per isolate for
 //! [`SECRET_TTL_SECS`], and read again at once when asked (the token endpoint refused the
-//! credential). Settings then read the isolate's copy synchronously ([`cached`]), so the hot
-//! path never waits for the store.
+//! credential). Settings then read the isolate's copy synchronously ([`cached`]): the proxy's
+//! hot path never waits for the store; the full path, RPC and `TokenClient::load` wait for one
+//! read (at most [`READ_TIMEOUT_MS`]) when the copy is due, once a minute per isolate.
 
 use std::rc::Rc;
 
@@ -21,7 +22,10 @@ use crate::settings::secrets::{binding_in, is_credential_setting, Stored};
 pub(crate) const SECRET_TTL_SECS: u64 = 60;
 
 /// Bound on one read: a store that does not answer leaves the value this isolate has.
-const READ_TIMEOUT_MS: u64 = 2_000;
+pub(crate) const READ_TIMEOUT_MS: u64 = 2_000;
+
+/// How soon a binding that could not be read (and has no value held) is tried again.
+const RETRY_SECS: u64 = 5;
 
 #[wasm_bindgen(inline_js = r#"
 export function binding_names(env) {
@@ -105,7 +109,7 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
                     i.secrets
                         .borrow()
                         .find(|k| k == *b)
-                        .is_none_or(|s| now >= s.read_at + SECRET_TTL_SECS)
+                        .is_none_or(|s| now >= s.next_read)
                 })
         })
         .cloned()
@@ -139,12 +143,12 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
         let mut secrets = i.secrets.borrow_mut();
         for (binding, got) in due.into_iter().zip(reads) {
             let held = secrets.find(|k| *k == binding).map(|s| s.value.clone());
-            let value = match (got, held) {
+            let (value, next_read) = match (got, held) {
                 (Ok(v), Some(Ok(old))) => {
                     changed |= old.expose() != v;
-                    Ok(SharedSecret::new(v))
+                    (Ok(SharedSecret::new(v)), now + SECRET_TTL_SECS)
                 }
-                (Ok(v), _) => Ok(SharedSecret::new(v)),
+                (Ok(v), _) => (Ok(SharedSecret::new(v)), now + SECRET_TTL_SECS),
                 // Keep the last good value: a store that fails for a moment must not stop
                 // token requests that would succeed with it.
                 (Err(e), Some(Ok(old))) => {
@@ -154,14 +158,11 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
                             "Secrets Store binding {binding} {e}; using the value read before"
                         ),
                     ));
-                    Ok(old)
+                    (Ok(old), now + SECRET_TTL_SECS)
                 }
-                (Err(e), _) => Err(e),
+                (Err(e), _) => (Err(e), now + RETRY_SECS),
             };
-            let stored = Stored {
-                value,
-                read_at: now,
-            };
+            let stored = Stored { value, next_read };
             match secrets.find_mut(|k| *k == binding) {
                 Some(slot) => *slot = stored,
                 None => secrets.insert(binding, stored),

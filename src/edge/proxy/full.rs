@@ -28,6 +28,7 @@ use crate::proxy::route::{
     presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
 };
 use crate::settings::profile::{Profile, PROFILES_SETTING};
+use crate::settings::secrets::binding_in;
 
 /// Serves one proxied request. Never fails: every error becomes a JSON error response.
 ///
@@ -79,20 +80,33 @@ fn unauthorized() -> Error {
 /// 401 as everywhere else: an unauthenticated client must not tell a known profile from an
 /// unknown one, nor read a broken profile's setting names.
 async fn unrouted(env: &Env, err: Error, presented: Option<&str>) -> Error {
-    let mut secrets = Vec::new();
-    if let Some(s) = env_string(env, "PROXY_SHARED_SECRET") {
-        secrets.push(s);
-    }
+    let mut names = vec!["PROXY_SHARED_SECRET".to_owned()];
     // Read leniently: a broken `M2M_PROFILES` is itself one of the errors to hide.
     let listed = env_string(env, PROFILES_SETTING).unwrap_or_default();
     for profile in listed
         .split(',')
         .filter_map(|n| Profile::new(n.trim()).ok())
     {
-        let name = format!("{}PROXY_SHARED_SECRET", profile.prefix());
-        secrets.extend(env_string(env, &name));
+        names.push(format!("{}PROXY_SHARED_SECRET", profile.prefix()));
     }
-    if secrets.is_empty() {
+    // A secret named in the Secrets Store counts by its value (as this isolate last read it);
+    // one that cannot be read cannot be presented either.
+    let mut configured = false;
+    let mut secrets = Vec::new();
+    for name in &names {
+        let Some(raw) = env_string(env, name) else {
+            continue;
+        };
+        configured = true;
+        match binding_in(name, &raw) {
+            Ok(None) => secrets.push(raw),
+            Ok(Some(binding)) => {
+                secrets.extend(crate::edge::platform::secrets::cached(&binding).ok())
+            }
+            Err(_) => {}
+        }
+    }
+    if !configured {
         return err;
     }
     for secret in secrets {

@@ -128,7 +128,8 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         return Ok(None);
     }
     let client = TokenClient::of(&route.configs, env, route.profile)?;
-    let Some(token) = client.ready(crate::edge::platform::js::now_secs()) else {
+    let now = crate::edge::platform::js::now_secs();
+    let Some(token) = client.ready(now) else {
         return Ok(None);
     };
     let target = join_upstream(proxy.upstream.as_str(), route.path_and_query);
@@ -146,7 +147,7 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
                 key,
                 &method,
                 htu(&target),
-                crate::edge::platform::js::now_secs(),
+                now,
                 Some(&ath),
                 nonce.as_deref(),
             )?;
@@ -171,5 +172,6 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
         out.push(&JsValue::from_str(&input));
         out.push(&signing);
     }
+    client.served_from_memory(now);
     Ok(Some(out))
 }
