@@ -291,7 +291,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     }
 
     /// Gives the source a way to read its Secrets Store credentials again when the token
-    /// endpoint refuses the client (see [`crate::source::credentials`]).
+    /// endpoint refuses the client (see [`Credentials`]).
     pub fn set_credentials(&self, credentials: Rc<dyn Credentials>) {
         *self.inner.ports.credentials.borrow_mut() = Some(credentials);
     }

@@ -9,7 +9,9 @@ use worker::Env;
 
 use crate::base::error::Result;
 use crate::edge::assembly::registry;
-use crate::edge::assembly::settings::{config_of, settings_of};
+use crate::edge::assembly::settings::config_of;
+#[cfg(feature = "proxy")]
+use crate::edge::assembly::settings::settings_of;
 use crate::edge::isolate::{self, Configs, Registered};
 use crate::edge::platform::bindings::KV_BINDING;
 use crate::edge::platform::env::env_string;

@@ -117,6 +117,16 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
     if due.is_empty() {
         return false;
     }
+    // One read at a time per binding: calls meanwhile use the value held (a read that started
+    // before a rotation must not finish after a newer one and put the old value back).
+    isolate::with(|i| {
+        let mut secrets = i.secrets.borrow_mut();
+        for binding in &due {
+            if let Some(held) = secrets.find_mut(|k| k == binding) {
+                held.next_read = now + READ_TIMEOUT_MS.div_ceil(1000) + 1;
+            }
+        }
+    });
     let names: js_sys::Array = due.iter().map(|b| JsValue::from_str(b)).collect();
     let read = settle(Ok(secrets_read(env, names, READ_TIMEOUT_MS as f64))).await;
     let reads: Vec<Result<String, String>> = match read {
