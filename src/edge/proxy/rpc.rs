@@ -31,6 +31,18 @@ async fn fresh_secrets(env: &Env) {
     secrets::refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
 }
 
+/// The client of `profile` for a caller allowed it (see [`guarded`]), its settings read with
+/// fresh Secrets Store credentials.
+async fn allowed_client(
+    env: &Env,
+    profile: Option<&str>,
+    pinned: bool,
+) -> Result<TokenClient, JsValue> {
+    fresh_secrets(env).await;
+    guarded(env, profile, pinned).map_err(|e| thrown(&e))?;
+    client(env, profile).map_err(|e| thrown(&e))
+}
+
 /// RPC calls carry no `Proxy-Authorization`: a profile guarded by its `PROXY_SHARED_SECRET`
 /// answers them only for a binding its deployer pinned to it (props, as trusted as the secret).
 fn guarded(env: &Env, profile: Option<&str>, pinned: bool) -> Result<(), Error> {
@@ -56,9 +68,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<JsValue, JsValue> {
-        fresh_secrets(&env).await;
-        guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
-        let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
+        let client = allowed_client(&env, profile.as_deref(), pinned).await?;
         let token = client.token().await.map_err(|e| thrown(&e))?;
         let now = crate::edge::platform::js::now_secs();
         let source = match token.obtained() {
@@ -89,9 +99,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<String, JsValue> {
-        fresh_secrets(&env).await;
-        guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
-        let client = client(&env, profile.as_deref()).map_err(|e| thrown(&e))?;
+        let client = allowed_client(&env, profile.as_deref(), pinned).await?;
         Ok(client.status().await)
     }
 
