@@ -236,3 +236,35 @@ test('the status view: where the token came from, the fleet\'s view, a hold-down
   }
   assert.ok(!/Basic |"d"\s*:/.test(text));
 });
+
+test('a PROXY_SHARED_SECRET kept in the Secrets Store is what callers must present, on every path', async () => {
+  const store = { M2M_SHARED: { store_id: 'e2e-store', secret_name: 'proxy-shared-secret' } };
+  const w = await stack.worker({
+    bindings: stack.settings({ PROXY_SHARED_SECRET: 'secrets-store:M2M_SHARED' }),
+    secretsStore: store,
+  });
+  await w.secret('M2M_SHARED', SHARED);
+  const as = (secret) => ({ headers: { 'proxy-authorization': `Bearer ${secret}` } });
+  assert.equal((await w.fetch('/things', as(SHARED))).status, 200);
+  // The reference itself is no secret: presenting it is presenting nothing.
+  assert.equal((await w.fetch('/things', as('secrets-store:M2M_SHARED'))).status, 401);
+  assert.equal((await w.fetch('/things')).status, 401);
+  assert.equal(idp.tokenRequests, 1, 'refused callers cost no token');
+
+  // An unrouted path: the same 401 for all but a caller who presents the value.
+  const profiled = await stack.worker({
+    bindings: {
+      M2M_PROFILES: 'billing',
+      BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
+      BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+      BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+      BILLING_UPSTREAM_ORIGIN: api.origin,
+      PROXY_SHARED_SECRET: 'secrets-store:M2M_SHARED',
+    },
+    secretsStore: store,
+  });
+  await profiled.secret('M2M_SHARED', SHARED);
+  assert.equal((await profiled.fetch('/hr/things', as(SHARED))).status, 404);
+  assert.equal((await profiled.fetch('/hr/things', as('secrets-store:M2M_SHARED'))).status, 401);
+  assert.equal((await profiled.fetch('/hr/things')).status, 401);
+});
