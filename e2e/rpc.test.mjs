@@ -76,6 +76,10 @@ test('the TypeScript example through a pinned binding: a path that tries to swit
   const refused = await w.callerFetch('/authorization');
   assert.equal(refused.status, 403);
   assert.match((await refused.json()).refused, /BILLING_PROXY_EXPOSE_AUTHORIZATION/);
+  // The example's health check, from the typed status view: one token for the fleet.
+  const health = await w.callerFetch('/health');
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { ok: true, cause: null, tokenFrom: 'coordinator', fleetTokenRequests: 1 });
   counts.pinned = idp.tokenRequests;
 });
 

@@ -15,6 +15,19 @@ export default {
       // Metadata only: when the token expires and where the proxy got it, never the token.
       return Response.json(await env.BILLING.tokenInfo());
     }
+    if (url.pathname === '/health') {
+      // The status view, typed: is billing held down, and since when was its token obtained?
+      const [billing] = await env.BILLING.status();
+      const held = billing.hold_down;
+      return Response.json({
+        ok: held === null,
+        cause: held?.cause ?? null,
+        tokenFrom: billing.token?.obtained_from ?? null,
+        fleetTokenRequests: billing.coordinator && 'events' in billing.coordinator
+          ? billing.coordinator.events.token_requests
+          : null,
+      }, { status: held === null ? 200 : 503 });
+    }
     if (url.pathname === '/authorization') {
       // Refused unless billing opts in (BILLING_PROXY_EXPOSE_AUTHORIZATION = "true").
       try {
