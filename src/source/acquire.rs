@@ -20,7 +20,7 @@ use crate::oauth::token_request::{build_token_request, redact_credential, redact
 use crate::oauth::token_response::parse_token_response;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
 use crate::source::context::{Context, Moment};
-use crate::source::report::Metric;
+use crate::source::metric::Metric;
 /// What an acquisition needs done before it can go on.
 #[derive(Debug)]
 pub(super) enum Need {

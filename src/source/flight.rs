@@ -19,9 +19,9 @@ use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
 use crate::source::acquire::{arrived_too_late, out_of_order, Acquisition, Need, ProofOrder, Step};
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::{Answer, Ask, NOTE_ONE_IN};
+use crate::source::metric::{Fallback, Metric};
 use crate::source::records::encode_hold;
 use crate::source::records::{decode_hold, decode_record, HOLD_ENTRY};
-use crate::source::report::{Fallback, Metric};
 use crate::source::state::fits;
 use crate::source::store::{Write, KV_MIN_TTL_SECS};
 

@@ -12,8 +12,9 @@ use crate::oauth::transport::{HttpResponse, TransportError};
 use crate::source::context::{Context, Moment};
 use crate::source::coordinator::Answer;
 use crate::source::flight::{Action, Event, Finished, Flight, Purpose};
+use crate::source::metric::Metric;
 use crate::source::records::{encode_hold, encode_record, HOLD_ENTRY};
-use crate::source::report::{Metric, Report};
+use crate::source::report::Report;
 use crate::source::runtime::LogSink;
 use crate::source::state::State;
 use crate::source::store::Write;
@@ -461,7 +462,7 @@ fn in_an_outage_each_flight_makes_one_attempt_and_pauses_longer_until_a_token_co
 #[test]
 fn a_flight_reports_a_fallback_a_refusal_and_a_token_from_kv() {
     use crate::base::log::Source;
-    use crate::source::report::Fallback;
+    use crate::source::metric::Fallback;
     let mut s = Script::basic();
     s.coordinated = true;
     s.past_kv();

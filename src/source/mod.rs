@@ -11,6 +11,7 @@ pub(crate) mod driver;
 pub(crate) mod flight;
 #[cfg(test)]
 mod flight_tests;
+pub(crate) mod metric;
 pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod runtime;

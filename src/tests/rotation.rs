@@ -15,7 +15,7 @@ use crate::config::cache_key::cache_key_material;
 use crate::config::client::{ClientAuth, Config};
 use crate::oauth::token_request::basic_credentials;
 use crate::source::credentials::{Credentials, Rotation};
-use crate::source::report::Metric;
+use crate::source::metric::Metric;
 
 const OLD: &str = "old-s3cret-value";
 const NEW: &str = "new-s3cret-value";

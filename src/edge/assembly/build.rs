@@ -13,7 +13,7 @@ use crate::edge::platform::runtime::EdgeRuntime;
 use crate::edge::platform::seal::Sealer;
 use crate::edge::signers::assertions::EdgeAssertions;
 use crate::edge::signers::dpop::EdgeProofs;
-use crate::source::report::MetricSink;
+use crate::source::metric::MetricSink;
 use crate::source::signers::Signers;
 use crate::source::store::TokenStore;
 use crate::source::token_source::TokenSource;

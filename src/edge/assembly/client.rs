@@ -18,7 +18,7 @@ use crate::oauth::challenge::resource_wants_nonce;
 use crate::oauth::challenge::{may_replay, token_rejected};
 use crate::oauth::dpop::htu;
 use crate::oauth::token::Token;
-use crate::source::report::Metric;
+use crate::source::metric::Metric;
 use crate::source::status::with_fields;
 
 /// Largest request body kept (teed in memory) so the request can be replayed once after an

@@ -18,7 +18,7 @@ use crate::edge::isolate::{self, EdgeSource, Registered, SourceKey};
 use crate::edge::platform::analytics;
 use crate::edge::platform::bindings::{bound, COORDINATOR_BINDING};
 use crate::edge::platform::kv::{EdgeStore, KvNamespace};
-use crate::source::report::Place;
+use crate::source::metric::Place;
 
 /// Marks a source used by a client that holds it (see [`LastUse`]).
 pub(crate) fn touch(used: &LastUse) {

@@ -9,7 +9,7 @@ use worker::Env;
 
 use crate::base::log;
 use crate::edge::platform::bindings::METRICS_BINDING;
-use crate::source::report::{Metric, MetricSink, Place};
+use crate::source::metric::{Metric, MetricSink, Place};
 
 /// The index of the unprefixed configuration's points: not a valid profile name, so never one.
 pub(crate) const UNPREFIXED_INDEX: &str = "(default)";
