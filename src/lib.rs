@@ -82,7 +82,9 @@ pub use oauth::token::{Scheme, Token};
 
 // The Workers API (wasm32 only).
 #[cfg(target_arch = "wasm32")]
-pub use edge::assembly::client::{sign_with, TokenClient, REPLAY_LIMIT_BYTES};
+pub use edge::assembly::client::{sign_with, TokenClient};
+#[cfg(target_arch = "wasm32")]
+pub use edge::assembly::send::REPLAY_LIMIT_BYTES;
 #[cfg(target_arch = "wasm32")]
 pub use edge::coordinator::object::TokenCoordinator;
 #[cfg(target_arch = "wasm32")]

@@ -6,4 +6,5 @@ pub(crate) mod client;
 pub(crate) mod credentials;
 pub(crate) mod profiles;
 pub(crate) mod registry;
+pub(crate) mod send;
 pub(crate) mod settings;
