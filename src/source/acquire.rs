@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use crate::base::error::{Error, ErrorCode, Result};
+use crate::base::error::{Error, Result};
 use crate::base::log::{self, Source};
 use crate::base::redact::Redactor;
 use crate::base::secret::ClientSecret;
@@ -15,10 +15,12 @@ use crate::config::client::{ClientAuth, Config};
 use crate::keys::dpop_key::DpopKey;
 use crate::oauth::backoff::retry_delay;
 use crate::oauth::dpop::{htu, token_endpoint_wants_nonce};
-use crate::oauth::token::{Scheme, Token, MIN_REMAINING_SECS};
+use crate::oauth::token::Token;
 use crate::oauth::token_request::{build_token_request, redact_credential, redactor_for};
-use crate::oauth::token_response::parse_token_response;
 use crate::oauth::transport::{HttpRequest, HttpResponse, TransportError};
+use crate::source::answer::{
+    arrived_too_late, client_refused, endpoint_gone, read, AnswerTo, Answered,
+};
 use crate::source::context::{Context, Moment};
 use crate::source::metric::Metric;
 /// What an acquisition needs done before it can go on.
@@ -61,15 +63,6 @@ pub(super) enum Step {
         result: Result<Token>,
         endpoint_gone: bool,
     },
-}
-
-/// What one answer of the token endpoint came to.
-struct Answered {
-    result: Result<Token>,
-    status: Option<u16>,
-    latency: u64,
-    /// The answer carried a usable DPoP nonce (RFC 9449 §8).
-    got_nonce: bool,
 }
 
 /// What the acquisition waits for.
@@ -278,7 +271,16 @@ impl Acquisition {
             status,
             latency,
             got_nonce,
-        } = self.read(answer, cx);
+        } = read(
+            answer,
+            AnswerTo {
+                key: self.key.as_ref(),
+                token_url: &self.token_url,
+                sent_at: self.sent_at,
+                redactor: &self.redactor,
+            },
+            cx,
+        );
         self.reported += latency;
         (self.last_status, self.last_latency) = (status, latency);
         let err = match result {
@@ -388,42 +390,6 @@ impl Acquisition {
         }
     }
 
-    /// What an answer (or a failure to get one) says: the token, checked and bound, or the error.
-    fn read(
-        &self,
-        answer: std::result::Result<HttpResponse, TransportError>,
-        cx: &mut Context<'_>,
-    ) -> Answered {
-        match answer {
-            Ok(resp) => {
-                let mut got_nonce = false;
-                if let (Some(_), Some(nonce)) = (&self.key, resp.header("dpop-nonce")) {
-                    got_nonce = cx.state.token_nonces.remember(&self.token_url, nonce);
-                }
-                let margin = cx.config.expiry_margin_secs;
-                let lead = cx.config.refresh_lead_secs;
-                let result = parse_token_response(&resp, self.sent_at, margin, &self.redactor)
-                    .map(|t| t.with_refresh(lead, None).obtained_from(Source::Network))
-                    .and_then(|t| bind(t, self.key.as_ref(), resp.status));
-                Answered {
-                    result,
-                    status: Some(resp.status),
-                    latency: resp.elapsed_ms,
-                    got_nonce,
-                }
-            }
-            Err(e) => Answered {
-                result: Err(Error::Unavailable {
-                    reason: format!("network error: {}", e.reason),
-                    retry_after: None,
-                }),
-                status: None,
-                latency: e.elapsed_ms,
-                got_nonce: false,
-            },
-        }
-    }
-
     /// The last answer's HTTP status (none: the endpoint was not reached) and latency.
     pub(super) fn last_answer(&self) -> (Option<u16>, u64) {
         (self.last_status, self.last_latency)
@@ -452,65 +418,5 @@ pub(super) fn out_of_order() -> Step {
     Step::Done {
         result: Err(Error::Other("token path: an event out of order".into())),
         endpoint_gone: false,
-    }
-}
-
-/// Whether the token endpoint refused the client's credential: `invalid_client` (RFC 6749 §5.2),
-/// or any refusal with 401, as servers answer a wrong secret under other codes (Auth0's
-/// `access_denied`, older Keycloak's `unauthorized_client`).
-fn client_refused(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::Refused {
-            code: ErrorCode::InvalidClient,
-            ..
-        } | Error::Refused { status: 401, .. }
-    )
-}
-
-/// Whether a failed token request says its endpoint cannot be reached, or is gone (404, 405):
-/// a discovered endpoint is then forgotten, so the next attempt discovers it again instead of
-/// trusting it for a day.
-fn endpoint_gone(err: &Error) -> bool {
-    match err {
-        Error::Unavailable { reason, .. } => reason.starts_with("network error"),
-        Error::InvalidResponse { status, .. } => matches!(status, 404 | 405),
-        _ => false,
-    }
-}
-
-/// The error for a token that came back with too little life left to hand out.
-///
-/// It says the endpoint was too slow for the token's lifetime, as seen from this isolate: an
-/// unavailability, held down here only (another isolate may reach the endpoint faster).
-pub(super) fn arrived_too_late(token: &Token, now: u64, elapsed_ms: u64) -> Error {
-    Error::Unavailable {
-        reason: format!(
-            "the token had {} s left when it arrived, after {elapsed_ms} ms (tokens are used \
-             only with more than {} s left)",
-            token.expires_at().saturating_sub(now),
-            MIN_REMAINING_SECS
-        ),
-        retry_after: None,
-    }
-}
-
-/// Checks the token type against what was asked for and binds a DPoP token to its key. A Bearer
-/// token when DPoP was asked for means the server ignored the proof: using it as Bearer would
-/// silently drop the protection the operator turned on (RFC 9449 §5).
-fn bind(token: Token, key: Option<&Rc<DpopKey>>, status: u16) -> Result<Token> {
-    let invalid = |reason: &str| Error::InvalidResponse {
-        status,
-        reason: reason.to_owned(),
-    };
-    match (token.scheme(), key) {
-        (Scheme::DPoP, Some(key)) => Ok(token.with_dpop_key(key.clone())),
-        (Scheme::Bearer, None) => Ok(token),
-        (Scheme::Bearer, Some(_)) => Err(invalid(
-            "`token_type` is Bearer, not DPoP: the server did not bind the token to the DPoP key",
-        )),
-        (Scheme::DPoP, None) => Err(invalid(
-            "`token_type` is DPoP but OAUTH_DPOP is not true: the token needs proofs",
-        )),
     }
 }

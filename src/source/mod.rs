@@ -3,6 +3,7 @@
 //! and its records, the runtime port.
 
 pub(crate) mod acquire;
+pub(crate) mod answer;
 pub(crate) mod context;
 pub(crate) mod coordinator;
 pub(crate) mod credentials;
