@@ -17,6 +17,7 @@ pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod runtime;
 pub(crate) mod signers;
+pub(crate) mod slot;
 pub(crate) mod state;
 #[cfg(any(target_arch = "wasm32", test))]
 pub(crate) mod status;

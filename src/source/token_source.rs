@@ -26,52 +26,13 @@ use crate::source::records::TOKEN_ENTRY;
 use crate::source::report::Report;
 use crate::source::runtime::{LogSink, Runtime};
 use crate::source::signers::Signers;
+use crate::source::slot::{Joined, Outcome, Slot};
 use crate::source::state::{Hold, State};
 use crate::source::store::TokenStore;
 use crate::source::store::STORE_TIMEOUT_MS;
 
 /// Called with the handle of a flight a call started (see [`TokenSource::token_ahead`]).
 pub(crate) type OnStart<'a, H> = &'a dyn Fn(&H);
-
-type Outcome = Rc<RefCell<Option<Result<Token>>>>;
-
-/// The running flight, as its waiters see it.
-struct Running<H> {
-    generation: u64,
-    /// Unix seconds at which it started.
-    started: u64,
-    /// [`Runtime::now_ms`] at which it started.
-    started_ms: u64,
-    handle: H,
-    outcome: Outcome,
-}
-
-/// The one flight slot of a source: the running flight, and how many have started.
-struct Slot<H> {
-    running: Option<Running<H>>,
-    generation: u64,
-}
-
-impl<H> Slot<H> {
-    /// True unless a newer flight has replaced flight `generation` (presumed dead, it may yet
-    /// finish).
-    fn is_current(&self, generation: u64) -> bool {
-        self.running
-            .as_ref()
-            .is_none_or(|f| f.generation == generation)
-    }
-
-    /// Clears the slot if it still holds flight `generation`; the next miss starts anew.
-    fn end(&mut self, generation: u64) {
-        if self
-            .running
-            .as_ref()
-            .is_some_and(|f| f.generation == generation)
-        {
-            self.running = None;
-        }
-    }
-}
 
 /// Slack on top of the token budget before a waiter gives up on a flight: room for what a flight
 /// does before its answer besides the token request, each step bounded: the token and hold-down
@@ -169,10 +130,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
                 },
                 discovery: Discovery::default(),
                 state: RefCell::default(),
-                slot: RefCell::new(Slot {
-                    running: None,
-                    generation: 0,
-                }),
+                slot: RefCell::new(Slot::new()),
             }),
         }
     }
@@ -283,7 +241,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
 
     /// Whether a token request (a flight) is under way.
     pub fn in_flight(&self) -> bool {
-        self.inner.slot.borrow().running.is_some()
+        self.inner.slot.borrow().is_running()
     }
 
     /// The configuration this source serves (as of now: a rotated credential replaces it).
@@ -412,24 +370,14 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         now: u64,
         purpose: Purpose,
         on_start: Option<OnStart<'_, R::Handle>>,
-    ) -> (u64, R::Handle, Outcome) {
+    ) -> Joined<R::Handle> {
         let bound_ms = self.bound_ms();
         let now_ms = self.inner.ports.runtime.now_ms();
         let mut slot = self.inner.slot.borrow_mut();
-        // Presumed dead only once its waiters' bound has surely passed: by the clock, or by
-        // whole seconds with the second `now` may lag the real time counted against it.
-        let dead = |f: &Running<R::Handle>| {
-            now_ms.saturating_sub(f.started_ms) >= bound_ms
-                || now.saturating_sub(f.started) > bound_ms.div_ceil(1000)
-        };
-        if slot.running.as_ref().is_some_and(dead) {
-            slot.running = None;
+        if let Some(joined) = slot.joinable(now, now_ms, bound_ms) {
+            return joined;
         }
-        if let Some(f) = slot.running.as_ref() {
-            return (f.generation, f.handle.clone(), f.outcome.clone());
-        }
-        slot.generation += 1;
-        let generation = slot.generation;
+        let generation = slot.next_generation();
         let inner = self.inner.clone();
         let outcome: Outcome = Rc::default();
         let out = outcome.clone();
@@ -452,18 +400,17 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             persist
         });
         let handle = self.inner.ports.runtime.start(work);
-        slot.running = Some(Running {
+        let joined = Joined {
             generation,
-            started: now,
-            started_ms: now_ms,
-            handle: handle.clone(),
-            outcome: outcome.clone(),
-        });
+            handle,
+            outcome,
+        };
+        slot.occupy(joined.clone(), now, now_ms);
         drop(slot);
         if let Some(on_start) = on_start {
-            on_start(&handle);
+            on_start(&joined.handle);
         }
-        (generation, handle, outcome)
+        joined
     }
 
     async fn wait_for(
@@ -472,7 +419,11 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         purpose: Purpose,
         on_start: Option<OnStart<'_, R::Handle>>,
     ) -> Result<Token> {
-        let (generation, handle, outcome) = self.flight(now, purpose, on_start);
+        let Joined {
+            generation,
+            handle,
+            outcome,
+        } = self.flight(now, purpose, on_start);
         // Bounded on the waiter's side: if the request that started the flight is cancelled,
         // the platform may drop the flight's I/O with it, and nobody must wait for it forever.
         let bound = self.bound_ms();
