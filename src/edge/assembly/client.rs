@@ -61,13 +61,13 @@ impl TokenClient {
     /// minute per isolate; [`Self::from_env`] uses the values last read, and before the first
     /// read such a setting is a configuration error.
     pub async fn load(env: &Env) -> Result<Self> {
-        read_secrets(env).await;
+        secrets::refresh_due(env).await;
         Self::from_env(env)
     }
 
     /// Like [`Self::for_profile`], first reading the Secrets Store secrets (see [`Self::load`]).
     pub async fn load_profile(env: &Env, profile: &str) -> Result<Self> {
-        read_secrets(env).await;
+        secrets::refresh_due(env).await;
         Self::for_profile(env, profile)
     }
 
@@ -266,12 +266,6 @@ impl TokenClient {
         };
         build_signed(token, req, proof.as_deref())
     }
-}
-
-/// Reads the Secrets Store secrets `env`'s settings name, when they are due.
-async fn read_secrets(env: &Env) {
-    let now = crate::edge::platform::js::now_secs();
-    secrets::refresh(env, now, secrets::Read::IfStale).await;
 }
 
 fn build_signed(

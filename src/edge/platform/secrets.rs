@@ -96,6 +96,12 @@ fn bindings(env: &Env) -> Rc<Vec<String>> {
     })
 }
 
+/// Reads the bindings of `env` that are due, now: what every entry point does before it reads
+/// a setting (see [`refresh`]).
+pub(crate) async fn refresh_due(env: &Env) {
+    refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
+}
+
 /// Reads the bindings of `env` that `when` calls for; whether any value this isolate held
 /// changed (then every configuration is read again on its next use: a rotated client
 /// credential is taken in place by its token source, see `TokenSource::rotate`). A failed

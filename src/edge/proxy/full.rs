@@ -20,7 +20,7 @@ use crate::edge::isolate;
 use crate::edge::isolate::Configs;
 use crate::edge::platform::crypto::sha256;
 use crate::edge::platform::env::env_string;
-use crate::edge::platform::secrets::{self, Read};
+use crate::edge::platform::secrets;
 use crate::edge::proxy::outbound;
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::route::{
@@ -36,7 +36,7 @@ use crate::settings::secrets::binding_in;
 /// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
 pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
     // Secrets Store credentials first (when due): every decision below reads settings.
-    secrets::refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
+    secrets::refresh_due(env).await;
     match forward(req, env, ctx).await {
         Ok(resp) => resp,
         Err(err) => {

@@ -19,7 +19,7 @@ use worker::{Context, Env};
 use crate::base::error::Error;
 use crate::base::log;
 use crate::edge::assembly::client::TokenClient;
-use crate::edge::platform::secrets::{self, Read};
+use crate::edge::platform::secrets;
 use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
 use crate::edge::proxy::outbound::{self, Outbound};
 use crate::oauth::dpop::htu;
@@ -69,7 +69,7 @@ impl HotPath {
         nonce_given: bool,
     ) -> web_sys::Response {
         let url = incoming.url();
-        secrets::refresh(&env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
+        secrets::refresh_due(&env).await;
         let Ok(Route {
             configs, profile, ..
         }) = route(&env, &url)

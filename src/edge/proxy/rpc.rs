@@ -11,7 +11,7 @@ use crate::base::error::Error;
 use crate::base::log::Source;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::assembly::profiles::configs;
-use crate::edge::platform::secrets::{self, Read};
+use crate::edge::platform::secrets;
 
 /// The RPC helpers, as static methods of an exported class (as [`super::hot::HotPath`]).
 #[wasm_bindgen]
@@ -26,11 +26,6 @@ fn client(env: &Env, profile: Option<&str>) -> Result<TokenClient, Error> {
     TokenClient::of(&*configs(env)?, env, profile)
 }
 
-/// The Secrets Store credentials, when due: read before any setting is.
-async fn fresh_secrets(env: &Env) {
-    secrets::refresh(env, crate::edge::platform::js::now_secs(), Read::IfStale).await;
-}
-
 /// The client of `profile` for a caller allowed it (see [`guarded`]), its settings read with
 /// fresh Secrets Store credentials.
 async fn allowed_client(
@@ -38,7 +33,7 @@ async fn allowed_client(
     profile: Option<&str>,
     pinned: bool,
 ) -> Result<TokenClient, JsValue> {
-    fresh_secrets(env).await;
+    secrets::refresh_due(env).await;
     guarded(env, profile, pinned).map_err(|e| thrown(&e))?;
     client(env, profile).map_err(|e| thrown(&e))
 }
@@ -112,7 +107,7 @@ impl Rpc {
         profile: Option<String>,
         pinned: bool,
     ) -> Result<String, JsValue> {
-        fresh_secrets(&env).await;
+        secrets::refresh_due(&env).await;
         guarded(&env, profile.as_deref(), pinned).map_err(|e| thrown(&e))?;
         let configs = configs(&env).map_err(|e| thrown(&e))?;
         let proxy = configs
