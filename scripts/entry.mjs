@@ -1,14 +1,18 @@
 // The proxy's JavaScript entry. scripts/build.sh puts it in build/index.js, in front of the module
 // worker-build makes (moved to build/m2m.js), so that a request whose token is already in memory
 // runs no Rust future at all:
-//   1. HotPath.ready(request, env), one synchronous call into the wasm, makes the signed upstream
+//   0. every entry first reads what the caller asked for (scripts/intake.mjs, bundled next to
+//      this file): only http(s) URLs, the path from one parse, the caller's pin; these travel
+//      to Rust as data (`[path, pinned]`), never as URL text;
+//   1. HotPath.ready(request, env, path, pinned), one synchronous call into the wasm, makes the signed upstream
 //      request as [target, init] (routing, origin lock, header policy and token are decided in
 //      Rust, as always; with DPoP also the proof's input and the key, and this entry signs), or
 //      says `undefined` when anything asynchronous is needed (a token to fetch or refresh, a DPoP
 //      key to import, a body, a shared secret to check, an error to answer);
 //   2. this entry sends it with `fetch(target, init)` and streams the answer back; a 4xx goes back
 //      to Rust (HotPath.answered), which evicts a rejected token and replays once, as the full
-//      path does;
+//      path does; a redirect goes back to Rust too (HotPath.relocated), which keeps its
+//      `Location` inside the caller's profile and upstream;
 //   3. everything else takes worker-build's entry (the full path in Rust), unchanged.
 // Panic recovery is kept: a wasm trap marks the module for re-initialisation, which worker-build's
 // entry performs before it runs again.
@@ -20,6 +24,7 @@
 import { WorkerEntrypoint } from 'cloudflare:workers';
 // A namespace import, so that a missing export is this entry's clear error, not a link error.
 import * as m2m from './m2m.js';
+import { intake, isPinned, listedProfiles, notPinned, profileFor, profileFromPath, Refused } from './intake.js';
 
 function expect(holds, what) {
   if (!holds) {
@@ -46,7 +51,7 @@ expect(state !== null && typeof state === 'object' && typeof state.criticalError
   'has no __worker_init_state with a boolean criticalError');
 
 const { HotPath, Rpc } = m2m;
-for (const name of ['ready', 'answered', 'unreachable', 'nonce']) {
+for (const name of ['ready', 'answered', 'unreachable', 'nonce', 'relocated']) {
   expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
 }
 for (const name of ['tokenInfo', 'authorization', 'status']) {
@@ -70,8 +75,14 @@ function trapped(e) {
   throw e;
 }
 
+// What the caller asked for, by request object, for the full path: worker-build's handler
+// hands Rust the request object unchanged, and Rust reads this (src/entry.rs) instead of the
+// URL's text. A WeakMap: nothing outlives its request.
+const askedOf = (globalThis[Symbol.for('worker-m2m.asked')] ??= new WeakMap());
+
 // The full path: worker-build's handler, called without its per-request wrapping.
-function full(request, env, ctx) {
+function full(request, env, ctx, asked) {
+  askedOf.set(request, asked);
   return handler.call({ env, ctx }, request).catch(trapped);
 }
 
@@ -84,7 +95,7 @@ function base64url(buffer) {
   return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-async function send(request, env, ctx, [target, init, proofInput, key]) {
+async function send(request, env, ctx, asked, [target, init, proofInput, key]) {
   // DPoP (RFC 9449 §4.2): Rust made the proof's input; the signature is WebCrypto's (ES256 gives
   // the raw r || s a JWS wants).
   if (proofInput !== undefined) {
@@ -93,7 +104,7 @@ async function send(request, env, ctx, [target, init, proofInput, key]) {
       signature = await crypto.subtle.sign(ES256, key, utf8.encode(proofInput));
     } catch {
       // The full path signs again, and answers with an honest error if it cannot either.
-      return full(request, env, ctx);
+      return full(request, env, ctx, asked);
     }
     init.headers.set('dpop', `${proofInput}.${base64url(signature)}`);
   }
@@ -107,110 +118,34 @@ async function send(request, env, ctx, [target, init, proofInput, key]) {
   let nonceGiven = false;
   if (proofInput !== undefined) {
     const nonce = resp.headers.get('dpop-nonce');
-    if (nonce !== null) nonceGiven = HotPath.nonce(request, env, target, nonce);
+    if (nonce !== null) nonceGiven = HotPath.nonce(env, asked[0], asked[1], target, nonce);
   }
   if (resp.status >= 400 && resp.status < 500) {
     // A request object only now: Rust signs it again if it replays (it has no body).
-    return HotPath.answered(request, new Request(target, init), resp, env, ctx, nonceGiven).catch(trapped);
+    return HotPath.answered(asked[0], asked[1], new Request(target, init), resp, env, ctx, nonceGiven).catch(trapped);
+  }
+  if (resp.status >= 300 && resp.status < 400 && resp.headers.has('location')) {
+    // The caller's fetch would follow it back through its binding: Rust makes it safe to.
+    return HotPath.relocated(resp, env, asked[0], asked[1], target);
   }
   return resp;
 }
 
-// --- The profile, pinned by the caller's binding ------------------------------------------
-// A caller's service binding may carry `props = { profile = "billing" }`, set by whoever deploys
-// the caller: request text cannot change it. Every call of that binding then uses billing, and
-// whatever its path says goes to billing's upstream as an ordinary path (the proxy routes
-// `/<profile>/<rest>`, so pinning puts the pinned profile in front of the caller's path).
+// --- The door ---------------------------------------------------------------------------
+// Every entry reads what the caller asked for first (scripts/intake.mjs): only http(s) URLs,
+// the path from one parse, the pin as data.
 
-/** The names `M2M_PROFILES` lists, as the Rust side reads them. */
-function listedProfiles(env) {
-  const raw = typeof env.M2M_PROFILES === 'string' ? env.M2M_PROFILES : '';
-  return raw.split(',').map((name) => name.trim()).filter(Boolean);
-}
-
-/** A JSON error like the proxy's own (`{ error, error_description }`). */
-function jsonError(status, error, description) {
-  return new Response(JSON.stringify({ error, error_description: description }), {
-    status, headers: { 'content-type': 'application/json' },
-  });
-}
-
-/** A call refused before it reaches the proxy: thrown to RPC callers, answered to fetch. */
-class Refused extends Error {
-  constructor(status, code, description) {
-    super(`worker-m2m: ${description}`);
-    this.status = status;
-    this.code = code;
-    this.description = description;
-  }
-
-  response() {
-    return jsonError(this.status, this.code, this.description);
-  }
-}
-
-/** `PROXY_PROFILE_FROM_PATH` as the Rust side reads a flag: `true` or `false` in any case (or a
- *  TOML boolean), `true` when unset, a configuration error otherwise. */
-function profileFromPath(env) {
-  const v = env.PROXY_PROFILE_FROM_PATH;
-  if (v === undefined || v === null || v === true) return true;
-  if (v === false) return false;
-  const s = String(v).trim().toLowerCase();
-  if (s === 'true' || s === 'false') return s === 'true';
-  throw new Refused(500, 'configuration_error', 'PROXY_PROFILE_FROM_PATH: must be true or false');
-}
-
-const notPinned = () => new Refused(403, 'profile_not_pinned',
-  'PROXY_PROFILE_FROM_PATH is false: bind this proxy with props = { profile = "<name>" }');
-
-/** The profile a call of this binding uses: the pinned one (`props.profile`), or `asked` when
- *  nothing is pinned (unless `PROXY_PROFILE_FROM_PATH` is false); asking for another than the
- *  pinned one is refused. */
-function profileFor(env, props, asked) {
-  const pinned = props?.profile;
-  if (pinned === undefined || pinned === null) {
-    if (asked === undefined || asked === null) return undefined;
-    if (!profileFromPath(env)) throw notPinned();
-    if (!listedProfiles(env).includes(asked)) throw new Refused(404, 'unknown_profile', 'no such profile');
-    return asked;
-  }
-  if (typeof pinned !== 'string' || !listedProfiles(env).includes(pinned)) {
-    throw new Refused(500, 'configuration_error',
-      `props.profile: the caller's binding pins a profile that M2M_PROFILES does not list (${JSON.stringify(String(pinned)).slice(0, 64)})`);
-  }
-  if (asked !== undefined && asked !== null && asked !== pinned) {
-    throw new Refused(403, 'profile_pinned', `this binding is pinned to profile ${pinned}`);
-  }
-  return pinned;
-}
-
-/** Whether the caller's binding pins a profile (its deployer's word, like a shared secret). */
-function isPinned(props) {
-  return props?.profile !== undefined && props?.profile !== null;
-}
-
-/** `request` as the proxy routes it for `profile` (`undefined`: as it stands). Unpinned
- *  callers choose by path unless `PROXY_PROFILE_FROM_PATH = "false"`. */
-function routedFor(request, env, profile) {
-  if (profile === undefined) {
-    if (listedProfiles(env).length > 0 && !profileFromPath(env)) throw notPinned();
-    return request;
-  }
-  const url = new URL(request.url);
-  url.pathname = `/${profile}${url.pathname}`;
-  return new Request(url, request);
-}
-
-/** The proxy's answer to `request` from a caller whose binding carries `props`. */
+/** The proxy's answer to `request` from a caller whose binding carries `props` (`asked`: the
+ *  profile `M2M.send` names). */
 function proxied(request, env, ctx, props, asked) {
-  let routed;
+  let read;
   try {
-    routed = routedFor(request, env, profileFor(env, props, asked));
+    read = intake(request, env, props, asked);
   } catch (e) {
     if (e instanceof Refused) return e.response();
     throw e;
   }
-  return handle(routed, env, ctx);
+  return handle(request, env, ctx, read);
 }
 
 /**
@@ -232,7 +167,7 @@ export class M2M extends WorkerEntrypoint {
   /** The current token's metadata (scheme, expiry, where this isolate got it), never the token. */
   tokenInfo(profile) {
     const props = this.ctx.props;
-    return Rpc.tokenInfo(this.env, profileFor(this.env, props, profile), isPinned(props));
+    return Rpc.tokenInfo(this.env, profileFor(this.env, props, profile), isPinned(this.env, props));
   }
 
   /** The status view: per profile the token's timings and source, the hold-down and its
@@ -242,7 +177,8 @@ export class M2M extends WorkerEntrypoint {
   async status(profile) {
     const props = this.ctx.props;
     const chosen = profileFor(this.env, props, profile);
-    const view = async (p) => JSON.parse(await Rpc.status(this.env, p, isPinned(props)));
+    const pinned = isPinned(this.env, props);
+    const view = async (p) => JSON.parse(await Rpc.status(this.env, p, pinned));
     if (chosen !== undefined || listedProfiles(this.env).length === 0) return [await view(chosen)];
     if (!profileFromPath(this.env)) throw notPinned();
     // Every profile; one this caller may not see (its own PROXY_SHARED_SECRET) or whose
@@ -253,38 +189,38 @@ export class M2M extends WorkerEntrypoint {
   }
 
   /** The `Authorization` value itself, only where the profile opts in
-   *  (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`), for an SDK or a WebSocket. */
+   *  (`<PROFILE>_PROXY_EXPOSE_AUTHORIZATION = "true"`) and no `PROXY_SHARED_SECRET` guards it,
+   *  for an SDK or a WebSocket. */
   authorization(profile) {
     const props = this.ctx.props;
-    return Rpc.authorization(this.env, profileFor(this.env, props, profile), isPinned(props));
+    return Rpc.authorization(this.env, profileFor(this.env, props, profile), isPinned(this.env, props));
   }
 }
 
 export default {
   fetch(request, env, ctx) {
-    // A binding to the default entrypoint may carry props too; without them nothing changes.
-    if (ctx.props?.profile !== undefined || env.PROXY_PROFILE_FROM_PATH !== undefined) {
-      return proxied(request, env, ctx, ctx.props);
-    }
-    return handle(request, env, ctx);
+    // A binding to the default entrypoint may carry props too.
+    return proxied(request, env, ctx, ctx.props);
   },
 };
 
-/** The proxy: the hot path when it can, else worker-build's entry (the full path). */
-function handle(request, env, ctx) {
+/** The proxy, for what the caller `asked` (`[path, pinned]`, see scripts/intake.mjs): the hot
+ *  path when it can, else worker-build's entry (the full path). */
+function handle(request, env, ctx, asked) {
   if (!state.criticalError) {
     let out;
     try {
-      out = HotPath.ready(request, env);
+      out = HotPath.ready(request, env, asked[0], asked[1]);
     } catch (e) {
       // Anything but a trap: the full path answers.
-      if (!isTrap(e)) return full(request, env, ctx);
+      if (!isTrap(e)) return full(request, env, ctx, asked);
     }
-    if (out !== undefined) return send(request, env, ctx, out).catch(trapped);
+    if (out !== undefined) return send(request, env, ctx, asked, out).catch(trapped);
     // Left undefined by a trap just marked: re-initialise below.
-    if (!state.criticalError) return full(request, env, ctx);
+    if (!state.criticalError) return full(request, env, ctx, asked);
   }
   // A trapped module: through worker-build's entry, which re-initialises it first (the one
   // place that does).
+  askedOf.set(request, asked);
   return Reflect.construct(Rust, [ctx, env]).fetch(request);
 }

@@ -61,6 +61,31 @@ fn parse_forward_headers(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec
     Ok(out)
 }
 
+/// Fewest characters a `PROXY_SHARED_SECRET` may have: it is all that stands between the
+/// internet and an exposed route's tokens, so one short enough to guess is a configuration
+/// error, like a blank one.
+pub(crate) const MIN_SHARED_SECRET_CHARS: usize = 16;
+
+/// `PROXY_SHARED_SECRET` (the profile's own, else the Worker's): fails closed. Set but blank,
+/// shorter than [`MIN_SHARED_SECRET_CHARS`], or with stray whitespace (a Worker secret or a
+/// Secrets Store value alike) is a configuration error naming it: none of these may read as
+/// "no secret", which would turn the check off.
+fn shared_secret(s: &Settings) -> Result<Option<SharedSecret>> {
+    const SETTING: &str = "PROXY_SHARED_SECRET";
+    s.refuse_blank(SETTING)?;
+    let Some(c) = s.credential(SETTING)? else {
+        return Ok(None);
+    };
+    exact_secret(&c.name, &c.value)?;
+    if c.value.chars().count() < MIN_SHARED_SECRET_CHARS {
+        return Err(Error::config(
+            c.name,
+            format!("must be at least {MIN_SHARED_SECRET_CHARS} characters long"),
+        ));
+    }
+    Ok(Some(SharedSecret::new(c.value)))
+}
+
 impl ProxyConfig {
     /// Reads the proxy settings from a lookup of Worker vars and secrets (the edge reads them
     /// with their Secrets Store credentials through [`Self::from_settings`]).
@@ -79,13 +104,7 @@ impl ProxyConfig {
         };
         Ok(Self {
             upstream,
-            shared_secret: match s.credential("PROXY_SHARED_SECRET")? {
-                Some(c) => {
-                    exact_secret(&c.name, &c.value)?;
-                    Some(SharedSecret::new(c.value))
-                }
-                None => None,
-            },
+            shared_secret: shared_secret(s)?,
             forward_headers: parse_forward_headers(s.var("PROXY_FORWARD_HEADERS")?)?,
             max_body_bytes: s.number(
                 "PROXY_MAX_BODY_BYTES",
@@ -143,6 +162,41 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_or_short_shared_secret_fails_closed() {
+        for (value, why) in [
+            ("\n", "is set but blank"),
+            ("   ", "is set but blank"),
+            ("", "is set but blank"),
+            ("short-secret", "at least 16 characters"),
+        ] {
+            let err = ProxyConfig::from_lookup(lookup(&[
+                ("UPSTREAM_ORIGIN", "https://api.example"),
+                ("PROXY_SHARED_SECRET", value),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("PROXY_SHARED_SECRET") && err.contains(why),
+                "{err}"
+            );
+        }
+        // An empty value from the Secrets Store is refused the same way.
+        let vars = |k: &str| match k {
+            "UPSTREAM_ORIGIN" => Some("https://api.example".to_owned()),
+            "PROXY_SHARED_SECRET" => Some("secrets-store:SHARED".to_owned()),
+            _ => None,
+        };
+        let store = |_: &str| Ok(String::new());
+        let err = ProxyConfig::from_settings(&Settings::with_secrets(&vars, None, &store))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PROXY_SHARED_SECRET: must be at least"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn forward_headers_allow_names_but_never_the_proxys_own() {
         let p = ProxyConfig::from_lookup(lookup(&[
             ("UPSTREAM_ORIGIN", "https://api.example"),
@@ -178,13 +232,13 @@ mod tests {
         );
         let p = ProxyConfig::from_lookup(lookup(&[
             ("UPSTREAM_ORIGIN", "https://api.example"),
-            ("PROXY_SHARED_SECRET", "shh"),
+            ("PROXY_SHARED_SECRET", "shh-0123456789abcdef"),
             ("PROXY_MAX_BODY_BYTES", "1024"),
         ]))
         .unwrap();
         assert_eq!(
             (p.shared_secret.unwrap().expose(), p.max_body_bytes),
-            ("shh", 1024)
+            ("shh-0123456789abcdef", 1024)
         );
         let err = ProxyConfig::from_lookup(lookup(&[
             ("UPSTREAM_ORIGIN", "https://api.example"),

@@ -58,6 +58,9 @@ pub(crate) const DROPPED_PREFIXES: &[&str] = &[
     "x-consumer-",
     "x-ms-token-",
     "remote-",
+    // Kong's consumer, credential and ACL headers (`X-Authenticated-Userid`, `-Scope`,
+    // `-Groups`; `X-Anonymous-Consumer` below).
+    "x-authenticated-",
 ];
 
 /// Single names of the same classes: forwarding and rewriting, the client-IP family, the
@@ -83,8 +86,7 @@ pub(crate) const DROPPED_NAMES: &[&str] = &[
     "fly-client-ip",
     // Identity and tokens set by Kong, APISIX and OIDC gateway plugins.
     "x-credential-identifier",
-    "x-authenticated-userid",
-    "x-authenticated-scope",
+    "x-anonymous-consumer",
     "x-userinfo",
     "x-access-token",
     "x-id-token",
@@ -96,15 +98,23 @@ pub(crate) const DROPPED_NAMES: &[&str] = &[
 ];
 
 /// Whether the caller's header `name` (lower case, as `Headers` iterates) is kept from the
-/// upstream: the proxy's own headers always; a dropped class unless the operator allowed the
-/// name (`allowed`, from `PROXY_FORWARD_HEADERS`).
+/// upstream: the proxy's own headers always; a dropped class, or any name with `_`, unless the
+/// operator allowed the name (`allowed`, from `PROXY_FORWARD_HEADERS`).
+///
+/// Why every `_`: Rack/Puma, PHP, WSGI and other CGI-style servers read `X-Forwarded_For` as
+/// `X-Forwarded-For` (`HTTP_X_FORWARDED_FOR`), so a table of dashed names would be one
+/// spelling short for each entry. nginx (`underscores_in_headers off`) and Apache drop such
+/// headers by default, and so does the proxy: no upstream then sees a spelling its own front
+/// server would have refused. The JavaScript that builds the upstream request
+/// (`src/edge/proxy/outbound.rs`) applies this same rule; the tests hold the two together.
 #[cfg(test)]
 pub(crate) fn header_dropped(name: &str, allowed: &[String]) -> bool {
     if NEVER_FORWARDED.contains(&name) {
         return true;
     }
-    let in_class =
-        DROPPED_NAMES.contains(&name) || DROPPED_PREFIXES.iter().any(|p| name.starts_with(p));
+    let in_class = name.contains('_')
+        || DROPPED_NAMES.contains(&name)
+        || DROPPED_PREFIXES.iter().any(|p| name.starts_with(p));
     in_class && !allowed.iter().any(|a| a == name)
 }
 
@@ -142,6 +152,18 @@ mod tests {
             "cookie",
             "x-remote-user",
             "x-envoy-external-address",
+            // Underscore spellings a CGI-style upstream reads as the dashed header.
+            "x-forwarded_for",
+            "remote_user",
+            "x_auth_request_email",
+            "x-http-method_override",
+            "cf_connecting_ip",
+            "x_consumer_username",
+            "x_anything_new",
+            // Kong.
+            "x-authenticated-groups",
+            "x-authenticated-userid",
+            "x-anonymous-consumer",
         ] {
             assert!(header_dropped(name, none), "{name} passes");
         }
@@ -157,8 +179,15 @@ mod tests {
         ] {
             assert!(!header_dropped(name, none), "{name} dropped");
         }
-        let allowed = vec!["x-forwarded-user".to_owned(), "authorization".to_owned()];
+        let allowed = vec![
+            "x-forwarded-user".to_owned(),
+            "authorization".to_owned(),
+            "x_custom_ok".to_owned(),
+        ];
         assert!(!header_dropped("x-forwarded-user", &allowed));
+        // An underscore name passes only exactly as listed.
+        assert!(!header_dropped("x_custom_ok", &allowed));
+        assert!(header_dropped("x-custom_ok", &allowed));
         assert!(header_dropped("x-forwarded-email", &allowed));
         // The proxy's own headers stay dropped even if a list somehow names them.
         assert!(header_dropped("authorization", &allowed));

@@ -29,21 +29,87 @@ pub fn upstream_url(origin: &Url, incoming: &Url) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// [`upstream_url`] for the incoming URL as workerd serialises it, without parsing either URL
-/// again on the hot path: [`join_upstream`] of the origin and [`path_and_query`].
-#[cfg(any(test, feature = "fuzzing"))]
+/// What a caller asked for, as the JavaScript entry (`scripts/entry.mjs`) read it from the
+/// request: the one parse of its URL (WHATWG, only `http:` and `https:` accepted) and the
+/// profile its service binding pins. Rust never reads a profile or a path from URL text
+/// again: two parsers that disagree about where a path starts are how a pin was talked around
+/// (security review 2026-12-07, H1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
-pub fn upstream_url_from_raw(origin: &str, incoming: &str) -> Result<String, Error> {
-    Ok(join_upstream(origin, path_and_query(incoming)?))
+pub struct Asked<'a> {
+    /// `url.pathname + url.search` of the request's http(s) URL: starts with `/`, no fragment.
+    pub path_and_query: &'a str,
+    /// `props.profile` of the caller's binding (or the profile `M2M.send` named, which must be
+    /// that one): a pinned request's path is never read for a profile.
+    pub pinned: Option<&'a str>,
 }
 
-/// The path and query of an absolute URL as workerd serialises it (the fragment never reaches
-/// a server): `/v1/x?q` of `https://proxy/v1/x?q#f`, `/` when there is no path.
-pub(crate) fn path_and_query(incoming: &str) -> Result<&str, Error> {
-    let bad = || Error::rejected(400, "invalid_request", "request URL is not absolute");
-    let after_scheme = incoming.split_once("://").ok_or_else(bad)?.1;
-    let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-    Ok(path_and_query.split('#').next().unwrap_or("/"))
+/// Where an [`Asked`] request goes: the profile (with `M2M_PROFILES`) and the path and query
+/// to send to that profile's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
+pub struct Routed<'a> {
+    /// The profile: the pinned one, or (unpinned, with profiles) the first path segment.
+    pub profile: Option<&'a str>,
+    /// What goes after `UPSTREAM_ORIGIN`.
+    pub path_and_query: &'a str,
+    /// Whether the profile came from the path (so a redirect the upstream answers must name
+    /// it again to come back to it, see [`crate::proxy::redirect`]).
+    pub by_path: bool,
+}
+
+/// Routes `asked`: a pinned request goes to its pin with its whole path; an unpinned one, with
+/// profiles (`profiled`), to the profile its first path segment names (see [`split_profile`]).
+/// Whether that profile exists is the caller's check (it holds the configurations).
+///
+/// A path that an http(s) URL's `pathname` cannot be (not starting with `/`, a fragment, a
+/// space, a control or non-ASCII character) is refused: it did not come from the entry's parse.
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
+pub fn route_asked(asked: Asked<'_>, profiled: bool) -> Result<Routed<'_>, Error> {
+    let path = asked.path_and_query;
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == b'#' || b >= 0x7f) {
+        return Err(Error::rejected(
+            400,
+            "invalid_request",
+            "request URL must be an http: or https: URL",
+        ));
+    }
+    Ok(match (asked.pinned, profiled) {
+        (Some(profile), _) => Routed {
+            profile: Some(profile),
+            path_and_query: path,
+            by_path: false,
+        },
+        (None, true) => {
+            let (profile, rest) = split_profile(path);
+            Routed {
+                profile: Some(profile),
+                path_and_query: rest,
+                by_path: true,
+            }
+        }
+        (None, false) => Routed {
+            profile: None,
+            path_and_query: path,
+            by_path: false,
+        },
+    })
+}
+
+/// The path and query of `incoming` as the JavaScript entry reads them (`pathname + search`),
+/// for the tests and the fuzz targets, which parse with the `url` crate (WHATWG, as workerd).
+/// `None` for a URL the entry refuses (not http or https). A bare `?` is dropped, as `search`
+/// drops it.
+#[cfg(any(test, feature = "fuzzing"))]
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
+pub fn whatwg_path_and_query(incoming: &Url) -> Option<String> {
+    if !matches!(incoming.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(match incoming.query() {
+        Some(q) if !q.is_empty() => format!("{}?{q}", incoming.path()),
+        _ => incoming.path().to_owned(),
+    })
 }
 
 /// The upstream URL: the origin's serialisation (no trailing slash), then `path_and_query`,
@@ -53,7 +119,8 @@ pub(crate) fn path_and_query(incoming: &str) -> Result<&str, Error> {
 /// `scheme://host[:port]` a `/` ends the authority, so nothing after it (`//host`, `@`, `\`,
 /// `%2F`) is read as a host. The tests and the `proxy_path` fuzz target check this against the
 /// parsing `upstream_url`.
-pub(crate) fn join_upstream(origin: &str, path_and_query: &str) -> String {
+#[allow(unreachable_pub)] // public for the fuzz targets (`crate::fuzzing`)
+pub fn join_upstream(origin: &str, path_and_query: &str) -> String {
     let origin = origin.trim_end_matches('/');
     let mut target = String::with_capacity(origin.len() + path_and_query.len() + 1);
     target.push_str(origin);
@@ -225,27 +292,181 @@ mod tests {
         }
     }
 
+    /// URLs a hostile caller sends: schemes, percent-encodings, dots, slashes, backslashes,
+    /// userinfo, fragments, absolute URLs to other hosts.
+    const HOSTILE: &[&str] = &[
+        "https://proxy/v1/things?a=1&b=%20",
+        "https://proxy/",
+        "https://proxy",
+        "https://proxy/x#frag",
+        "https://proxy//evil.example/x",
+        "https://proxy/%2F%2Fevil.example?next=https://evil",
+        "https://proxy/@evil.example",
+        "https://proxy/a?b#c?d",
+        "https://proxy/\\\\evil.example/x",
+        "https://proxy/..%2F..%2Fevil",
+        "https://proxy/billing/../crm/x",
+        "https://proxy/billing/%2e%2e/crm/x",
+        "https://proxy/billing/x://h/crm/v2/contacts",
+        "http://proxy/crm/things",
+        "HTTPS://PROXY/crm/things",
+        "https:proxy/crm/things",
+        "https://user:pw@proxy/crm/x",
+        "https://evil.example/crm/x",
+        "m2m:/x://h/crm/v2/contacts",
+        "m2m:/billing/x://h/crm/v2/contacts",
+        "m2m:x://h/crm/v2/contacts",
+        "data:,x://h/crm/things",
+        "urn:x://h/crm/things",
+        "blob:https://h/crm/x",
+        "file:///crm/x",
+        "ws://proxy/crm/x",
+        "javascript://proxy/%0acrm",
+    ];
+
+    /// Random URLs from the pieces hostile ones are made of (a fixed seed: the same run each
+    /// time; `make fuzz` explores further with the `proxy_path` target).
+    fn generated(count: usize) -> Vec<String> {
+        const HEADS: &[&str] = &[
+            "https://m2m",
+            "http://m2m",
+            "HTTPS://m2m",
+            "https:m2m",
+            "m2m:",
+            "m2m:/",
+            "data:,",
+            "urn:",
+            "blob:https://h",
+            "ws://m2m",
+            "https://u@m2m",
+            "https://m2m:443",
+        ];
+        const PIECES: &[&str] = &[
+            "/",
+            "//",
+            "..",
+            ".",
+            "%2e",
+            "%2E%2e",
+            "%2F",
+            "%5C",
+            "\\",
+            "@",
+            "#",
+            "?",
+            ":",
+            "://",
+            "crm",
+            "billing",
+            "x",
+            "https://evil.example",
+            "%",
+            " ",
+            "\t",
+            "é",
+            "&",
+            "=",
+            ";",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        (0..count)
+            .map(|_| {
+                let mut url = HEADS[next(HEADS.len())].to_owned();
+                for _ in 0..next(9) {
+                    url.push_str(PIECES[next(PIECES.len())]);
+                }
+                url
+            })
+            .collect()
+    }
+
     #[test]
-    fn raw_urls_agree_with_parsed_ones() {
+    fn routing_agrees_with_whatwg_on_hostile_and_generated_urls() {
         let origin = Url::parse("https://api.example:8443").unwrap();
-        for incoming in [
-            "https://proxy/v1/things?a=1&b=%20",
-            "https://proxy/",
-            "https://proxy",
-            "https://proxy/x#frag",
-            "https://proxy//evil.example/x",
-            "https://proxy/%2F%2Fevil.example?next=https://evil",
-            "https://proxy/@evil.example",
-            "https://proxy/a?b#c?d",
-            "https://proxy/\\\\evil.example/x",
-            "https://proxy/..%2F..%2Fevil",
-        ] {
-            let via_raw =
-                Url::parse(&upstream_url_from_raw(origin.as_str(), incoming).unwrap()).unwrap();
-            let via_parsed = upstream_url(&origin, &Url::parse(incoming).unwrap()).unwrap();
-            assert_eq!(via_raw, via_parsed, "{incoming}");
+        let inputs: Vec<String> = HOSTILE
+            .iter()
+            .map(|s| s.to_string())
+            .chain(generated(20_000))
+            .collect();
+        let mut routed = 0;
+        for incoming in &inputs {
+            let Ok(url) = Url::parse(incoming) else {
+                continue;
+            };
+            // The entry refuses what is not http(s); nothing of it reaches Rust.
+            let Some(path) = whatwg_path_and_query(&url) else {
+                assert!(!matches!(url.scheme(), "http" | "https"), "{incoming}");
+                continue;
+            };
+            routed += 1;
+            let first = url.path_segments().and_then(|mut s| s.next()).unwrap_or("");
+            // Pinned: the pin, and the whole path, whatever the path says.
+            let pinned = route_asked(
+                Asked {
+                    path_and_query: &path,
+                    pinned: Some("billing"),
+                },
+                true,
+            )
+            .unwrap();
+            assert_eq!(
+                (pinned.profile, pinned.path_and_query),
+                (Some("billing"), &*path)
+            );
+            // Unpinned with profiles: WHATWG's first segment, and the rest upstream.
+            let unpinned = route_asked(
+                Asked {
+                    path_and_query: &path,
+                    pinned: None,
+                },
+                true,
+            )
+            .unwrap();
+            assert_eq!(unpinned.profile, Some(first), "{incoming}");
+            assert!(unpinned.by_path && !pinned.by_path);
+            // Wherever it goes, it stays on the origin, with WHATWG's path and query.
+            for rest in [pinned.path_and_query, unpinned.path_and_query] {
+                let target = Url::parse(&join_upstream(origin.as_str(), rest)).unwrap();
+                assert_eq!(target.origin(), origin.origin(), "{incoming} -> {target}");
+                assert_eq!((target.username(), target.password()), ("", None));
+                assert_eq!(
+                    target.query(),
+                    url.query().filter(|q| !q.is_empty()),
+                    "{incoming}"
+                );
+            }
+            let whole = Url::parse(&join_upstream(origin.as_str(), &path)).unwrap();
+            let mut expected = upstream_url(&origin, &url).unwrap();
+            if expected.query() == Some("") {
+                expected.set_query(None); // JS's `search` is "" for a bare `?`
+            }
+            assert_eq!(whole, expected, "{incoming}");
         }
-        assert!(upstream_url_from_raw(origin.as_str(), "no scheme").is_err());
+        assert!(routed > 5_000, "{routed} of {} routed", inputs.len());
+    }
+
+    #[test]
+    fn a_path_the_entry_cannot_have_parsed_is_refused() {
+        for path in [
+            "", "x", "crm/x", "/a#b", "/a b", "/\u{e9}", "/a\tb", "//\u{7f}",
+        ] {
+            let asked = Asked {
+                path_and_query: path,
+                pinned: None,
+            };
+            let err = route_asked(asked, true).unwrap_err();
+            assert_eq!(
+                (err.http_status(), err.code()),
+                (400, "invalid_request"),
+                "{path:?}"
+            );
+        }
     }
 
     #[test]
@@ -289,7 +510,8 @@ mod tests {
                 "https://billing.example:8443/..%2F..%2Fevil?x",
             ),
         ] {
-            let (segment, rest) = split_profile(path_and_query(incoming).unwrap());
+            let path = whatwg_path_and_query(&Url::parse(incoming).unwrap()).unwrap();
+            let (segment, rest) = split_profile(&path);
             assert_eq!(segment, profile, "{incoming}");
             let joined = join_upstream(origin, rest);
             assert_eq!(joined, upstream, "{incoming}");

@@ -43,6 +43,11 @@ pub(crate) const OWN: &[&str] = &[
     "UPSTREAM_ORIGIN",
 ];
 
+/// [`OWN`] flags whose unprefixed `false` is harmless next to `M2M_PROFILES`: it asks for what
+/// every profile has unless it sets its own, so a cautious operator's explicit "off" is no
+/// configuration error.
+const OFF_IS_HARMLESS: &[&str] = &["PROXY_EXPOSE_AUTHORIZATION"];
+
 /// Settings a profile takes from the unprefixed ones when it does not set its own.
 pub(crate) const SHARED: &[&str] = &[
     "OAUTH_EXPIRY_MARGIN_SECS",
@@ -130,7 +135,10 @@ impl<'a> Settings<'a> {
             return Ok(self.read(setting).map(|v| (Cow::Borrowed(setting), v)));
         }
         debug_assert!(OWN.contains(&setting), "{setting} is in neither table");
-        if self.read(setting).is_some() {
+        let harmless = |v: &String| {
+            OFF_IS_HARMLESS.contains(&setting) && v.trim().eq_ignore_ascii_case("false")
+        };
+        if self.read(setting).is_some_and(|v| !harmless(&v)) {
             return Err(Error::config(
                 setting,
                 format!(
@@ -142,6 +150,28 @@ impl<'a> Settings<'a> {
             ));
         }
         Ok(None)
+    }
+
+    /// Refuses `setting` when it is set but blank (empty, or only whitespace such as the newline
+    /// of `echo "$EMPTY" | wrangler secret put`), under the profile's own name or, where the
+    /// profile would take it, the unprefixed one. For settings whose absence turns a check off
+    /// (`PROXY_SHARED_SECRET`): a blank one must fail closed, never read as "not set".
+    pub(crate) fn refuse_blank(&self, setting: &'static str) -> Result<()> {
+        let blank = |name: &str| (self.lookup)(name).is_some_and(|v| v.trim().is_empty());
+        let own = self.name(setting);
+        let inherited = self.profile.is_none() || SHARED.contains(&setting);
+        let name = if blank(&own) {
+            own
+        } else if inherited && blank(setting) {
+            Cow::Borrowed(setting)
+        } else {
+            return Ok(());
+        };
+        Err(Error::config(
+            name,
+            "is set but blank (a newline from `echo \"$EMPTY\" | wrangler secret put`?): \
+             give it a value, or delete the setting",
+        ))
     }
 
     /// Like [`Self::get`], trimmed: for plain vars.
@@ -227,6 +257,56 @@ mod tests {
         // Without profiles, the plain names.
         let plain = Settings::new(&l, None);
         assert_eq!(plain.var("OAUTH_SCOPE").unwrap().unwrap().1, "everything");
+    }
+
+    #[test]
+    fn an_unprefixed_false_for_an_off_by_default_flag_is_no_error() {
+        let l = lookup(&[("PROXY_EXPOSE_AUTHORIZATION", "False")]);
+        let billing = Profile::new("billing").unwrap();
+        let b = Settings::new(&l, Some(&billing));
+        assert!(!b.flag("PROXY_EXPOSE_AUTHORIZATION", false).unwrap());
+        let l = lookup(&[("PROXY_EXPOSE_AUTHORIZATION", "true")]);
+        let b = Settings::new(&l, Some(&billing));
+        assert!(b.flag("PROXY_EXPOSE_AUTHORIZATION", false).is_err());
+    }
+
+    #[test]
+    fn a_blank_setting_is_refused_by_the_name_it_is_read_under() {
+        let billing = Profile::new("billing").unwrap();
+        for (pairs, profile, named) in [
+            (
+                &[("PROXY_SHARED_SECRET", "\n")][..],
+                None,
+                Some("PROXY_SHARED_SECRET"),
+            ),
+            (
+                &[("PROXY_SHARED_SECRET", "")][..],
+                None,
+                Some("PROXY_SHARED_SECRET"),
+            ),
+            (
+                &[("BILLING_PROXY_SHARED_SECRET", "   ")][..],
+                Some(&billing),
+                Some("BILLING_PROXY_SHARED_SECRET"),
+            ),
+            (
+                &[("PROXY_SHARED_SECRET", " \n")][..],
+                Some(&billing),
+                Some("PROXY_SHARED_SECRET"),
+            ),
+            (&[("PROXY_SHARED_SECRET", "set")][..], None, None),
+            (&[][..], Some(&billing), None),
+        ] {
+            let l = lookup(pairs);
+            let r = Settings::new(&l, profile).refuse_blank("PROXY_SHARED_SECRET");
+            match named {
+                None => assert!(r.is_ok(), "{pairs:?}"),
+                Some(name) => {
+                    let err = r.unwrap_err().to_string();
+                    assert!(err.contains(&format!("{name}: is set but blank")), "{err}");
+                }
+            }
+        }
     }
 
     #[test]

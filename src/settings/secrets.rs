@@ -39,13 +39,82 @@ pub(crate) struct Credential {
     pub(crate) binding: Option<String>,
 }
 
-/// What an isolate holds of one binding: its value, or why there is none, and when to read it
-/// again (Unix seconds).
-#[cfg(target_arch = "wasm32")]
+/// How long an isolate uses a value it read from the Secrets Store before reading it again. A
+/// rotation reaches every isolate within this.
+pub(crate) const SECRET_TTL_SECS: u64 = 60;
+
+/// How soon a binding that could not be read (and has no value held) is tried again.
+pub(crate) const RETRY_SECS: u64 = 5;
+
+/// How long a value read before stays in use while the store fails for a moment (a timeout, a
+/// read error): long enough to ride out a blip, short enough that a secret deleted behind a
+/// store that also fails stops working within it. Past it, the setting fails closed.
+pub(crate) const GRACE_SECS: u64 = 600;
+
+/// What an isolate holds of one binding: its value, or why there is none, when to read it
+/// again and when it was last read successfully (Unix seconds).
+#[cfg(any(target_arch = "wasm32", test))]
 #[derive(Clone)]
 pub(crate) struct Stored {
     pub(crate) value: std::result::Result<crate::base::secret::SharedSecret, String>,
     pub(crate) next_read: u64,
+    pub(crate) read_at: u64,
+}
+
+/// Why a read of a binding gave no value.
+#[cfg(any(target_arch = "wasm32", test))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// The store says there is no such secret, or the Worker has no such binding: the value is
+    /// gone, whatever was read before (a deleted secret must stop working at once).
+    Gone(String),
+    /// The store failed for now (a timeout, an error): the value read before may serve on for
+    /// [`GRACE_SECS`].
+    Failed(String),
+}
+
+/// What an isolate holds after reading a binding at `now`: the value read; or, when the read
+/// failed for now, the value `held` from before while it is within [`GRACE_SECS`] of its
+/// read; or why there is none. `held_log` is told when a value read before stays in use.
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn after_read(
+    held: Option<&Stored>,
+    got: std::result::Result<String, Unread>,
+    now: u64,
+    held_log: impl FnOnce(&str),
+) -> Stored {
+    use crate::base::secret::SharedSecret;
+    match got {
+        Ok(v) => Stored {
+            value: Ok(SharedSecret::new(v)),
+            next_read: now + SECRET_TTL_SECS,
+            read_at: now,
+        },
+        Err(Unread::Failed(why)) => match held {
+            Some(Stored {
+                value: Ok(old),
+                read_at,
+                ..
+            }) if now < read_at.saturating_add(GRACE_SECS) => {
+                held_log(&why);
+                Stored {
+                    value: Ok(old.clone()),
+                    next_read: now + SECRET_TTL_SECS,
+                    read_at: *read_at,
+                }
+            }
+            _ => Stored {
+                value: Err(why),
+                next_read: now + RETRY_SECS,
+                read_at: held.map_or(0, |h| h.read_at),
+            },
+        },
+        Err(Unread::Gone(why)) => Stored {
+            value: Err(why),
+            next_read: now + RETRY_SECS,
+            read_at: held.map_or(0, |h| h.read_at),
+        },
+    }
 }
 
 /// The binding `raw` names, if it names one (`secrets-store:NAME`); a malformed name is an
@@ -117,6 +186,49 @@ mod tests {
     use super::*;
     use crate::settings::profile::Profile;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_value_survives_a_failing_store_for_a_bounded_grace_and_a_deletion_not_at_all() {
+        let value = |s: &Stored| s.value.as_ref().map(|v| v.expose().to_owned()).ok();
+        let read = after_read(None, Ok("s3cret".into()), 1000, |_| {});
+        assert_eq!(
+            (value(&read), read.next_read),
+            (Some("s3cret".into()), 1060)
+        );
+        // A blip: the value read before serves on, and is read again soon.
+        let mut logged = Vec::new();
+        let blip = after_read(
+            Some(&read),
+            Err(Unread::Failed("timed out".into())),
+            1100,
+            |w| logged.push(w.to_owned()),
+        );
+        assert_eq!(value(&blip), Some("s3cret".into()));
+        assert_eq!((blip.read_at, logged.len()), (1000, 1));
+        assert!(blip.next_read > 1100 && blip.next_read <= 1160);
+        // Still failing past the grace: closed.
+        let late = after_read(
+            Some(&blip),
+            Err(Unread::Failed("timed out".into())),
+            1000 + GRACE_SECS,
+            |_| panic!("no value is kept"),
+        );
+        assert_eq!(
+            late.value.as_ref().err().map(String::as_str),
+            Some("timed out")
+        );
+        // Deleted (or unbound): gone at once, whatever was read before.
+        let gone = after_read(
+            Some(&read),
+            Err(Unread::Gone("not found".into())),
+            1001,
+            |_| panic!("no value is kept"),
+        );
+        assert!(gone.value.is_err());
+        // Read again after a deletion: back.
+        let back = after_read(Some(&gone), Ok("new".into()), 1010, |_| {});
+        assert_eq!(value(&back), Some("new".into()));
+    }
 
     #[test]
     fn a_credential_names_a_binding_and_is_read_from_it() {

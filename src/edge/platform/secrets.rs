@@ -1,6 +1,6 @@
 //! Secrets Store secrets that credential settings name (`secrets-store:<BINDING>`, see
 //! [`crate::settings::secrets`]): read at run time, kept per isolate for
-//! [`SECRET_TTL_SECS`], and read again at once when asked (the token endpoint refused the
+//! [`SECRET_TTL_SECS`](crate::settings::secrets::SECRET_TTL_SECS), and read again at once when asked (the token endpoint refused the
 //! credential). Settings then read the isolate's copy synchronously ([`cached`]): the proxy's
 //! hot path never waits for the store; the full path, RPC and `TokenClient::load` wait for one
 //! read (at most [`READ_TIMEOUT_MS`]) when the copy is due, once a minute per isolate.
@@ -11,21 +11,13 @@ use wasm_bindgen::prelude::*;
 use worker::Env;
 
 use crate::base::log;
-use crate::base::secret::SharedSecret;
 use crate::edge::isolate;
 use crate::edge::platform::js::settle;
-use crate::settings::secrets::{binding_in, is_credential_setting, Stored};
+use crate::settings::secrets::{after_read, binding_in, is_credential_setting, Stored, Unread};
 
-/// How long an isolate uses a value it read from the Secrets Store before reading it again. A
-/// rotation reaches every isolate within this, and at once where the token endpoint refuses
-/// the old value.
-pub(crate) const SECRET_TTL_SECS: u64 = 60;
-
-/// Bound on one read: a store that does not answer leaves the value this isolate has.
+/// Bound on one read: a store that does not answer leaves the value this isolate has (for a
+/// bounded grace, see [`crate::settings::secrets::after_read`]).
 pub(crate) const READ_TIMEOUT_MS: u64 = 2_000;
-
-/// How soon a binding that could not be read (and has no value held) is tried again.
-const RETRY_SECS: u64 = 5;
 
 #[wasm_bindgen(inline_js = r#"
 export function binding_names(env) {
@@ -39,14 +31,18 @@ export function binding_names(env) {
 export function secrets_read(env, names, timeoutMs) {
   return Promise.all(names.map((name) => {
     const b = env[name];
-    if (b === undefined || b === null || typeof b.get !== 'function') return ['which is not bound'];
+    if (b === undefined || b === null || typeof b.get !== 'function') return ['which is not bound', true];
     let timer;
     const late = new Promise((resolve) => {
-      timer = setTimeout(() => resolve([`whose secret could not be read within ${timeoutMs} ms`]), timeoutMs);
+      timer = setTimeout(() => resolve([`whose secret could not be read within ${timeoutMs} ms`, false]), timeoutMs);
     });
+    // The store's "not found" (a deleted secret) is final; any other failure may pass.
     const got = Promise.resolve().then(() => b.get()).then(
-      (v) => (typeof v === 'string' ? [null, v] : ['whose secret is not text']),
-      (e) => [`whose secret could not be read: ${e?.message ?? e}`]);
+      (v) => (typeof v === 'string' ? [null, v] : ['whose secret is not text', true]),
+      (e) => {
+        const message = String(e?.message ?? e);
+        return [`whose secret could not be read: ${message}`, /not found|does not exist|no such/i.test(message)];
+      });
     return Promise.race([got, late]).finally(() => clearTimeout(timer));
   }));
 }
@@ -55,14 +51,15 @@ extern "C" {
     /// `[setting, value, setting, value, ...]` for every var of `env` naming the store.
     fn binding_names(env: &JsValue) -> js_sys::Array;
     /// `env[name].get()` for each of `names`, together, each bounded by `timeout_ms`: for each,
-    /// `[null, value]`, or `[why not]` (said after the binding's name).
+    /// `[null, value]`, or `[why not, gone]` (said after the binding's name; `gone`: the store
+    /// or the Worker says there is no such secret, a final answer).
     fn secrets_read(env: &JsValue, names: js_sys::Array, timeout_ms: f64) -> js_sys::Promise;
 }
 
 /// When to read a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Read {
-    /// Only if this isolate has no value, or its value is older than [`SECRET_TTL_SECS`].
+    /// Only if this isolate has no value, or its value is older than [`SECRET_TTL_SECS`](crate::settings::secrets::SECRET_TTL_SECS).
     IfStale,
     /// Now, whatever this isolate holds.
     Now,
@@ -103,9 +100,9 @@ pub(crate) async fn refresh_due(env: &Env) {
 }
 
 /// Reads the bindings of `env` that `when` calls for; whether any value this isolate held
-/// changed (then every configuration is read again on its next use: a rotated client
-/// credential is taken in place by its token source, see `TokenSource::rotate`). A failed
-/// read keeps the value held, if any, until the next interval.
+/// changed or was lost (then every configuration is read again on its next use: a rotated
+/// client credential is taken in place by its token source, see `TokenSource::rotate`). See
+/// [`after_read`] for what a failed read keeps.
 pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
     let due: Vec<String> = bindings(env)
         .iter()
@@ -135,50 +132,47 @@ pub(crate) async fn refresh(env: &Env, now: u64, when: Read) -> bool {
     });
     let names: js_sys::Array = due.iter().map(|b| JsValue::from_str(b)).collect();
     let read = settle(Ok(secrets_read(env, names, READ_TIMEOUT_MS as f64))).await;
-    let reads: Vec<Result<String, String>> = match read {
+    let reads: Vec<Result<String, Unread>> = match read {
         Ok(all) => js_sys::Array::from(&all)
             .iter()
             .map(|one| {
                 let one = js_sys::Array::from(&one);
                 match one.get(0).as_string() {
-                    Some(why) => Err(why),
+                    Some(why) if one.get(1).is_truthy() => Err(Unread::Gone(why)),
+                    Some(why) => Err(Unread::Failed(why)),
                     None => one
                         .get(1)
                         .as_string()
-                        .ok_or_else(|| "whose secret is not text".into()),
+                        .ok_or_else(|| Unread::Gone("whose secret is not text".into())),
                 }
             })
             .collect(),
         Err(e) => due
             .iter()
-            .map(|_| Err(format!("which could not be read: {e}")))
+            .map(|_| Err(Unread::Failed(format!("which could not be read: {e}"))))
             .collect(),
     };
     let mut changed = false;
     isolate::with(|i| {
         let mut secrets = i.secrets.borrow_mut();
         for (binding, got) in due.into_iter().zip(reads) {
-            let held = secrets.find(|k| *k == binding).map(|s| s.value.clone());
-            let (value, next_read) = match (got, held) {
-                (Ok(v), Some(Ok(old))) => {
-                    changed |= old.expose() != v;
-                    (Ok(SharedSecret::new(v)), now + SECRET_TTL_SECS)
-                }
-                (Ok(v), _) => (Ok(SharedSecret::new(v)), now + SECRET_TTL_SECS),
-                // Keep the last good value: a store that fails for a moment must not stop
-                // token requests that would succeed with it.
-                (Err(e), Some(Ok(old))) => {
-                    crate::edge::platform::js::log_line(&log::cache_event(
-                        "secret_read_error",
-                        &format!(
-                            "Secrets Store binding {binding} {e}; using the value read before"
-                        ),
-                    ));
-                    (Ok(old), now + SECRET_TTL_SECS)
-                }
-                (Err(e), _) => (Err(e), now + RETRY_SECS),
+            let held = secrets.find(|k| *k == binding).cloned();
+            let log_held = |why: &str| {
+                crate::edge::platform::js::log_line(&log::cache_event(
+                    "secret_read_error",
+                    &format!("Secrets Store binding {binding} {why}; using the value read before"),
+                ))
             };
-            let stored = Stored { value, next_read };
+            let stored = after_read(held.as_ref(), got, now, log_held);
+            // Any change of what settings read, a value or its loss, reads every configuration
+            // again: a secret that is gone must stop working now, not when a cache ages out.
+            changed |= match (&held, &stored) {
+                (Some(Stored { value: Ok(old), .. }), Stored { value: Ok(new), .. }) => {
+                    old.expose() != new.expose()
+                }
+                (Some(Stored { value: Ok(_), .. }), Stored { value: Err(_), .. }) => true,
+                _ => false,
+            };
             match secrets.find_mut(|k| *k == binding) {
                 Some(slot) => *slot = stored,
                 None => secrets.insert(binding, stored),

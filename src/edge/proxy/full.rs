@@ -23,21 +23,37 @@ use crate::edge::platform::env::env_string;
 use crate::edge::platform::secrets;
 use crate::edge::proxy::outbound;
 use crate::proxy::config::ProxyConfig;
+use crate::proxy::redirect::{relocate, Relocation, UPSTREAM_LOCATION};
 use crate::proxy::route::{
-    check_request, constant_time_eq, error_body, join_upstream, path_and_query,
-    presented_proxy_secret, split_profile, unknown_profile, ALLOWED_METHODS,
+    check_request, constant_time_eq, error_body, join_upstream, presented_proxy_secret,
+    route_asked, unknown_profile, Asked, ALLOWED_METHODS,
 };
 use crate::settings::profile::{Profile, PROFILES_SETTING};
 use crate::settings::secrets::binding_in;
 
-/// Serves one proxied request. Never fails: every error becomes a JSON error response.
+/// Serves one proxied request, `asked` as the JavaScript entry read it (none: the request did
+/// not come through the entry, and is refused). Never fails: every error becomes a JSON error
+/// response.
 ///
 /// Works on the raw `web_sys` request and response: wrapping them in `worker::Request` and
 /// `worker::Response` would parse the URL, read `cf` and rebuild the response on every request.
-pub(crate) async fn handle(req: web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
+pub(crate) async fn handle(
+    req: web_sys::Request,
+    asked: Option<Asked<'_>>,
+    env: &Env,
+    ctx: &Context,
+) -> web_sys::Response {
     // Secrets Store credentials first (when due): every decision below reads settings.
     secrets::refresh_due(env).await;
-    match forward(req, env, ctx).await {
+    let answer = match asked {
+        Some(asked) => forward(req, asked, env, ctx).await,
+        None => Err(Error::Other(
+            "request did not come through the proxy's entry (build/index.js, from \
+             scripts/entry.mjs), which reads its URL and its caller's pin"
+                .into(),
+        )),
+    };
+    match answer {
         Ok(resp) => resp,
         Err(err) => {
             let status = err.http_status();
@@ -59,7 +75,11 @@ async fn check_shared_secret(proxy: &ProxyConfig, presented: Option<&str>) -> Re
 /// so the comparison time says nothing about the secret. The configured secret's digest is made
 /// once per isolate, the caller's per request.
 async fn presents(secret: &SharedSecret, presented: Option<&str>) -> bool {
-    let presented = presented_proxy_secret(presented).unwrap_or_default();
+    // Nothing presented never matches, whatever the configured value (an empty one is refused
+    // when read, but this must not depend on that).
+    let Some(presented) = presented_proxy_secret(presented).filter(|p| !p.is_empty()) else {
+        return false;
+    };
     let (want, got) = (
         shared_secret_digest(secret).await,
         sha256(presented.as_bytes()).await,
@@ -145,16 +165,16 @@ struct LimitedBody {
 
 async fn forward(
     req: web_sys::Request,
+    asked: Asked<'_>,
     env: &Env,
     ctx: &Context,
 ) -> Result<web_sys::Response, Error> {
     let js = |e: wasm_bindgen::JsValue| Error::Other(crate::edge::platform::js::js_error_text(&e));
-    let url = req.url();
     let inner = &req;
     let headers = inner.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
     let presented = header("proxy-authorization");
-    let routed = route(env, &url).and_then(|route| Ok((route.proxy(env)?, route)));
+    let routed = route(env, asked).and_then(|route| Ok((route.proxy(env)?, route)));
     let (proxy, route) = match routed {
         Ok(routed) => routed,
         Err(err) => return Err(unrouted(env, err, presented.as_deref()).await),
@@ -214,8 +234,48 @@ async fn forward(
         Err(Error::Upstream(_)) if overflow.as_ref().is_some_and(|o| o.get()) => {
             Err(too_large(proxy.max_body_bytes))
         }
-        other => other,
+        Ok(resp) => Ok(relocated(resp, &target, route.profile_segment())),
+        Err(err) => Err(err),
     }
+}
+
+/// `resp` with its `Location` made safe to follow through the caller's binding (see
+/// [`crate::proxy::redirect`]): a redirect within the upstream stays in the profile, one
+/// elsewhere comes back as `X-Upstream-Location` only. Anything but a redirect, untouched.
+pub(crate) fn relocated(
+    resp: web_sys::Response,
+    target: &str,
+    profile_segment: Option<&str>,
+) -> web_sys::Response {
+    if !(300..400).contains(&resp.status()) {
+        return resp;
+    }
+    let Some(location) = resp.headers().get("location").ok().flatten() else {
+        return resp;
+    };
+    let rebuilt = || -> Result<web_sys::Response, JsValue> {
+        // A fetched response's headers are immutable: a new response around the same body.
+        let headers = web_sys::Headers::new_with_headers(&resp.headers())?;
+        match relocate(&location, target, profile_segment) {
+            Relocation::Location(path) => headers.set("location", &path)?,
+            Relocation::Moved => {
+                headers.delete("location")?;
+                headers.set(UPSTREAM_LOCATION, &location)?;
+            }
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(resp.status());
+        init.set_status_text(&resp.status_text());
+        init.set_headers(&headers);
+        web_sys::Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init)
+    };
+    rebuilt().unwrap_or_else(|e| {
+        // Never the upstream's Location unchecked: an honest 502 instead.
+        error_response(&Error::Upstream(format!(
+            "upstream redirect could not be rewritten: {}",
+            crate::edge::platform::js::js_error_text(&e)
+        )))
+    })
 }
 
 /// The names a caller listed in `Connection` (RFC 9110 §7.6.1), lower case: hop-by-hop for
@@ -231,12 +291,15 @@ pub(crate) fn connection_tokens(connection: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Where a request goes: the Worker's configurations, the profile its first path segment names
-/// (with `M2M_PROFILES`), and the path and query to send upstream.
+/// Where a request goes: the Worker's configurations, the profile (pinned by the caller's
+/// binding, or named by the first path segment with `M2M_PROFILES`), and the path and query to
+/// send upstream.
 pub(crate) struct Route<'u> {
     pub(crate) configs: Rc<Configs>,
     pub(crate) profile: Option<&'u str>,
     pub(crate) path_and_query: &'u str,
+    /// Whether the profile came from the path (see [`Self::profile_segment`]).
+    by_path: bool,
 }
 
 impl Route<'_> {
@@ -244,26 +307,36 @@ impl Route<'_> {
     pub(crate) fn proxy(&self, env: &Env) -> Result<Rc<ProxyConfig>, Error> {
         self.configs.proxy(env, self.profile)
     }
+
+    /// The profile as a path segment names it, when that is how this request chose it: what a
+    /// redirect within the upstream must name again to come back to the same profile.
+    pub(crate) fn profile_segment(&self) -> Option<&str> {
+        self.profile.filter(|_| self.by_path)
+    }
 }
 
-/// Routes the incoming `url`: with profiles, the first path segment picks one, and an unknown
-/// one is a 404 that costs no token.
-pub(crate) fn route<'u>(env: &Env, url: &'u str) -> Result<Route<'u>, Error> {
+/// Routes what a caller `asked` (see [`route_asked`]): pinned, to its pin; with profiles, to
+/// the one the first path segment names. A profile that is not configured is a 404 that costs
+/// no token (a configuration error for a pin, which the caller's deployer chose).
+pub(crate) fn route<'u>(env: &Env, asked: Asked<'u>) -> Result<Route<'u>, Error> {
     let configs = configs(env)?;
-    let path_and_query = path_and_query(url)?;
-    let (profile, path_and_query) = if configs.profiled() {
-        let (segment, rest) = split_profile(path_and_query);
-        if !configs.has(segment) {
-            return Err(unknown_profile());
+    let routed = route_asked(asked, configs.profiled())?;
+    if let Some(profile) = routed.profile {
+        if !configs.has(profile) {
+            return Err(match asked.pinned {
+                Some(_) => Error::config(
+                    "props.profile",
+                    "the caller's binding pins a profile that M2M_PROFILES does not list",
+                ),
+                None => unknown_profile(),
+            });
         }
-        (Some(segment), rest)
-    } else {
-        (None, path_and_query)
-    };
+    }
     Ok(Route {
         configs,
-        profile,
-        path_and_query,
+        profile: routed.profile,
+        path_and_query: routed.path_and_query,
+        by_path: routed.by_path,
     })
 }
 

@@ -20,10 +20,19 @@ use crate::base::error::Error;
 use crate::base::log;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::platform::secrets;
-use crate::edge::proxy::full::{connection_tokens, error_response, route, Route};
+use crate::edge::proxy::full::{connection_tokens, error_response, relocated, route, Route};
 use crate::edge::proxy::outbound::{self, Outbound};
 use crate::oauth::dpop::htu;
-use crate::proxy::route::{join_upstream, ALLOWED_METHODS};
+use crate::proxy::route::{join_upstream, Asked, ALLOWED_METHODS};
+
+/// What the entry says a caller asked for: `path` is `url.pathname + url.search` of the
+/// request's http(s) URL (the entry's one parse), `pinned` its binding's profile.
+fn asked<'a>(path: &'a str, pinned: &'a Option<String>) -> Asked<'a> {
+    Asked {
+        path_and_query: path,
+        pinned: pinned.as_deref(),
+    }
+}
 
 /// The hot path's entry points, as static methods of an exported class: worker-build exports
 /// classes from its bundle, and a static call goes straight to the wasm.
@@ -32,22 +41,26 @@ pub struct HotPath;
 
 #[wasm_bindgen]
 impl HotPath {
-    /// The signed upstream request for `req` as `[target, init]` for `fetch(target, init)`,
-    /// when it needs nothing asynchronous; for a DPoP token `[target, init, input, key]`: the
-    /// proof's signing input and the `CryptoKey` to sign it with (ES256), for the entry to put
-    /// in a `DPoP` header. `undefined` sends the request down the full path (which also answers
-    /// every error).
-    pub fn ready(req: &web_sys::Request, env: &Env) -> Option<js_sys::Array> {
-        prepare(req, env).ok().flatten()
+    /// The signed upstream request for `req` (asked for `path`, pinned to `pinned`: see
+    /// [`Asked`]) as `[target, init]` for `fetch(target, init)`, when it needs nothing
+    /// asynchronous; for a DPoP token `[target, init, input, key]`: the proof's signing input
+    /// and the `CryptoKey` to sign it with (ES256), for the entry to put in a `DPoP` header.
+    /// `undefined` sends the request down the full path (which also answers every error).
+    pub fn ready(
+        req: &web_sys::Request,
+        env: &Env,
+        path: &str,
+        pinned: Option<String>,
+    ) -> Option<js_sys::Array> {
+        prepare(req, env, asked(path, &pinned)).ok().flatten()
     }
 
     /// Remembers the DPoP nonce the API sent with its answer to `target` (RFC 9449 §9: any
     /// answer may announce the next one); whether it was a usable one.
-    pub fn nonce(req: &web_sys::Request, env: &Env, target: &str, nonce: &str) -> bool {
-        let url = req.url();
+    pub fn nonce(env: &Env, path: &str, pinned: Option<String>, target: &str, nonce: &str) -> bool {
         let Ok(Route {
             configs, profile, ..
-        }) = route(env, &url)
+        }) = route(env, asked(path, &pinned))
         else {
             return false;
         };
@@ -55,28 +68,45 @@ impl HotPath {
             .is_ok_and(|client| client.remember_dpop_nonce(target, nonce))
     }
 
-    /// The answer to `incoming` after the upstream answered `resp` (a 4xx) to `sent`: when it
+    /// The upstream's redirect `resp` to `target` with its `Location` made safe to follow
+    /// through the caller's binding, as on the full path (see [`crate::proxy::redirect`]).
+    pub fn relocated(
+        resp: web_sys::Response,
+        env: &Env,
+        path: &str,
+        pinned: Option<String>,
+        target: &str,
+    ) -> web_sys::Response {
+        match route(env, asked(path, &pinned)) {
+            Ok(route) => relocated(resp, target, route.profile_segment()),
+            // It routed a moment ago; if it no longer does, nothing of the upstream's goes back.
+            Err(err) => failed(&err),
+        }
+    }
+
+    /// The answer to the request asked for `path` (pinned to `pinned`) after the upstream
+    /// answered `resp` (a 4xx) to `sent`: when it
     /// rejected the token (`OAUTH_RETRY_STATUSES`), the token is evicted and `sent` is signed
     /// with a new one and sent once more; when it asked for a DPoP nonce it gave
     /// (`nonce_given`), `sent` is signed again with it and sent once more: as on the full path.
-    /// Otherwise `resp` untouched.
+    /// Otherwise `resp` untouched (a redirect after a replay is relocated, see
+    /// [`Self::relocated`]).
+    #[allow(clippy::too_many_arguments)] // the entry's call, one value per argument
     pub async fn answered(
-        incoming: web_sys::Request,
+        path: String,
+        pinned: Option<String>,
         sent: web_sys::Request,
         resp: web_sys::Response,
         env: Env,
         ctx: worker::worker_sys::Context,
         nonce_given: bool,
     ) -> web_sys::Response {
-        let url = incoming.url();
         secrets::refresh_due(&env).await;
-        let Ok(Route {
-            configs, profile, ..
-        }) = route(&env, &url)
-        else {
+        let target = sent.url();
+        let Ok(route) = route(&env, asked(&path, &pinned)) else {
             return resp;
         };
-        let Ok(client) = TokenClient::of(&configs, &env, profile) else {
+        let Ok(client) = TokenClient::of(&route.configs, &env, route.profile) else {
             return resp;
         };
         let used = sent.headers().get("authorization").ok().flatten();
@@ -92,7 +122,7 @@ impl HotPath {
         let ctx = Context::new(ctx);
         let sent = client.sent(token, &sent, spare);
         match client.answered(sent, resp, nonce_given, Some(&ctx)).await {
-            Ok(resp) => resp,
+            Ok(resp) => relocated(resp, &target, route.profile_segment()),
             Err(err) => failed(&err),
         }
     }
@@ -108,7 +138,11 @@ fn failed(err: &Error) -> web_sys::Response {
     error_response(err)
 }
 
-fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, Error> {
+fn prepare(
+    req: &web_sys::Request,
+    env: &Env,
+    asked: Asked<'_>,
+) -> Result<Option<js_sys::Array>, Error> {
     if req.body().is_some() {
         return Ok(None);
     }
@@ -121,8 +155,7 @@ fn prepare(req: &web_sys::Request, env: &Env) -> Result<Option<js_sys::Array>, E
     if !ALLOWED_METHODS.contains(&method.as_str()) {
         return Ok(None);
     }
-    let url = req.url();
-    let route = route(env, &url)?;
+    let route = route(env, asked)?;
     let proxy = route.proxy(env)?;
     if proxy.shared_secret.is_some() {
         return Ok(None);

@@ -26,7 +26,9 @@ export function outbound_init(incoming, never, names, prefixes, allowed, extra, 
   const headers = new Headers();
   for (const [name, value] of incoming.headers) {
     if (never.has(name) || (extra.length !== 0 && extra.includes(name))) continue;
-    if ((names.has(name) || prefixRe.test(name)) && !allowed.has(name)) continue;
+    // `header_dropped` in src/proxy/headers.rs: a class, or any `_` (read as `-` by CGI-style
+    // servers), unless PROXY_FORWARD_HEADERS lists the name.
+    if ((name.includes('_') || names.has(name) || prefixRe.test(name)) && !allowed.has(name)) continue;
     headers.append(name, value);
   }
   headers.set('authorization', authorization);

@@ -12,6 +12,7 @@ use crate::base::log::Source;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::assembly::profiles::configs;
 use crate::edge::platform::secrets;
+use crate::settings::profile::Profile;
 
 /// The RPC helpers, as static methods of an exported class (as [`super::hot::HotPath`]).
 #[wasm_bindgen]
@@ -101,7 +102,10 @@ impl Rpc {
     /// The `Authorization` value (`Bearer <token>`) of `profile`'s current token, for a caller
     /// that must hand it to an SDK or a WebSocket: only when the profile's settings opt in
     /// (`PROXY_EXPOSE_AUTHORIZATION = "true"`), a clear refusal otherwise. A DPoP token needs a
-    /// proof per request, which only the proxy makes: refused too.
+    /// proof per request, which only the proxy makes: refused too. So is a profile guarded by a
+    /// `PROXY_SHARED_SECRET`: RPC carries no secret, and a pin is only the word of whoever
+    /// deployed the caller, so it cannot stand in for the secret where the token itself is
+    /// handed out (security review 2026-12-07, L2).
     pub async fn authorization(
         env: Env,
         profile: Option<String>,
@@ -113,18 +117,26 @@ impl Rpc {
         let proxy = configs
             .proxy(&env, profile.as_deref())
             .map_err(|e| thrown(&e))?;
-        let setting = match &profile {
-            Some(p) => format!(
-                "{}_PROXY_EXPOSE_AUTHORIZATION",
-                p.to_uppercase().replace('-', "_")
-            ),
-            None => "PROXY_EXPOSE_AUTHORIZATION".to_owned(),
+        let setting = |name: &str| match profile.as_deref().map(Profile::new) {
+            Some(Ok(p)) => format!("{}{name}", p.prefix()),
+            _ => name.to_owned(),
         };
+        if proxy.shared_secret.is_some() {
+            return Err(thrown(&Error::rejected(
+                403,
+                "authorization_not_exposed",
+                "this profile is guarded by a PROXY_SHARED_SECRET: its token is not handed out \
+                 over RPC, where no secret is presented; send requests through the proxy",
+            )));
+        }
         if !proxy.expose_authorization {
             return Err(thrown(&Error::rejected(
                 403,
                 "authorization_not_exposed",
-                format!("this profile does not hand out its token; set {setting} = \"true\" to allow it"),
+                format!(
+                    "this profile does not hand out its token; set {} = \"true\" to allow it",
+                    setting("PROXY_EXPOSE_AUTHORIZATION")
+                ),
             )));
         }
         let client = TokenClient::of(&configs, &env, profile.as_deref()).map_err(|e| thrown(&e))?;
