@@ -56,6 +56,17 @@ export interface Status {
   hold_down: { until: number; remaining_secs: number; code: string; cause: string } | null;
   /** Failed flights in a row: the outage schedule's step (0: none). */
   failed_flights: number;
+  /** When an upstream's rejection may evict the token next: `window_secs` after the last
+   *  eviction (2, doubling up to 3600 while new tokens keep being rejected; `backing_off` above
+   *  2); `next_allowed_at` is `null` when a rejection would evict now; `reset_at` is the last
+   *  acceptance that ended a backoff. */
+  eviction: {
+    window_secs: number;
+    last_at: number | null;
+    next_allowed_at: number | null;
+    backing_off: boolean;
+    reset_at: number | null;
+  };
   in_flight: boolean;
   last_error: { at: number; code: string; status: number | null; detail: string } | null;
   /** The last token obtained from the token endpoint. */

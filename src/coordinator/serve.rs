@@ -18,7 +18,11 @@ const TRIP_SECS: u64 = 5;
 ///
 /// - A reported rejection of the coordinator's current token evicts it, once for the fleet
 ///   (later reports of the same token find a newer one and get it), whether the coordinator
-///   held it in memory or loads it from its storage.
+///   held it in memory or loads it from its storage. Evictions back off as an isolate's do
+///   ([`TokenSource::invalidate`]), for the whole fleet: an upstream that rejects every token
+///   costs the fleet about one token an hour. Isolates report rejections only, never
+///   acceptances, so what ends the coordinator's backoff is a token that worked for a while
+///   before it was rejected.
 /// - A refresh ask gets a token newer than the isolate's, if the coordinator holds one that is
 ///   not itself due; otherwise the coordinator refreshes (one token request, joined by every
 ///   concurrent ask) and answers with the result.
@@ -49,7 +53,7 @@ where
         _ => source.token(now).await,
     };
     // A coordinator that was not in memory loads the rejected token from its storage: evict it
-    // now, once, and answer with a new one. If its eviction hold-down keeps the token (an
+    // now, once, and answer with a new one. If its eviction window keeps the token (an
     // upstream that rejects every token), that token is the answer, as it would be in an
     // isolate without a coordinator.
     if let Some(t) = result.as_ref().ok().filter(|t| rejected(t)).cloned() {

@@ -326,7 +326,7 @@ impl Flight {
         });
         match answer {
             // A token this isolate saw rejected comes back only when the coordinator's eviction
-            // hold-down keeps it (an upstream that rejects every token): used, as without one.
+            // window keeps it (an upstream that rejects every token): used, as without one.
             Ok(Answer::Token(t)) if t.usable_at(at) && fits(cx.config, &t) => {
                 let expires_in = t.expires_at().saturating_sub(at);
                 (cx.log)(&log::token_ok(Source::Coordinator, None, None, expires_in));

@@ -101,7 +101,9 @@ pub(crate) enum Metric {
     /// The coordinator was asked and the isolate went on to the token endpoint.
     Fallback(Fallback),
     /// An upstream rejected a token; `skipped`: too soon after the last eviction, kept.
-    Eviction { skipped: bool },
+    /// `window_secs`: the eviction window after it (how long after the last eviction the next
+    /// may come; see [`crate::source::evictions`]).
+    Eviction { skipped: bool, window_secs: u64 },
     /// A request was sent again with a new token after the upstream answered `status`.
     #[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
     Replay { status: u16 },
@@ -148,7 +150,7 @@ pub(crate) struct Point<'a> {
     pub(crate) latency_ms: f64,
     /// `double3`: the HTTP status (a failure, a replay), else 0.
     pub(crate) status: f64,
-    /// `double4`: seconds a token has left, or a failure's hold-down.
+    /// `double4`: seconds a token has left, a failure's hold-down, or an eviction's window.
     pub(crate) secs: f64,
 }
 
@@ -187,9 +189,13 @@ impl Metric {
                 p.secs = *held_secs as f64;
             }
             Self::Fallback(why) => (p.kind, p.detail) = ("fallback", why.as_str()),
-            Self::Eviction { skipped } => {
+            Self::Eviction {
+                skipped,
+                window_secs,
+            } => {
                 p.kind = "eviction";
                 p.detail = if *skipped { "skipped" } else { "evicted" };
+                p.secs = *window_secs as f64;
             }
             Self::Replay { status } => {
                 (p.kind, p.detail) = ("replay", "replayed");
@@ -240,6 +246,17 @@ mod tests {
             (p.kind, p.detail, p.held, p.secs),
             ("token", "coordinator", "", 3500.0)
         );
+        for (skipped, window_secs, detail) in [(false, 4, "evicted"), (true, 3600, "skipped")] {
+            let eviction = Metric::Eviction {
+                skipped,
+                window_secs,
+            };
+            let p = eviction.point();
+            assert_eq!(
+                (p.kind, p.detail, p.count, p.status, p.secs),
+                ("eviction", detail, 1.0, 0.0, window_secs as f64)
+            );
+        }
         let p = Metric::Requests {
             served: Served::Failed,
             count: 17,
@@ -254,7 +271,6 @@ mod tests {
                 "fallback",
                 "unreachable",
             ),
-            (Metric::Eviction { skipped: true }, "eviction", "skipped"),
             (Metric::Replay { status: 401 }, "replay", "replayed"),
             (Metric::Stale, "stale", "memory"),
         ] {

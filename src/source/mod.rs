@@ -1,6 +1,6 @@
-//! The token path: the token source (memory, single flight, hold-down, eviction), the tiers
-//! below memory (KV, coordinator, endpoint), one token acquisition, discovery, the store port
-//! and its records, the runtime port.
+//! The token path: the token source (memory, single flight, hold-down, eviction and its
+//! backoff), the tiers below memory (KV, coordinator, endpoint), one token acquisition,
+//! discovery, the store port and its records, the runtime port.
 
 pub(crate) mod acquire;
 pub(crate) mod answer;
@@ -9,6 +9,7 @@ pub(crate) mod coordinator;
 pub(crate) mod credentials;
 pub(crate) mod discovery;
 pub(crate) mod driver;
+pub(crate) mod evictions;
 pub(crate) mod flight;
 #[cfg(test)]
 mod flight_tests;

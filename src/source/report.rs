@@ -121,7 +121,7 @@ impl Report {
             }
             Metric::Failure { .. } => events.failures += 1,
             Metric::Fallback(_) => events.fallbacks += 1,
-            Metric::Eviction { skipped: false } => events.evictions += 1,
+            Metric::Eviction { skipped: false, .. } => events.evictions += 1,
             Metric::Replay { .. } => events.replays += 1,
             _ => {}
         }
@@ -277,7 +277,13 @@ mod tests {
             120,
             9,
         );
-        report.event(Metric::Eviction { skipped: true }, 10);
+        report.event(
+            Metric::Eviction {
+                skipped: true,
+                window_secs: 2,
+            },
+            10,
+        );
         let events = report.events();
         assert_eq!(
             (events.token_requests, events.failures, events.evictions),

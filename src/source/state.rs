@@ -1,7 +1,7 @@
 //! What one token source remembers between flights, as named sub-states with the rules that
-//! read them: the token in memory (and which tokens are old news), the hold-down, and the DPoP
-//! nonces of the token endpoint and the resource servers. Private fields: only these methods
-//! change them.
+//! read them: the token in memory (and which tokens are old news), the hold-down, the eviction
+//! window ([`crate::source::evictions`]), and the DPoP nonces of the token endpoint and the
+//! resource servers. Private fields: only these methods change them.
 
 use crate::base::error::Error;
 use crate::base::secret::AccessToken;
@@ -9,6 +9,7 @@ use crate::config::client::{Config, Dpop};
 use crate::oauth::dpop::Nonces;
 use crate::oauth::holddown::held_error;
 use crate::oauth::token::Token;
+use crate::source::evictions::Evictions;
 
 /// A hold-down: the token endpoint is left alone until `until` (Unix seconds), and callers get
 /// `error` (what the endpoint said) meanwhile.
@@ -107,14 +108,12 @@ impl Memory {
     }
 }
 
-/// The hold-down in force, how many flights in a row found the endpoint unavailable (the outage
-/// schedule's step, see [`crate::oauth::holddown`]), and when an upstream rejection last evicted
-/// a token.
+/// The hold-down in force, and how many flights in a row found the endpoint unavailable (the
+/// outage schedule's step, see [`crate::oauth::holddown`]).
 #[derive(Default)]
 pub(super) struct HoldDown {
     hold: Option<Hold>,
     failed_flights: u32,
-    last_eviction: Option<u64>,
 }
 
 impl HoldDown {
@@ -152,17 +151,6 @@ impl HoldDown {
         }
         self.failed_flights
     }
-
-    /// Whether an eviction at `now` comes too soon after the last one (within `window` seconds):
-    /// an upstream that rejects every token must not turn each request into a token request.
-    /// If not, the eviction is counted.
-    pub(super) fn evict_too_soon(&mut self, now: u64, window: u64) -> bool {
-        if self.last_eviction.is_some_and(|at| now < at + window) {
-            return true;
-        }
-        self.last_eviction = Some(now);
-        false
-    }
 }
 
 /// Everything a token source remembers between flights.
@@ -170,6 +158,8 @@ impl HoldDown {
 pub(super) struct State {
     pub(super) memory: Memory,
     pub(super) hold_down: HoldDown,
+    /// When an upstream's rejection may evict the token next.
+    pub(super) evictions: Evictions,
     /// The latest DPoP nonce of the token endpoint's origin (RFC 9449 §8.2).
     pub(super) token_nonces: Nonces,
     /// The latest DPoP nonce of each resource server (RFC 9449 §9). Kept apart from the token

@@ -1,5 +1,6 @@
 //! A source's status view for operators: the token's timings and where it came from, the
-//! hold-down and its cause, the last error and the counts (see [`crate::source::report`]).
+//! hold-down and its cause, the eviction window (see [`crate::source::evictions`]), the last
+//! error and the counts (see [`crate::source::report`]).
 //! Built from what the source holds, never from a token's value or a credential: every field
 //! is a time, a count, a name or an error text that was scrubbed like every error.
 //!
@@ -9,6 +10,7 @@
 use serde::Serialize;
 
 use crate::oauth::token::Token;
+use crate::source::evictions::Evictions;
 use crate::source::report::{Events, LastError, Report, Requests};
 use crate::source::state::Hold;
 
@@ -19,6 +21,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) hold: Option<&'a Hold>,
     /// Failed flights in a row (the outage schedule's step; 0: none).
     pub(crate) failed_flights: u32,
+    pub(super) evictions: &'a Evictions,
     pub(crate) in_flight: bool,
     pub(crate) report: &'a Report,
 }
@@ -29,6 +32,7 @@ struct View<'a> {
     token: Option<TokenView>,
     hold_down: Option<HoldView>,
     failed_flights: u32,
+    eviction: EvictionView,
     in_flight: bool,
     last_error: Option<LastError>,
     last_token_request: Option<u64>,
@@ -48,6 +52,21 @@ struct TokenView {
     refresh_at: u64,
     refresh_due: bool,
     obtained_from: Option<&'static str>,
+}
+
+/// When an upstream's rejection may evict the token next.
+#[derive(Serialize)]
+struct EvictionView {
+    /// Seconds after the last eviction before the next.
+    window_secs: u64,
+    /// The last eviction.
+    last_at: Option<u64>,
+    /// From when a rejection evicts again (`null`: at once).
+    next_allowed_at: Option<u64>,
+    /// The window is above its minimum: tokens were rejected again soon after they were minted.
+    backing_off: bool,
+    /// The last acceptance of the token that ended a backoff.
+    reset_at: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -80,6 +99,13 @@ pub(crate) fn status(p: Parts<'_>) -> String {
             cause: h.error.to_string(),
         }),
         failed_flights: p.failed_flights,
+        eviction: EvictionView {
+            window_secs: p.evictions.window(),
+            last_at: p.evictions.last(),
+            next_allowed_at: p.evictions.next_allowed().filter(|at| *at > now),
+            backing_off: p.evictions.backing_off(),
+            reset_at: p.evictions.reset_at(),
+        },
         in_flight: p.in_flight,
         last_error: p.report.last_error(),
         last_token_request: p.report.last_token_request(),

@@ -343,6 +343,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             token: state.memory.token(),
             hold: state.hold_down.active(now),
             failed_flights: state.hold_down.failed_flights(),
+            evictions: &state.evictions,
             in_flight: self.in_flight(),
             report: &self.inner.report,
         })
@@ -449,30 +450,45 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     ///
     /// Returns whether a new token is worth fetching. Only the first of many concurrent
     /// rejections of the same token evicts anything, and evictions happen at most once per
-    /// `OAUTH_HOLDDOWN_SECS`: an upstream that rejects every token (wrong audience, its own
-    /// outage) must not turn each proxied request into a token request.
+    /// eviction window ([`crate::source::evictions`]). The window starts at
+    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS): a replacement that a lagging
+    /// upstream rejects too is evicted again within seconds. It doubles, up to
+    /// [`EVICT_WINDOW_MAX_SECS`](crate::EVICT_WINDOW_MAX_SECS), while each new token is
+    /// rejected again: an upstream that rejects every token (wrong audience, its own outage)
+    /// costs about one token an hour, not one per request. Within the window the upstream's
+    /// answer is passed through. (`OAUTH_HOLDDOWN_SECS` is the token endpoint's, not this.)
     pub async fn invalidate(&self, used: &Token, now: u64) -> bool {
         let inner = &self.inner;
         let log = &inner.ports.log;
-        {
+        let window = {
             let mut state = inner.state.borrow_mut();
             if !state.memory.holds(used) {
                 // Another caller already evicted it, or a refresh replaced it: a newer token is
                 // there or on its way.
                 return state.memory.fresh(now).is_some() || state.memory.is_revoked(used);
             }
-            let window = inner.config.borrow().holddown_secs.max(1);
-            if state.hold_down.evict_too_soon(now, window) {
-                inner.report.event(Metric::Eviction { skipped: true }, now);
+            if state.evictions.too_soon(now) {
+                let window_secs = state.evictions.window();
+                let skipped = Metric::Eviction {
+                    skipped: true,
+                    window_secs,
+                };
+                inner.report.event(skipped, now);
                 log(&log::cache_event(
                     "evict_skipped",
                     "upstream rejected a fresh token again; passing its answer through",
                 ));
                 return false;
             }
+            state.evictions.evict(now, used.issued_at());
             state.memory.evict(used);
-        }
-        inner.report.event(Metric::Eviction { skipped: false }, now);
+            state.evictions.window()
+        };
+        let evicted = Metric::Eviction {
+            skipped: false,
+            window_secs: window,
+        };
+        inner.report.event(evicted, now);
         log(&log::cache_event(
             "evicted",
             "upstream rejected the token; fetching a new one",
@@ -490,5 +506,32 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
             }
         }
         true
+    }
+
+    /// An upstream accepted `used` at `now` (any answer but a rejection, RFC 6750 §3.1): when
+    /// `used` is the token held, the eviction window goes back to
+    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS), so a later revocation is acted
+    /// on at once. Cheap (a flag, then one comparison of tokens): a caller reports every answer
+    /// while [`Self::backing_off`], and need not report any otherwise.
+    pub fn accepted(&self, used: &Token, now: u64) {
+        let mut state = self.inner.state.borrow_mut();
+        if !state.evictions.backing_off() || !state.memory.holds(used) {
+            return;
+        }
+        if state.evictions.accepted(now) {
+            drop(state);
+            (self.inner.ports.log)(&log::cache_event(
+                "evict_backoff_reset",
+                "upstream accepted the token; rejections evict again without waiting",
+            ));
+        }
+    }
+
+    /// Whether evictions are backing off: the eviction window is above
+    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS) because tokens were rejected
+    /// again soon after they were minted. Only then is an acceptance worth reporting
+    /// ([`Self::accepted`]).
+    pub fn backing_off(&self) -> bool {
+        self.inner.state.borrow().evictions.backing_off()
     }
 }

@@ -168,6 +168,40 @@ fn a_token_rejected_in_every_isolate_costs_one_new_token() {
 }
 
 #[test]
+fn an_upstream_rejecting_every_token_costs_the_fleet_about_a_dozen_then_one_an_hour() {
+    // Three isolates take turns at one request a second; each rejection is reported to the
+    // coordinator, whose own eviction window backs off as an isolate's does. Between its
+    // evictions, the coordinator answers with the rejected token, which the isolates use.
+    let f = fleet(3, minted(64, 3_600));
+    let mut tokens_by_hour = [0; 2];
+    let coordinator_evictions = |at: u64| {
+        let status: serde_json::Value =
+            serde_json::from_str(&f.coordinator.borrow().status(at)).unwrap();
+        status["events"]["evictions"].as_u64().unwrap()
+    };
+    for s in 0..2 * 3_600 {
+        let now = NOW + s;
+        f.now.set(now);
+        let calls = f.ep.calls.get();
+        let isolate = &f.isolates[s as usize % 3].0;
+        let t = block_on(isolate.token(now)).unwrap();
+        if block_on(isolate.invalidate(&t, now)) {
+            // The proxy replays with whatever token the isolate gets now (rejected again).
+            let again = block_on(isolate.token(now)).unwrap();
+            block_on(isolate.invalidate(&again, now));
+        }
+        tokens_by_hour[s as usize / 3_600] += f.ep.calls.get() - calls;
+        if s == 3_599 {
+            assert_eq!(coordinator_evictions(now), 10);
+        }
+    }
+    // The first token is rejected at once: the fleet evicts at 0, 4, 12, 28, ..., 2044 s (ten
+    // in the first hour), then at 4092 s, and its window stays at an hour.
+    assert_eq!(tokens_by_hour, [1 + 10, 1], "tokens minted, by hour");
+    assert_eq!(coordinator_evictions(NOW + 7_200), 11);
+}
+
+#[test]
 fn a_failing_coordinator_means_each_isolate_fends_for_itself() {
     let f = fleet(3, Endpoint::new(200, GOOD));
     f.down.set(true);

@@ -314,6 +314,21 @@ pub(super) fn ok(body: &'static str) -> Reply {
     Reply::Http(200, body, vec![])
 }
 
+/// A token endpoint that answers `tok-0`, `tok-1`, ... (`n` of them, then the last again), each
+/// living `lifetime` seconds.
+pub(super) fn minted(n: usize, lifetime: u64) -> Endpoint {
+    Endpoint::script(
+        (0..n)
+            .map(|i| {
+                let body = format!(
+                    r#"{{"access_token":"tok-{i}","token_type":"Bearer","expires_in":{lifetime}}}"#
+                );
+                ok(Box::leak(body.into_boxed_str()))
+            })
+            .collect(),
+    )
+}
+
 pub(super) fn with_retry_after(status: u16, secs: &str) -> Reply {
     Reply::Http(status, "", vec![("retry-after".into(), secs.into())])
 }
