@@ -51,7 +51,7 @@ expect(state !== null && typeof state === 'object' && typeof state.criticalError
   'has no __worker_init_state with a boolean criticalError');
 
 const { HotPath, Rpc } = m2m;
-for (const name of ['ready', 'answered', 'unreachable', 'nonce', 'relocated']) {
+for (const name of ['ready', 'answered', 'unreachable', 'nonce', 'relocated', 'accepted']) {
   expect(typeof HotPath?.[name] === 'function', `exports no HotPath.${name} function`);
 }
 for (const name of ['tokenInfo', 'authorization', 'status']) {
@@ -95,7 +95,7 @@ function base64url(buffer) {
   return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-async function send(request, env, ctx, asked, [target, init, proofInput, key]) {
+async function send(request, env, ctx, asked, [target, init, proofInput, key, backingOff]) {
   // DPoP (RFC 9449 §4.2): Rust made the proof's input; the signature is WebCrypto's (ES256 gives
   // the raw r || s a JWS wants).
   if (proofInput !== undefined) {
@@ -124,6 +124,8 @@ async function send(request, env, ctx, asked, [target, init, proofInput, key]) {
     // A request object only now: Rust signs it again if it replays (it has no body).
     return HotPath.answered(asked[0], asked[1], new Request(target, init), resp, env, ctx, nonceGiven).catch(trapped);
   }
+  // Evictions back off after rejections: an acceptance ends that (Rust says when it matters).
+  if (backingOff === true && resp.status < 400) HotPath.accepted(env, asked[0], asked[1], init.headers.get('authorization'));
   if (resp.status >= 300 && resp.status < 400 && resp.headers.has('location')) {
     // The caller's fetch would follow it back through its binding: Rust makes it safe to.
     return HotPath.relocated(resp, env, asked[0], asked[1], target);

@@ -102,7 +102,7 @@ pub use oauth::dpop::Proofs;
 pub use oauth::transport::{HttpClient, HttpRequest, HttpResponse, TransportError};
 pub use source::coordinator::{Answer, Ask, Coordinator, NOTE_ONE_IN};
 pub use source::credentials::{Credentials, Rotation};
-pub use source::evictions::{EVICT_WINDOW_MAX_SECS, EVICT_WINDOW_MIN_SECS};
+pub use source::evictions::{EVICTIONS_PER_HOUR, EVICT_WINDOW_MAX_SECS, EVICT_WINDOW_MIN_SECS};
 pub use source::records::{HOLD_ENTRY, TOKEN_ENTRY};
 pub use source::runtime::{LogSink, Runtime};
 pub use source::signers::{Assertions, Signers};

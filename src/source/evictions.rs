@@ -17,11 +17,22 @@ pub const EVICT_WINDOW_MIN_SECS: u64 = 2;
 /// The longest eviction window: an upstream that rejects every token costs one an hour.
 pub const EVICT_WINDOW_MAX_SECS: u64 = 3_600;
 
+/// At most this many evictions in any hour, whatever reset the window. An acceptance is only
+/// the word of whichever request the upstream answered: a caller who alternates a path that
+/// rejects valid tokens (one with its own API-key check, say) with one that accepts them would
+/// otherwise reset the window each time and make a token every
+/// [`EVICT_WINDOW_MIN_SECS`]. With the budget that caller gets a dozen an hour, and an upstream
+/// that rejects everything still backs off to one an hour.
+pub const EVICTIONS_PER_HOUR: usize = 12;
+
 /// The last eviction and the window that must pass after it before the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Evictions {
     /// Unix seconds of the last eviction.
     last: Option<u64>,
+    /// Unix seconds of the evictions within the last hour, oldest first (at most
+    /// [`EVICTIONS_PER_HOUR`]).
+    recent: std::collections::VecDeque<u64>,
     /// Seconds after `last` during which rejections are passed through, not evicted.
     window: u64,
     /// Unix seconds of the last acceptance that ended a backoff.
@@ -32,6 +43,7 @@ impl Default for Evictions {
     fn default() -> Self {
         Self {
             last: None,
+            recent: std::collections::VecDeque::new(),
             window: EVICT_WINDOW_MIN_SECS,
             reset_at: None,
         }
@@ -59,6 +71,10 @@ impl Evictions {
             EVICT_WINDOW_MIN_SECS
         };
         self.last = Some(now);
+        if self.recent.len() == EVICTIONS_PER_HOUR {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
     }
 
     /// An upstream accepted the token held at `now`: the window goes back to the minimum, so
@@ -88,9 +104,14 @@ impl Evictions {
         self.last
     }
 
-    /// Unix seconds from which a rejection evicts again (none yet: at once).
+    /// Unix seconds from which a rejection evicts again (none yet: at once): after the window,
+    /// and once the hour's budget has room.
     pub(super) fn next_allowed(&self) -> Option<u64> {
-        self.last.map(|at| at.saturating_add(self.window))
+        let window = self.last.map(|at| at.saturating_add(self.window));
+        let budget = (self.recent.len() == EVICTIONS_PER_HOUR)
+            .then(|| self.recent.front().map(|first| first.saturating_add(3_600)))
+            .flatten();
+        window.max(budget)
     }
 
     /// Unix seconds of the last acceptance that ended a backoff.
@@ -162,6 +183,24 @@ mod tests {
             (e.window(), e.too_soon(105), e.too_soon(106)),
             (4, true, false)
         );
+    }
+
+    #[test]
+    fn acceptances_between_rejections_still_leave_a_dozen_evictions_an_hour() {
+        // A caller alternating a path that rejects valid tokens with one that accepts them.
+        let mut e = Evictions::default();
+        let mut issued_at = 0;
+        let mut evicted = 0;
+        for now in 1_000..1_000 + 3 * 3_600 {
+            if now % 2 == 0 {
+                e.accepted(now);
+            } else if !e.too_soon(now) {
+                e.evict(now, issued_at);
+                issued_at = now;
+                evicted += 1;
+            }
+        }
+        assert_eq!(evicted, 3 * EVICTIONS_PER_HOUR);
     }
 
     #[test]

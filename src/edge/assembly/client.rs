@@ -199,6 +199,20 @@ impl TokenClient {
         self.source.handed_out(authorization)
     }
 
+    /// An upstream accepted `token` (it answered below 400): a backoff of evictions ends (see
+    /// [`TokenSource::accepted`](crate::TokenSource::accepted)).
+    pub(crate) fn accepted(&self, token: &Token) {
+        self.source
+            .accepted(token, crate::edge::platform::js::now_secs());
+    }
+
+    /// Whether evictions are backing off, so acceptances are worth reporting (see
+    /// [`TokenSource::backing_off`](crate::TokenSource::backing_off)).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn backing_off(&self) -> bool {
+        self.source.backing_off()
+    }
+
     /// The API's latest DPoP nonce for `url` that this isolate knows.
     #[cfg(feature = "proxy")]
     pub(crate) fn dpop_nonce(&self, url: &str) -> Option<String> {

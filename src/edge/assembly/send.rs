@@ -128,6 +128,9 @@ impl TokenClient {
             spare,
         } = sent;
         let retry_statuses = &self.source.config().retry_statuses;
+        if resp.status() < 400 {
+            self.accepted(&token);
+        }
         // RFC 9449 §9: a 401 asking for a nonce is retried once with it, whether or not this
         // request used an older one (concurrent requests all get the challenge, and each needs
         // its retry). The server refused at authentication, so even a POST is safe to send

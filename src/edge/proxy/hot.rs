@@ -44,8 +44,10 @@ impl HotPath {
     /// The signed upstream request for `req` (asked for `path`, pinned to `pinned`: see
     /// [`Asked`]) as `[target, init]` for `fetch(target, init)`, when it needs nothing
     /// asynchronous; for a DPoP token `[target, init, input, key]`: the proof's signing input
-    /// and the `CryptoKey` to sign it with (ES256), for the entry to put in a `DPoP` header.
-    /// `undefined` sends the request down the full path (which also answers every error).
+    /// and the `CryptoKey` to sign it with (ES256), for the entry to put in a `DPoP` header;
+    /// `true` at index 4 while evictions back off (the entry reports an acceptance then, see
+    /// [`Self::accepted`]). `undefined` sends the request down the full path (which also answers
+    /// every error).
     pub fn ready(
         req: &web_sys::Request,
         env: &Env,
@@ -127,6 +129,20 @@ impl HotPath {
         }
     }
 
+    /// The upstream accepted the request asked for `path` (pinned to `pinned`), signed with
+    /// `authorization`: a backoff of evictions ends. The entry calls this only while `ready`
+    /// said evictions back off.
+    pub fn accepted(env: &Env, path: &str, pinned: Option<String>, authorization: &str) {
+        let Ok(route) = route(env, asked(path, &pinned)) else {
+            return;
+        };
+        if let Ok(client) = TokenClient::of(&route.configs, env, route.profile) {
+            if let Some(token) = client.handed_out(authorization) {
+                client.accepted(&token);
+            }
+        }
+    }
+
     /// The proxy's answer when `fetch` of the upstream request failed: 502 `upstream_unreachable`.
     pub fn unreachable(reason: String) -> web_sys::Response {
         failed(&Error::Upstream(reason))
@@ -204,6 +220,10 @@ fn prepare(
     if let Some((input, signing)) = proof {
         out.push(&JsValue::from_str(&input));
         out.push(&signing);
+    }
+    if client.backing_off() {
+        // Index 4, whether or not a proof took 2 and 3: the entry then reports an acceptance.
+        out.set(4, JsValue::TRUE);
     }
     client.served_from_memory(now);
     Ok(Some(out))

@@ -24,9 +24,19 @@ fn outbound_headers_follow_the_policy_table() {
             "cf-access-authenticated-user-email",
             "x-custom",
             "x-conn-named",
+            "x_custom_ok",
+            "x-anonymous-consumer",
+            "x-authenticated-groups",
         ]
         .map(String::from),
     );
+    // Every name again with `_` for `-`: the spelling CGI-style upstreams read as the same.
+    let underscored: Vec<String> = names
+        .iter()
+        .filter(|n| n.contains('-'))
+        .map(|n| n.replace('-', "_"))
+        .collect();
+    names.extend(underscored);
     let headers = web_sys::Headers::new().unwrap();
     for n in &names {
         // Names workerd would refuse to let a caller set are still set here: Node allows them.
@@ -44,7 +54,7 @@ fn outbound_headers_follow_the_policy_table() {
         4_000_000_000,
         60,
     );
-    let allowed = vec!["x-forwarded-user".to_owned()];
+    let allowed = vec!["x-forwarded-user".to_owned(), "x_custom_ok".to_owned()];
     let out = build(
         &incoming,
         Outbound {
@@ -73,6 +83,25 @@ fn outbound_headers_follow_the_policy_table() {
         }
     }
     assert!(sent.has("x-forwarded-user").unwrap() && !sent.has("x-forwarded-probe").unwrap());
+    assert!(sent.has("x_custom_ok").unwrap() && !sent.has("x_forwarded_user").unwrap());
+}
+
+/// `HotPath::ready` for `req` as the entry calls it: the path from a WHATWG parse (the JS
+/// `URL`), unpinned.
+fn ready(req: &web_sys::Request, env: &Env) -> Option<js_sys::Array> {
+    let global = js_sys::global();
+    let ctor: js_sys::Function = js_sys::Reflect::get(&global, &"URL".into())
+        .unwrap()
+        .unchecked_into();
+    let url = js_sys::Reflect::construct(&ctor, &js_sys::Array::of1(&req.url().into())).unwrap();
+    let part = |name: &str| {
+        js_sys::Reflect::get(&url, &name.into())
+            .unwrap()
+            .as_string()
+            .unwrap()
+    };
+    let path = part("pathname") + &part("search");
+    crate::edge::proxy::hot::HotPath::ready(req, env, &path, None)
 }
 
 fn request(
@@ -96,7 +125,6 @@ fn request(
 
 #[wasm_bindgen_test]
 async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path() {
-    use crate::edge::proxy::hot::HotPath;
     let srv = server("token").await;
     let env_js = env(
         &srv.url(),
@@ -117,11 +145,11 @@ async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path(
         )
     };
     // Cold: no token in memory, so the full path (which fetches one) takes the request.
-    assert!(HotPath::ready(&get(), warm).is_none());
+    assert!(ready(&get(), warm).is_none());
     assert_eq!(srv.count(), 0, "deciding costs no token request");
     TokenClient::from_env(warm).unwrap().token().await.unwrap();
 
-    let parts = HotPath::ready(&get(), warm).expect("a warm GET takes the hot path");
+    let parts = ready(&get(), warm).expect("a warm GET takes the hot path");
     assert_eq!(parts.length(), 2, "a Bearer token needs no proof");
     assert_eq!(
         parts.get(0).as_string().as_deref(),
@@ -137,7 +165,7 @@ async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path(
     assert_eq!(field("redirect").as_string().as_deref(), Some("manual"));
     assert_eq!(field("method").as_string().as_deref(), Some("GET"));
     // Nothing escapes the origin on the hot path either.
-    let parts = HotPath::ready(
+    let parts = ready(
         &request("https://proxy//evil.example/x", "GET", &[], None),
         warm,
     )
@@ -150,13 +178,13 @@ async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path(
     // What must wait, or be refused, goes to the full path.
     let post = request("https://proxy/v1/things", "POST", &[], Some("body"));
     assert!(
-        HotPath::ready(&post, warm).is_none(),
+        ready(&post, warm).is_none(),
         "a body is counted on the full path"
     );
     // (Node's `Request` refuses TRACE and CONNECT outright; workerd hands them to the Worker.)
     let propfind = request("https://proxy/v1/things", "PROPFIND", &[], None);
     assert!(
-        HotPath::ready(&propfind, warm).is_none(),
+        ready(&propfind, warm).is_none(),
         "405 comes from the full path"
     );
     let guarded_js = env(
@@ -164,16 +192,16 @@ async fn the_hot_path_signs_a_warm_request_and_leaves_the_rest_to_the_full_path(
         "hot-path-secret",
         &[
             ("UPSTREAM_ORIGIN", "https://api.example:8443"),
-            ("PROXY_SHARED_SECRET", "callers-only"),
+            ("PROXY_SHARED_SECRET", "callers-only-0123456789"),
         ],
     );
     assert!(
-        HotPath::ready(&get(), guarded_js.unchecked_ref()).is_none(),
+        ready(&get(), guarded_js.unchecked_ref()).is_none(),
         "a shared secret is checked on the full path"
     );
     let profiled_js = env(&srv.url(), "unused", &[("M2M_PROFILES", "billing")]);
     assert!(
-        HotPath::ready(&get(), profiled_js.unchecked_ref()).is_none(),
+        ready(&get(), profiled_js.unchecked_ref()).is_none(),
         "an unknown profile's 404 comes from the full path"
     );
     assert_eq!(srv.count(), 1);
