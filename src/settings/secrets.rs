@@ -41,14 +41,17 @@ pub(crate) struct Credential {
 
 /// How long an isolate uses a value it read from the Secrets Store before reading it again. A
 /// rotation reaches every isolate within this.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) const SECRET_TTL_SECS: u64 = 60;
 
 /// How soon a binding that could not be read (and has no value held) is tried again.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) const RETRY_SECS: u64 = 5;
 
 /// How long a value read before stays in use while the store fails for a moment (a timeout, a
 /// read error): long enough to ride out a blip, short enough that a secret deleted behind a
 /// store that also fails stops working within it. Past it, the setting fails closed.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) const GRACE_SECS: u64 = 600;
 
 /// What an isolate holds of one binding: its value, or why there is none, when to read it
