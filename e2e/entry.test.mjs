@@ -43,6 +43,8 @@ export default new Proxy(Entrypoint, {
   static answered() {}
   static unreachable() {}
   static nonce() {}
+  static relocated() {}
+  static accepted() {}
 }`,
   rpc: 'export class Rpc { static tokenInfo() {} static authorization() {} static status() {} }',
   coordinator: 'export class TokenCoordinator {}',
@@ -53,6 +55,7 @@ export default new Proxy(Entrypoint, {
 function withStandIn(change, fn) {
   return withTempDir('m2m-entry-', async (dir) => {
     fs.copyFileSync(entry, path.join(dir, 'index.js'));
+    fs.copyFileSync(path.join(path.dirname(entry), 'intake.js'), path.join(dir, 'intake.js'));
     fs.writeFileSync(path.join(dir, 'm2m.js'), Object.values({ ...PARTS, ...change }).join('\n'));
     return fn(() => startWorker({ builtDir: dir, bindings: { MARK: 'env-passed' }, kv: false }));
   });
