@@ -82,7 +82,10 @@ fn pinned(config: &Config, endpoint: &str) -> Result<()> {
     let url = Url::parse(endpoint).map_err(|_| Error::Other("discovery: bad endpoint".into()))?;
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let with_port = url.port().map(|p| format!("{host}:{p}"));
-    let allowed = |h: &String| *h == host || with_port.as_ref() == Some(h);
+    // `host:443` names the default port explicitly: it matches an https endpoint without one.
+    let explicit = url.port_or_known_default().map(|p| format!("{host}:{p}"));
+    let allowed =
+        |h: &String| *h == host || with_port.as_ref() == Some(h) || explicit.as_ref() == Some(h);
     if config.token_endpoint_hosts.iter().any(allowed) {
         return Ok(());
     }
@@ -234,6 +237,27 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
             elapsed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_pin_matches_the_host_with_or_without_its_port() {
+        use crate::base::secret::ClientSecret;
+        use crate::config::client::ClientAuth;
+        let mut config =
+            Config::for_tests("client", ClientAuth::Basic(ClientSecret::new("secret-1")));
+        for (pin, endpoint, ok) in [
+            ("idp.example", "https://idp.example/token", true),
+            ("idp.example:443", "https://idp.example/token", true),
+            ("idp.example:443", "https://idp.example:443/token", true),
+            ("idp.example:8443", "https://idp.example:8443/token", true),
+            ("idp.example", "https://idp.example:8443/token", true),
+            ("idp.example:8443", "https://idp.example/token", false),
+            ("idp.example:443", "http://idp.example/token", false),
+            ("other.example", "https://idp.example/token", false),
+        ] {
+            config.token_endpoint_hosts = vec![pin.to_owned()];
+            assert_eq!(pinned(&config, endpoint).is_ok(), ok, "{pin} {endpoint}");
         }
     }
 
