@@ -45,7 +45,8 @@ function listen(server) {
 }
 
 /** Starts the API. Every request is recorded; `/echo` returns the request body unchanged,
- *  any other path returns JSON describing what arrived. */
+ *  `/redirect?status=&to=` answers that redirect, any other path returns JSON describing what
+ *  arrived. */
 export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'read:things' }) {
   const jwks = createRemoteJWKSet(new URL(jwksUrl));
   const seen = [];
@@ -117,6 +118,13 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
       return reply(403, { error: 'insufficient_scope' });
     }
     record.clientId = claims.client_id;
+    // `/redirect?status=302&to=<location>`: a redirect, answered only to a good token (an
+    // upstream that sends its callers elsewhere).
+    if (/^\/redirect(\?|$)/.test(req.url)) {
+      const q = new URL(req.url, origin).searchParams;
+      res.writeHead(Number(q.get('status') ?? 302), { location: q.get('to') ?? '/', 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ redirect: q.get('to') }));
+    }
     if (req.url.startsWith('/echo')) {
       res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' });
       return res.end(body);

@@ -129,10 +129,19 @@ async fn unrouted(env: &Env, err: Error, presented: Option<&str>) -> Error {
     if !configured {
         return err;
     }
+    // The Worker's own shared secret, broken (blank, short, empty in the store): every path
+    // would answer this same error, so it tells no profile apart, and the operator sees it.
+    if matches!(&err, Error::Config { setting, .. } if setting == "PROXY_SHARED_SECRET") {
+        return err;
+    }
     for secret in secrets {
         if presents(&SharedSecret::new(secret), presented).await {
             return err;
         }
+    }
+    // Hidden from the caller, not from the operator.
+    if let Error::Config { .. } = &err {
+        crate::edge::platform::js::log_line(&log::proxy_error(err.http_status(), &err));
     }
     unauthorized()
 }
