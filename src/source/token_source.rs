@@ -450,7 +450,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     ///
     /// Returns whether a new token is worth fetching. Only the first of many concurrent
     /// rejections of the same token evicts anything, and evictions happen at most once per
-    /// eviction window ([`crate::source::evictions`]). The window starts at
+    /// eviction window, at most [`EVICTIONS_PER_HOUR`](crate::EVICTIONS_PER_HOUR) an hour. The window starts at
     /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS): a replacement that a lagging
     /// upstream rejects too is evicted again within seconds. It doubles, up to
     /// [`EVICT_WINDOW_MAX_SECS`](crate::EVICT_WINDOW_MAX_SECS), while each new token is
