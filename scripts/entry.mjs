@@ -4,7 +4,7 @@
 //   0. every entry first reads what the caller asked for (scripts/intake.mjs, bundled next to
 //      this file): only http(s) URLs, the path from one parse, the caller's pin; these travel
 //      to Rust as data (`[path, pinned]`), never as URL text;
-//   1. HotPath.ready(request, env, path, pinned), one synchronous call into the wasm, makes the signed upstream
+//   1. HotPath.ready(request, env, [path, pinned]), one synchronous call into the wasm, makes the signed upstream
 //      request as [target, init] (routing, origin lock, header policy and token are decided in
 //      Rust, as always; with DPoP also the proof's input and the key, and this entry signs), or
 //      says `undefined` when anything asynchronous is needed (a token to fetch or refresh, a DPoP
@@ -118,17 +118,17 @@ async function send(request, env, ctx, asked, [target, init, proofInput, key, ba
   let nonceGiven = false;
   if (proofInput !== undefined) {
     const nonce = resp.headers.get('dpop-nonce');
-    if (nonce !== null) nonceGiven = HotPath.nonce(env, asked[0], asked[1], target, nonce);
+    if (nonce !== null) nonceGiven = HotPath.nonce(env, asked, target, nonce);
   }
   if (resp.status >= 400 && resp.status < 500) {
     // A request object only now: Rust signs it again if it replays (it has no body).
-    return HotPath.answered(asked[0], asked[1], new Request(target, init), resp, env, ctx, nonceGiven).catch(trapped);
+    return HotPath.answered(asked, new Request(target, init), resp, env, ctx, nonceGiven).catch(trapped);
   }
   // Evictions back off after rejections: an acceptance ends that (Rust says when it matters).
-  if (backingOff === true && resp.status < 400) HotPath.accepted(env, asked[0], asked[1], init.headers.get('authorization'));
+  if (backingOff === true && resp.status < 400) HotPath.accepted(env, asked, init.headers.get('authorization'));
   if (resp.status >= 300 && resp.status < 400 && resp.headers.has('location')) {
     // The caller's fetch would follow it back through its binding: Rust makes it safe to.
-    return HotPath.relocated(resp, env, asked[0], asked[1], target);
+    return HotPath.relocated(resp, env, asked, target);
   }
   return resp;
 }
@@ -212,7 +212,7 @@ function handle(request, env, ctx, asked) {
   if (!state.criticalError) {
     let out;
     try {
-      out = HotPath.ready(request, env, asked[0], asked[1]);
+      out = HotPath.ready(request, env, asked);
     } catch (e) {
       // Anything but a trap: the full path answers.
       if (!isTrap(e)) return full(request, env, ctx, asked);

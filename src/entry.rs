@@ -10,7 +10,7 @@
 use wasm_bindgen::prelude::*;
 use worker::{event, Context, Env, Result};
 
-use crate::proxy::route::Asked;
+use crate::edge::proxy::routed::Intake;
 
 #[wasm_bindgen(inline_js = r#"
 export function asked_of(request) {
@@ -26,12 +26,6 @@ extern "C" {
 
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
-    let recorded = asked_of(&req);
-    let path = recorded.as_ref().and_then(|a| a.get(0).as_string());
-    let pinned = recorded.as_ref().and_then(|a| a.get(1).as_string());
-    let asked = path.as_deref().map(|path| Asked {
-        path_and_query: path,
-        pinned: pinned.as_deref(),
-    });
-    Ok(crate::edge::proxy::full::handle(req, asked, &env, &ctx).await)
+    let intake = asked_of(&req).as_ref().and_then(Intake::from_js);
+    Ok(crate::edge::proxy::full::handle(req, intake, &env, &ctx).await)
 }

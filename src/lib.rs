@@ -65,9 +65,10 @@ mod tests;
 pub mod fuzzing {
     pub use crate::base::redact::Redactor;
     pub use crate::oauth::token_response::{parse_token_response, MIN_LIFETIME_SECS};
+    pub use crate::proxy::admission::check_request;
     pub use crate::proxy::config::ProxyConfig;
     pub use crate::proxy::route::{
-        check_request, join_upstream, route_asked, upstream_url, whatwg_path_and_query, Asked,
+        join_upstream, route_asked, upstream_url, whatwg_path_and_query, Asked,
     };
 }
 

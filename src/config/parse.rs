@@ -17,7 +17,6 @@ use crate::keys::dpop_key::DpopKey;
 use crate::keys::private_key::parse_key;
 use crate::settings::lookup::Settings;
 use crate::settings::profile::Profile;
-use crate::settings::secrets::Credential;
 use crate::settings::values::{exact_secret, parse_endpoint};
 
 /// Parameters the crate sets itself; `OAUTH_EXTRA_PARAMS` may not override them.
@@ -246,27 +245,9 @@ fn parse_auth(s: &Settings) -> Result<(ClientAuth, Option<String>)> {
     Ok(auth)
 }
 
-/// `TOKEN_CACHE_KEY`: a long random secret, when set.
+/// `TOKEN_CACHE_KEY`: a long random secret, when set (see [`Settings::key_secret`]).
 fn parse_cache_key(s: &Settings) -> Result<Option<SharedSecret>> {
-    let cache_key_secret = match s.credential("TOKEN_CACHE_KEY")? {
-        Some(Credential {
-            name, value: raw, ..
-        }) => {
-            exact_secret(&name, &raw)?;
-            if raw.chars().count() < MIN_CACHE_KEY_CHARS {
-                return Err(Error::config(
-                    name,
-                    format!(
-                        "must be at least {MIN_CACHE_KEY_CHARS} characters of random text \
-                         (for example `openssl rand -base64 32`)"
-                    ),
-                ));
-            }
-            Some(SharedSecret::new(raw))
-        }
-        None => None,
-    };
-    Ok(cache_key_secret)
+    s.key_secret("TOKEN_CACHE_KEY", MIN_CACHE_KEY_CHARS)
 }
 
 /// `OAUTH_ISSUER`: an https URL with no query or fragment (RFC 8414 §2).

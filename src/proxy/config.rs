@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use crate::base::error::{Error, Result};
 use crate::base::secret::SharedSecret;
 use crate::settings::lookup::Settings;
-use crate::settings::values::{exact_secret, parse_endpoint};
+use crate::settings::values::parse_endpoint;
 
 /// Default `PROXY_MAX_BODY_BYTES`: 10 MiB.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -66,26 +66,6 @@ fn parse_forward_headers(raw: Option<(Cow<'static, str>, String)>) -> Result<Vec
 /// error, like a blank one.
 pub(crate) const MIN_SHARED_SECRET_CHARS: usize = 16;
 
-/// `PROXY_SHARED_SECRET` (the profile's own, else the Worker's): fails closed. Set but blank,
-/// shorter than [`MIN_SHARED_SECRET_CHARS`], or with stray whitespace (a Worker secret or a
-/// Secrets Store value alike) is a configuration error naming it: none of these may read as
-/// "no secret", which would turn the check off.
-fn shared_secret(s: &Settings) -> Result<Option<SharedSecret>> {
-    const SETTING: &str = "PROXY_SHARED_SECRET";
-    s.refuse_blank(SETTING)?;
-    let Some(c) = s.credential(SETTING)? else {
-        return Ok(None);
-    };
-    exact_secret(&c.name, &c.value)?;
-    if c.value.chars().count() < MIN_SHARED_SECRET_CHARS {
-        return Err(Error::config(
-            c.name,
-            format!("must be at least {MIN_SHARED_SECRET_CHARS} characters long"),
-        ));
-    }
-    Ok(Some(SharedSecret::new(c.value)))
-}
-
 impl ProxyConfig {
     /// Reads the proxy settings from a lookup of Worker vars and secrets (the edge reads them
     /// with their Secrets Store credentials through [`Self::from_settings`]).
@@ -104,7 +84,9 @@ impl ProxyConfig {
         };
         Ok(Self {
             upstream,
-            shared_secret: shared_secret(s)?,
+            // The profile's own, else the Worker's; never "no secret" when it is blank or
+            // short, which would turn the check off.
+            shared_secret: s.key_secret("PROXY_SHARED_SECRET", MIN_SHARED_SECRET_CHARS)?,
             forward_headers: parse_forward_headers(s.var("PROXY_FORWARD_HEADERS")?)?,
             max_body_bytes: s.number(
                 "PROXY_MAX_BODY_BYTES",

@@ -15,16 +15,12 @@
 
 use url::Url;
 
-/// The header a cross-origin `Location` is moved to.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-pub(crate) const UPSTREAM_LOCATION: &str = "x-upstream-location";
-
 /// What to answer in place of the upstream's `Location`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Relocation {
     /// Send this `Location` instead: a path on the proxy (path-absolute, never `//`).
     Location(String),
-    /// Send no `Location`; the upstream's value goes in [`UPSTREAM_LOCATION`].
+    /// Send no `Location`; the upstream's value goes in `X-Upstream-Location`.
     Moved,
 }
 

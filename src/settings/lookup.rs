@@ -156,17 +156,17 @@ impl<'a> Settings<'a> {
     /// of `echo "$EMPTY" | wrangler secret put`), under the profile's own name or, where the
     /// profile would take it, the unprefixed one. For settings whose absence turns a check off
     /// (`PROXY_SHARED_SECRET`): a blank one must fail closed, never read as "not set".
-    #[cfg_attr(not(all(feature = "proxy", target_arch = "wasm32")), allow(dead_code))] // the proxy's
     pub(crate) fn refuse_blank(&self, setting: &'static str) -> Result<()> {
-        let blank = |name: &str| (self.lookup)(name).is_some_and(|v| v.trim().is_empty());
         let own = self.name(setting);
         let inherited = self.profile.is_none() || SHARED.contains(&setting);
-        let name = if blank(&own) {
-            own
-        } else if inherited && blank(setting) {
-            Cow::Borrowed(setting)
-        } else {
-            return Ok(());
+        let name = match (self.lookup)(&own) {
+            Some(v) if v.trim().is_empty() => own,
+            // The profile's own value is what counts, whatever the unprefixed one holds.
+            Some(_) => return Ok(()),
+            None if inherited && (self.lookup)(setting).is_some_and(|v| v.trim().is_empty()) => {
+                Cow::Borrowed(setting)
+            }
+            None => return Ok(()),
         };
         Err(Error::config(
             name,

@@ -184,11 +184,73 @@ impl Settings<'_> {
     }
 }
 
+impl Settings<'_> {
+    /// A secret that keys or guards something (`TOKEN_CACHE_KEY`, `PROXY_SHARED_SECRET`), read
+    /// as a [credential](Self::credential), failing closed: set but blank (even where blank
+    /// would otherwise read as unset), with stray whitespace, or shorter than `min_chars` (a
+    /// Worker secret and a Secrets Store value alike) is a configuration error naming it. Unset
+    /// is `None`.
+    pub(crate) fn key_secret(
+        &self,
+        setting: &'static str,
+        min_chars: usize,
+    ) -> Result<Option<crate::base::secret::SharedSecret>> {
+        self.refuse_blank(setting)?;
+        let Some(Credential { name, value, .. }) = self.credential(setting)? else {
+            return Ok(None);
+        };
+        crate::settings::values::exact_secret(&name, &value)?;
+        if value.chars().count() < min_chars {
+            return Err(Error::config(
+                name,
+                format!(
+                    "must be at least {min_chars} characters of random text (for example \
+                     `openssl rand -base64 32`)"
+                ),
+            ));
+        }
+        Ok(Some(crate::base::secret::SharedSecret::new(value)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::profile::Profile;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_key_secret_fails_closed_blank_short_or_untrimmed() {
+        let vars: HashMap<&str, &str> = [
+            ("TOKEN_CACHE_KEY", "\n"),
+            ("BILLING_TOKEN_CACHE_KEY", "short"),
+            ("CRM_TOKEN_CACHE_KEY", " k0123456789abcdef"),
+            ("HR_TOKEN_CACHE_KEY", "k0123456789abcdef"),
+        ]
+        .into_iter()
+        .collect();
+        let lookup = |k: &str| vars.get(k).map(|v| v.to_string());
+        let read = |profile: Option<&str>| {
+            let p = profile.map(|p| Profile::new(p).unwrap());
+            Settings::new(&lookup, p.as_ref())
+                .key_secret("TOKEN_CACHE_KEY", 16)
+                .map(|k| k.map(|k| k.expose().to_owned()))
+                .map_err(|e| e.to_string())
+        };
+        assert!(read(None)
+            .unwrap_err()
+            .contains("TOKEN_CACHE_KEY: is set but blank"));
+        assert!(read(Some("billing"))
+            .unwrap_err()
+            .contains("BILLING_TOKEN_CACHE_KEY: must be at least 16 characters"));
+        assert!(read(Some("crm"))
+            .unwrap_err()
+            .contains("CRM_TOKEN_CACHE_KEY: has leading or trailing whitespace"));
+        assert_eq!(
+            read(Some("hr")).unwrap().as_deref(),
+            Some("k0123456789abcdef")
+        );
+    }
 
     #[test]
     fn a_value_survives_a_failing_store_for_a_bounded_grace_and_a_deletion_not_at_all() {

@@ -20,18 +20,18 @@ use crate::base::error::Error;
 use crate::base::log;
 use crate::edge::assembly::client::TokenClient;
 use crate::edge::platform::secrets;
-use crate::edge::proxy::full::{connection_tokens, error_response, relocated, route, Route};
+use crate::edge::proxy::full::{connection_tokens, error_response};
 use crate::edge::proxy::outbound::{self, Outbound};
+use crate::edge::proxy::routed::{relocated, route, Intake, Route};
 use crate::oauth::dpop::htu;
-use crate::proxy::route::{join_upstream, Asked, ALLOWED_METHODS};
+use crate::proxy::admission::ALLOWED_METHODS;
+use crate::proxy::route::{join_upstream, Asked};
 
-/// What the entry says a caller asked for: `path` is `url.pathname + url.search` of the
-/// request's http(s) URL (the entry's one parse), `pinned` its binding's profile.
-fn asked<'a>(path: &'a str, pinned: &'a Option<String>) -> Asked<'a> {
-    Asked {
-        path_and_query: path,
-        pinned: pinned.as_deref(),
-    }
+/// The entry's record `asked` (`[path, pinned]`, see `scripts/intake.mjs`), decoded; an error
+/// when it is not one (then nothing of the request is served).
+fn intake(asked: &js_sys::Array) -> Result<Intake, Error> {
+    Intake::from_js(asked)
+        .ok_or_else(|| Error::Other("the entry's record of a request is not [path, pinned]".into()))
 }
 
 /// The hot path's entry points, as static methods of an exported class: worker-build exports
@@ -41,8 +41,8 @@ pub struct HotPath;
 
 #[wasm_bindgen]
 impl HotPath {
-    /// The signed upstream request for `req` (asked for `path`, pinned to `pinned`: see
-    /// [`Asked`]) as `[target, init]` for `fetch(target, init)`, when it needs nothing
+    /// The signed upstream request for `req` (as the entry recorded it, `asked`: `[path,
+    /// pinned]`, see [`Intake`]) as `[target, init]` for `fetch(target, init)`, when it needs nothing
     /// asynchronous; for a DPoP token `[target, init, input, key]`: the proof's signing input
     /// and the `CryptoKey` to sign it with (ES256), for the entry to put in a `DPoP` header;
     /// `true` at index 4 while evictions back off (the entry reports an acceptance then, see
@@ -51,18 +51,21 @@ impl HotPath {
     pub fn ready(
         req: &web_sys::Request,
         env: &Env,
-        path: &str,
-        pinned: Option<String>,
+        asked: &js_sys::Array,
     ) -> Option<js_sys::Array> {
-        prepare(req, env, asked(path, &pinned)).ok().flatten()
+        let intake = intake(asked).ok()?;
+        prepare(req, env, intake.asked()).ok().flatten()
     }
 
     /// Remembers the DPoP nonce the API sent with its answer to `target` (RFC 9449 §9: any
     /// answer may announce the next one); whether it was a usable one.
-    pub fn nonce(env: &Env, path: &str, pinned: Option<String>, target: &str, nonce: &str) -> bool {
+    pub fn nonce(env: &Env, asked: &js_sys::Array, target: &str, nonce: &str) -> bool {
+        let Ok(intake) = intake(asked) else {
+            return false;
+        };
         let Ok(Route {
             configs, profile, ..
-        }) = route(env, asked(path, &pinned))
+        }) = route(env, intake.asked())
         else {
             return false;
         };
@@ -75,28 +78,26 @@ impl HotPath {
     pub fn relocated(
         resp: web_sys::Response,
         env: &Env,
-        path: &str,
-        pinned: Option<String>,
+        asked: &js_sys::Array,
         target: &str,
     ) -> web_sys::Response {
-        match route(env, asked(path, &pinned)) {
-            Ok(route) => relocated(resp, target, route.profile_segment()),
-            // It routed a moment ago; if it no longer does, nothing of the upstream's goes back.
-            Err(err) => failed(&err),
-        }
+        // It routed a moment ago; if it no longer does, nothing of the upstream's goes back.
+        let relocation = intake(asked).and_then(|intake| {
+            let route = route(env, intake.asked())?;
+            relocated(resp, target, route.profile_segment())
+        });
+        relocation.unwrap_or_else(|err| failed(&err))
     }
 
-    /// The answer to the request asked for `path` (pinned to `pinned`) after the upstream
+    /// The answer to the request the entry recorded as `asked` after the upstream
     /// answered `resp` (a 4xx) to `sent`: when it
     /// rejected the token (`OAUTH_RETRY_STATUSES`), the token is evicted and `sent` is signed
     /// with a new one and sent once more; when it asked for a DPoP nonce it gave
     /// (`nonce_given`), `sent` is signed again with it and sent once more: as on the full path.
     /// Otherwise `resp` untouched (a redirect after a replay is relocated, see
     /// [`Self::relocated`]).
-    #[allow(clippy::too_many_arguments)] // the entry's call, one value per argument
     pub async fn answered(
-        path: String,
-        pinned: Option<String>,
+        asked: js_sys::Array,
         sent: web_sys::Request,
         resp: web_sys::Response,
         env: Env,
@@ -105,7 +106,10 @@ impl HotPath {
     ) -> web_sys::Response {
         secrets::refresh_due(&env).await;
         let target = sent.url();
-        let Ok(route) = route(&env, asked(&path, &pinned)) else {
+        let Ok(intake) = intake(&asked) else {
+            return resp;
+        };
+        let Ok(route) = route(&env, intake.asked()) else {
             return resp;
         };
         let Ok(client) = TokenClient::of(&route.configs, &env, route.profile) else {
@@ -124,16 +128,21 @@ impl HotPath {
         let ctx = Context::new(ctx);
         let sent = client.sent(token, &sent, spare);
         match client.answered(sent, resp, nonce_given, Some(&ctx)).await {
-            Ok(resp) => relocated(resp, &target, route.profile_segment()),
+            Ok(resp) => {
+                relocated(resp, &target, route.profile_segment()).unwrap_or_else(|err| failed(&err))
+            }
             Err(err) => failed(&err),
         }
     }
 
-    /// The upstream accepted the request asked for `path` (pinned to `pinned`), signed with
+    /// The upstream accepted the request the entry recorded as `asked`, signed with
     /// `authorization`: a backoff of evictions ends. The entry calls this only while `ready`
     /// said evictions back off.
-    pub fn accepted(env: &Env, path: &str, pinned: Option<String>, authorization: &str) {
-        let Ok(route) = route(env, asked(path, &pinned)) else {
+    pub fn accepted(env: &Env, asked: &js_sys::Array, authorization: &str) {
+        let Ok(intake) = intake(asked) else {
+            return;
+        };
+        let Ok(route) = route(env, intake.asked()) else {
             return;
         };
         if let Ok(client) = TokenClient::of(&route.configs, env, route.profile) {

@@ -101,7 +101,8 @@ fn ready(req: &web_sys::Request, env: &Env) -> Option<js_sys::Array> {
             .unwrap()
     };
     let path = part("pathname") + &part("search");
-    crate::edge::proxy::hot::HotPath::ready(req, env, &path, None)
+    let asked = js_sys::Array::of2(&path.into(), &JsValue::UNDEFINED);
+    crate::edge::proxy::hot::HotPath::ready(req, env, &asked)
 }
 
 fn request(
