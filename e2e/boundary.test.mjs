@@ -15,10 +15,10 @@
 // happened`, so a failure says which rows broke and how.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CLIENTS } from './support/idp.mjs';
 import { startTrap } from './support/api.mjs';
 import net from 'node:net';
 import { e2eStack } from './support/stack.mjs';
+import { twoProfileSettings } from './support/settings.mjs';
 
 /** The route's PROXY_SHARED_SECRET, and billing's own in the test of authorization(). */
 const SECRET = 'boundary-route-secret-0123456789';
@@ -33,20 +33,7 @@ const stack = await e2eStack({
 const { idp, billingApi, crmApi, trap, counts } = stack;
 
 function settings(extra = {}) {
-  return {
-    M2M_PROFILES: 'billing, crm',
-    BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
-    BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
-    BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
-    BILLING_OAUTH_SCOPE: 'read:things',
-    BILLING_UPSTREAM_ORIGIN: billingApi.origin,
-    CRM_OAUTH_TOKEN_URL: idp.tokenUrl,
-    CRM_OAUTH_CLIENT_ID: CLIENTS.basic.id,
-    CRM_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
-    CRM_OAUTH_SCOPE: 'read:things write:things',
-    CRM_UPSTREAM_ORIGIN: crmApi.origin,
-    ...extra,
-  };
+  return twoProfileSettings({ idp, billingApi, crmApi, extra });
 }
 
 // The caller: `?s={ entry, url, method, headers, body, redirect }` (or `{ entry: 'authorization',

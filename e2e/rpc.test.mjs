@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
-import { CLIENTS } from './support/idp.mjs';
 import { e2eStack } from './support/stack.mjs';
+import { twoProfileSettings } from './support/settings.mjs';
 
 const stack = await e2eStack({ apis: ['billingApi', 'crmApi'], summary: 'rpc token requests' });
 const { idp, billingApi, crmApi, counts } = stack;
@@ -21,20 +21,7 @@ const EXAMPLE = buildSync({
 }).outputFiles[0].text;
 
 function settings(extra = {}) {
-  return {
-    M2M_PROFILES: 'billing, crm',
-    BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
-    BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
-    BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
-    BILLING_OAUTH_SCOPE: 'read:things',
-    BILLING_UPSTREAM_ORIGIN: billingApi.origin,
-    CRM_OAUTH_TOKEN_URL: idp.tokenUrl,
-    CRM_OAUTH_CLIENT_ID: CLIENTS.basic.id,
-    CRM_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
-    CRM_OAUTH_SCOPE: 'read:things write:things',
-    CRM_UPSTREAM_ORIGIN: crmApi.origin,
-    ...extra,
-  };
+  return twoProfileSettings({ idp, billingApi, crmApi, extra });
 }
 
 /** The proxy (entrypoint and coordinator exported, the coordinator bound) and a caller whose

@@ -12,3 +12,22 @@ export function proxySettings({ idp, api, client = CLIENTS.basic, extra = {} }) 
     ...extra,
   };
 }
+
+/** Two profiles, billing (read) and crm (read and write), each with its own API, both clients
+ *  of `idp`: the pinning and boundary tests' proxy. */
+export function twoProfileSettings({ idp, billingApi, crmApi, extra = {} }) {
+  return {
+    M2M_PROFILES: 'billing, crm',
+    BILLING_OAUTH_TOKEN_URL: idp.tokenUrl,
+    BILLING_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+    BILLING_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+    BILLING_OAUTH_SCOPE: 'read:things',
+    BILLING_UPSTREAM_ORIGIN: billingApi.origin,
+    CRM_OAUTH_TOKEN_URL: idp.tokenUrl,
+    CRM_OAUTH_CLIENT_ID: CLIENTS.basic.id,
+    CRM_OAUTH_CLIENT_SECRET: CLIENTS.basic.secret,
+    CRM_OAUTH_SCOPE: 'read:things write:things',
+    CRM_UPSTREAM_ORIGIN: crmApi.origin,
+    ...extra,
+  };
+}

@@ -24,3 +24,4 @@ pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod token_source;
+mod verdict;

@@ -19,10 +19,9 @@ use crate::oauth::transport::HttpClient;
 use crate::source::coordinator::Coordinator;
 use crate::source::credentials::{Credentials, Rotation};
 use crate::source::discovery::Discovery;
-use crate::source::driver::{self, entry_holds, Parts, Ports};
+use crate::source::driver::{self, Parts, Ports};
 use crate::source::flight::Purpose;
-use crate::source::metric::{Metric, MetricSink, Served};
-use crate::source::records::TOKEN_ENTRY;
+use crate::source::metric::{MetricSink, Served};
 use crate::source::report::Report;
 use crate::source::runtime::{LogSink, Runtime};
 use crate::source::signers::Signers;
@@ -50,14 +49,14 @@ pub(crate) const COORDINATOR_SLACK_MS: u64 = FLIGHT_SLACK_MS + 1_000;
 /// up to 60 s more that a location serves what it read before (KV's `cacheTtl`).
 pub const KV_VISIBLE_SECS: u64 = 120;
 
-struct Inner<H, S, R: Runtime> {
+pub(super) struct Inner<H, S, R: Runtime> {
     /// Replaced only by a credential's rotation ([`TokenSource::rotate`]).
-    config: RefCell<Rc<Config>>,
-    ports: Ports<H, S, R>,
+    pub(super) config: RefCell<Rc<Config>>,
+    pub(super) ports: Ports<H, S, R>,
     discovery: Discovery,
-    state: RefCell<State>,
+    pub(super) state: RefCell<State>,
     slot: RefCell<Slot<R::Handle>>,
-    report: Report,
+    pub(super) report: Report,
     /// This source's place in the refresh window (see [`Token::refresh_due_skewed`]).
     refresh_skew: f64,
 }
@@ -77,7 +76,7 @@ impl<H, S, R: Runtime> Inner<H, S, R> {
 
 /// A cached, single-flight source of access tokens for one configuration.
 pub struct TokenSource<H, S, R: Runtime> {
-    inner: Rc<Inner<H, S, R>>,
+    pub(super) inner: Rc<Inner<H, S, R>>,
 }
 
 impl<H, S, R: Runtime> Clone for TokenSource<H, S, R> {
@@ -359,7 +358,7 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
     /// Counts `metric`, which happened at `now`, for the status view and the metrics sink:
     /// for what the edge sees (a replay) besides what the token path reports itself.
     #[cfg(any(target_arch = "wasm32", test))]
-    pub(crate) fn record(&self, metric: Metric, now: u64) {
+    pub(crate) fn record(&self, metric: crate::source::metric::Metric, now: u64) {
         self.inner.report.event(metric, now);
     }
 
@@ -443,95 +442,5 @@ impl<H: HttpClient + 'static, S: TokenStore + 'static, R: Runtime + 'static> Tok
         }
         let result = outcome.borrow().clone();
         result.unwrap_or_else(|| Err(Error::Other("token request was abandoned".into())))
-    }
-
-    /// The upstream rejected `used` at `now` (RFC 6750 §3.1 `invalid_token`, e.g. a revoked
-    /// token): forget it in memory and KV so the next [`TokenSource::token`] fetches a new one.
-    ///
-    /// Returns whether a new token is worth fetching. Only the first of many concurrent
-    /// rejections of the same token evicts anything, and evictions happen at most once per
-    /// eviction window, at most [`EVICTIONS_PER_HOUR`](crate::EVICTIONS_PER_HOUR) an hour. The window starts at
-    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS): a replacement that a lagging
-    /// upstream rejects too is evicted again within seconds. It doubles, up to
-    /// [`EVICT_WINDOW_MAX_SECS`](crate::EVICT_WINDOW_MAX_SECS), while each new token is
-    /// rejected again: an upstream that rejects every token (wrong audience, its own outage)
-    /// costs about one token an hour, not one per request. Within the window the upstream's
-    /// answer is passed through. (`OAUTH_HOLDDOWN_SECS` is the token endpoint's, not this.)
-    pub async fn invalidate(&self, used: &Token, now: u64) -> bool {
-        let inner = &self.inner;
-        let log = &inner.ports.log;
-        let window = {
-            let mut state = inner.state.borrow_mut();
-            if !state.memory.holds(used) {
-                // Another caller already evicted it, or a refresh replaced it: a newer token is
-                // there or on its way.
-                return state.memory.fresh(now).is_some() || state.memory.is_revoked(used);
-            }
-            if state.evictions.too_soon(now) {
-                let window_secs = state.evictions.window();
-                let skipped = Metric::Eviction {
-                    skipped: true,
-                    window_secs,
-                };
-                inner.report.event(skipped, now);
-                log(&log::cache_event(
-                    "evict_skipped",
-                    "upstream rejected a fresh token again; passing its answer through",
-                ));
-                return false;
-            }
-            state.evictions.evict(now, used.issued_at());
-            state.memory.evict(used);
-            state.evictions.window()
-        };
-        let evicted = Metric::Eviction {
-            skipped: false,
-            window_secs: window,
-        };
-        inner.report.event(evicted, now);
-        log(&log::cache_event(
-            "evicted",
-            "upstream rejected the token; fetching a new one",
-        ));
-        // With a coordinator, it is the only writer of KV: it hears of the rejection in the next
-        // ask. Without one, delete the KV copy only if it is still the rejected token.
-        if inner.ports.coordinator.borrow().is_some() {
-            return true;
-        }
-        let store = &inner.ports.store;
-        let config = inner.config.borrow().clone();
-        if entry_holds(&config, store, used).await {
-            if let Err(e) = store.delete(TOKEN_ENTRY).await {
-                log(&log::cache_event("delete_error", &e));
-            }
-        }
-        true
-    }
-
-    /// An upstream accepted `used` at `now` (any answer but a rejection, RFC 6750 §3.1): when
-    /// `used` is the token held, the eviction window goes back to
-    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS), so a later revocation is acted
-    /// on at once. Cheap (a flag, then one comparison of tokens): a caller reports every answer
-    /// while [`Self::backing_off`], and need not report any otherwise.
-    pub fn accepted(&self, used: &Token, now: u64) {
-        let mut state = self.inner.state.borrow_mut();
-        if !state.evictions.backing_off() || !state.memory.holds(used) {
-            return;
-        }
-        if state.evictions.accepted(now) {
-            drop(state);
-            (self.inner.ports.log)(&log::cache_event(
-                "evict_backoff_reset",
-                "upstream accepted the token; rejections evict again without waiting",
-            ));
-        }
-    }
-
-    /// Whether evictions are backing off: the eviction window is above
-    /// [`EVICT_WINDOW_MIN_SECS`](crate::EVICT_WINDOW_MIN_SECS) because tokens were rejected
-    /// again soon after they were minted. Only then is an acceptance worth reporting
-    /// ([`Self::accepted`]).
-    pub fn backing_off(&self) -> bool {
-        self.inner.state.borrow().evictions.backing_off()
     }
 }

@@ -5,6 +5,7 @@
 mod coordinator;
 mod discovery;
 mod dpop;
+mod evictions;
 mod hostile;
 mod refresh;
 mod rotation;

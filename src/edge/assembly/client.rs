@@ -202,8 +202,11 @@ impl TokenClient {
     /// An upstream accepted `token` (it answered below 400): a backoff of evictions ends (see
     /// [`TokenSource::accepted`](crate::TokenSource::accepted)).
     pub(crate) fn accepted(&self, token: &Token) {
-        self.source
-            .accepted(token, crate::edge::platform::js::now_secs());
+        // Every answer of the full path comes here: no clock read unless it matters.
+        if self.source.backing_off() {
+            self.source
+                .accepted(token, crate::edge::platform::js::now_secs());
+        }
     }
 
     /// Whether evictions are backing off, so acceptances are worth reporting (see
