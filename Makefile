@@ -1,6 +1,7 @@
 # worker-m2m: every command installs what it needs first (scripts/setup.sh, idempotent).
 SHELL := /bin/bash
-export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# .tools/node: the pinned Node that scripts/setup.sh installs when the machine's own is too old.
+export PATH := $(CURDIR)/.tools/node/bin:$(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # worker-build would download wasm-bindgen and wasm-opt from GitHub; point it at local ones.
 export WASM_BINDGEN_BIN := wasm-bindgen
 export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
@@ -29,12 +30,15 @@ build-example: setup
 
 lint: setup
 	python3 scripts/cycles.py
+	python3 scripts/msrv.py
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --no-default-features -- -D warnings
 	cargo doc --no-deps --target wasm32-unknown-unknown 2>&1 | tee target/doc.log; ! grep -q '^warning' target/doc.log
 	cd examples/two-apis && cargo fmt -- --check && CARGO_TARGET_DIR=$(EXAMPLE_TARGET) cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	# The runtime's types for the compatibility date, from the pinned workerd (`wrangler types`).
+	cd examples/js-caller && wrangler types --include-env=false worker-configuration.d.ts >/dev/null
 	tsc -p examples/js-caller
 
 test-native: setup

@@ -9,13 +9,14 @@
 //                                         build in PROFILE_BASELINE, e.g. another commit's)
 // Options (env): PROFILE_SECONDS (default 8), PROFILE_CONNECTIONS (default 1). Writes
 // bench/.build/<variant>.cpuprofile (open it in Chrome DevTools for the full picture).
+import { COMPATIBILITY_DATE } from '../e2e/support/compat.mjs';
 import { fork, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Miniflare } from 'miniflare';
+import { miniflare } from '../e2e/support/miniflare.mjs';
+import { built } from '../e2e/support/worker.mjs';
 import { bundle, rustPassthrough } from './builds.mjs';
-import WebSocket from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -33,10 +34,7 @@ function servers() {
 }
 
 function script(key) {
-  const wasm = (dir) => ({
-    scriptPath: path.join(dir, 'index.js'), modulesRoot: dir,
-    modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
-  });
+  const wasm = (dir) => built(dir);
   switch (key) {
     case 'b': case 'e': case 'm': case 'm0': return wasm(path.join(root, 'build'));
     case 'b0': return wasm(path.resolve(process.env.PROFILE_BASELINE ?? 'PROFILE_BASELINE is not set'));
@@ -49,12 +47,16 @@ function script(key) {
 
 /** A tiny Chrome DevTools Protocol client. */
 async function cdp(url) {
+  // Node's own WebSocket client (Node 22+).
   const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  await new Promise((resolve, reject) => {
+    ws.addEventListener('open', resolve, { once: true });
+    ws.addEventListener('error', reject, { once: true });
+  });
   let id = 0;
   const pending = new Map();
-  ws.on('message', (data) => {
-    const msg = JSON.parse(data.toString());
+  ws.addEventListener('message', ({ data }) => {
+    const msg = JSON.parse(String(data));
     if (msg.id && pending.has(msg.id)) {
       pending.get(msg.id)(msg);
       pending.delete(msg.id);
@@ -101,10 +103,10 @@ function summarise(profile) {
 const srv = await servers();
 try {
   for (const key of keys) {
-    const mf = new Miniflare({
+    const mf = miniflare({
       inspectorPort,
       workers: [{
-        name: 'main', modules: true, compatibilityDate: '2026-04-01', unsafeInspectorProxy: true,
+        name: 'main', modules: true, compatibilityDate: COMPATIBILITY_DATE, unsafeInspectorProxy: true,
         kvNamespaces: ['TOKEN_CACHE'],
         bindings: {
           UPSTREAM_ORIGIN: `http://127.0.0.1:${srv.upstreamPort}`,

@@ -9,13 +9,15 @@
 // Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default "1,32": each variant is
 // loaded at each), BENCH_ROUNDS (3: each load is the median of this many turns), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
 // README recommends (without it, each isolate's first request stretches the client secret).
+import { COMPATIBILITY_DATE } from '../e2e/support/compat.mjs';
 import { fork, spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { Miniflare } from 'miniflare';
+import { miniflare } from '../e2e/support/miniflare.mjs';
+import { built } from '../e2e/support/worker.mjs';
 import { bundle, rustPassthrough } from './builds.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -72,24 +74,20 @@ async function startVariant(variant, servers, { countKv = false, extra = {} } = 
   };
   const dir = variant.wasmDir ?? path.join(root, 'build');
   const script = variant.wasm
-    ? { scriptPath: path.join(dir, 'index.js'), modulesRoot: dir,
-        modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }] }
+    ? built(dir)
     : { scriptPath: variant.script };
   const usesKv = variant.kv;
   const main = {
-    name: 'main', modules: true, compatibilityDate: '2026-04-01', bindings, ...script,
+    name: 'main', modules: true, compatibilityDate: COMPATIBILITY_DATE, bindings, ...script,
     ...(usesKv && !countKv ? { kvNamespaces: ['TOKEN_CACHE'] } : {}),
     ...(usesKv && countKv ? { wrappedBindings: { TOKEN_CACHE: { scriptName: 'counting-kv' } } } : {}),
     ...(variant.metrics ? { analyticsEngineDatasets: { M2M_METRICS: { dataset: 'bench' } } } : {}),
   };
   let kvReads = 0;
-  const mf = new Miniflare({
+  const mf = miniflare({
     workers: usesKv && countKv ? [main, countingKv] : [main],
     cf: false, host: '127.0.0.1', port: 0,
-    handleRuntimeStdio(stdout, stderr) {
-      for (const s of [stdout, stderr]) s.on('data', (d) => { kvReads += (d.toString().match(/KVREAD/g) ?? []).length; });
-    },
-  });
+  }, { onLine: (line) => { kvReads += (line.match(/KVREAD/g) ?? []).length; } });
   const url = await mf.ready;
   return { mf, url: url.toString(), kvReads: () => kvReads };
 }

@@ -4,6 +4,8 @@
 // A wrapped binding's module runs inside each calling isolate, so it only checks the point and
 // hands it by RPC to one recorder Worker, where every isolate's points meet in write order.
 
+import { COMPATIBILITY_DATE } from './compat.mjs';
+
 /** The Worker that keeps the points (module memory); `points` and `clearPoints` read it. */
 const RECORDER = 'metrics-recorder';
 /** The wrapped binding's module (Miniflare allows no service binding to a wrapped Worker). */
@@ -49,7 +51,7 @@ export default function (env) {
  *  be wrapped): the recorder and the wrapped binding's module that feeds it. */
 export function recorderWorkers() {
   return [
-    { name: RECORDER, modules: true, script: recorder, compatibilityDate: '2026-04-01' },
+    { name: RECORDER, modules: true, script: recorder, compatibilityDate: COMPATIBILITY_DATE },
     { name: BINDING, modules: true, script: binding, serviceBindings: { RECORDER } },
   ];
 }

@@ -4,6 +4,7 @@ import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK } from 'jose';
+import { storeFor } from './idp-store.mjs';
 
 export const API_AUDIENCE = 'https://api.demo.local';
 export const SCOPES = 'read:things write:things';
@@ -82,6 +83,7 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
     ...(c.dpop ? { dpop_bound_access_tokens: true } : {}),
   }));
   const provider = new Provider(issuer, {
+    adapter: storeFor(),
     clients: [...secretClients, ...assertionClients],
     scopes: SCOPES.split(' '),
     ttl: { ClientCredentials: tokenTtl },

@@ -1,44 +1,29 @@
 // The built proxy Worker (build/index.js) in workerd, through Miniflare's Node API.
+import { COMPATIBILITY_DATE } from './compat.mjs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Miniflare } from 'miniflare';
+import { miniflare } from './miniflare.mjs';
 import { recorderWorkers, wrapped, points as recordedPoints, clearPoints } from './analytics.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A Worker built by worker-build into `dir` (relative to the repository, or absolute) as
- *  Miniflare loads it (no '..' in module names, hence modulesRoot). */
-function built(dir) {
-  return {
-    modules: true,
-    scriptPath: path.resolve(root, dir, 'index.js'),
-    modulesRoot: path.resolve(root, dir),
-    modulesRules: [
-      { type: 'ESModule', include: ['**/*.js'] },
-      { type: 'CompiledWasm', include: ['**/*.wasm'] },
-    ],
-    compatibilityDate: '2026-04-01',
-  };
+ *  Miniflare loads it: every module listed, the entry first, named relative to `dir` (Miniflare
+ *  5 finds no module by rule, and allows no '..' in names). */
+export function built(dir) {
+  const root_ = path.resolve(root, dir);
+  const modules = fs.readdirSync(root_)
+    .filter((f) => /\.(m?js|wasm)$/.test(f))
+    .sort((x, y) => (x === 'index.js' ? -1 : y === 'index.js' ? 1 : x.localeCompare(y)))
+    .map((f) => ({ type: f.endsWith('.wasm') ? 'CompiledWasm' : 'ESModule', path: path.join(root_, f) }));
+  return { modules, modulesRoot: root_, compatibilityDate: COMPATIBILITY_DATE };
 }
 
-/** The built proxy Worker. */
-const BUILT_PROXY = built('build');
-
-/** Every line the Workers print, kept in `logs` as `collect` reads their stdout and stderr. */
+/** Every line the Workers print, kept in `logs` as `collect` receives them. */
 function collector() {
   const logs = [];
-  const collect = (stream) => {
-    let buf = '';
-    stream.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        logs.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
-  };
-  return { logs, collect };
+  return { logs, collect: (line) => logs.push(line) };
 }
 
 /** The JSON objects in log lines (a line may carry a prefix before its `{`); with `match`,
@@ -82,7 +67,7 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
   const { logs, collect } = collector();
   const proxy = {
     name: 'proxy',
-    ...(builtDir ? built(builtDir) : BUILT_PROXY),
+    ...built(builtDir ?? 'build'),
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
     ...(coordinator ? { durableObjects: { TOKEN_COORDINATOR: { className: 'TokenCoordinator', useSQLite: true } } } : {}),
@@ -109,21 +94,11 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
   if (metrics) workers.push(...recorderWorkers());
   if (caller) {
     workers.push({
-      name: 'caller', modules: true, script: caller, compatibilityDate: '2026-04-01',
+      name: 'caller', modules: true, script: caller, compatibilityDate: COMPATIBILITY_DATE,
       serviceBindings: callerBindings ?? { PROXY: 'proxy' },
     });
   }
-  const mf = new Miniflare({
-    workers,
-    cf: false,
-    kvPersist,
-    host: '127.0.0.1',
-    port,
-    handleRuntimeStdio(stdout, stderr) {
-      collect(stdout);
-      collect(stderr);
-    },
-  });
+  const mf = miniflare({ workers, cf: false, host: '127.0.0.1', port }, { persist: kvPersist, onLine: collect });
   const url = await ready(mf, logs);
   return {
     mf,
@@ -170,9 +145,10 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     if (coordinator) return { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: 'fake-coordinator' } };
     return {};
   };
+  const proxyModules = built('build');
   const workers = Array.from({ length: isolates }, (_, i) => ({
     name: `proxy-${i}`,
-    ...BUILT_PROXY,
+    ...proxyModules,
     kvNamespaces: { TOKEN_CACHE: 'fleet-token-cache' },
     durableObjects: object(i),
     bindings,
@@ -185,23 +161,14 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     workers.push({
       name: 'fake-coordinator',
       modules: true,
-      compatibilityDate: '2026-04-01',
+      compatibilityDate: COMPATIBILITY_DATE,
       script: `export class TokenCoordinator { async fetch() { ${body} } }
                export default { fetch() { return new Response('no'); } };`,
       durableObjects: { TOKEN_COORDINATOR: 'TokenCoordinator' },
     });
   }
   if (metrics) workers.push(...recorderWorkers());
-  const mf = new Miniflare({
-    workers,
-    cf: false,
-    kvPersist: persist && path.join(persist, 'kv'),
-    durableObjectsPersist: persist && path.join(persist, 'do'),
-    handleRuntimeStdio(stdout, stderr) {
-      collect(stdout);
-      collect(stderr);
-    },
-  });
+  const mf = miniflare({ workers, cf: false }, { persist, onLine: collect });
   await ready(mf, logs);
   const fetchers = await Promise.all(workers.slice(0, isolates).map((w) => mf.getWorker(w.name)));
   return {

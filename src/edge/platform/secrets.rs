@@ -48,8 +48,11 @@ export function secrets_read(env, names, timeoutMs) {
 }
 "#)]
 extern "C" {
-    /// `[setting, value, setting, value, ...]` for every var of `env` naming the store.
-    fn binding_names(env: &JsValue) -> js_sys::Array;
+    /// `[setting, value, setting, value, ...]` for every var of `env` naming the store. Strings,
+    /// not a JS array: wasm-bindgen 0.2.130 hands an import whose types all pass through
+    /// untouched to the wasm as its module's namespace, one object key per such import, so two
+    /// of them in one module write the same key twice (esbuild's "Duplicate key" warning).
+    fn binding_names(env: &JsValue) -> Vec<String>;
     /// `env[name].get()` for each of `names`, together, each bounded by `timeout_ms`: for each,
     /// `[null, value]`, or `[why not, gone]` (said after the binding's name; `gone`: the store
     /// or the Worker says there is no such secret, a final answer).
@@ -72,16 +75,13 @@ fn bindings(env: &Env) -> Rc<Vec<String>> {
             .get_or_try(env, || {
                 let pairs = binding_names(env);
                 let mut out: Vec<String> = Vec::new();
-                for pair in pairs.to_vec().chunks(2) {
-                    let (Some(setting), Some(raw)) = (pair[0].as_string(), pair[1].as_string())
-                    else {
-                        continue;
-                    };
-                    if !is_credential_setting(&setting) {
+                for pair in pairs.chunks_exact(2) {
+                    let (setting, raw) = (&pair[0], &pair[1]);
+                    if !is_credential_setting(setting) {
                         continue;
                     }
                     // A malformed name is reported when the setting is parsed.
-                    if let Ok(Some(binding)) = binding_in(&setting, &raw) {
+                    if let Ok(Some(binding)) = binding_in(setting, raw) {
                         if !out.contains(&binding) {
                             out.push(binding);
                         }
