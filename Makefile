@@ -48,7 +48,7 @@ test-wasm: setup
 	wasm-pack test --node
 
 test-e2e: setup
-	node --test --test-concurrency=1 e2e/
+	node --test --test-concurrency=1 'e2e/*.test.mjs'
 
 size: build
 	@bash scripts/size.sh
@@ -75,8 +75,10 @@ demo: build
 metrics:
 	node scripts/metrics.mjs $(METRICS_ARGS)
 
-dev: build
-	node scripts/demo.mjs --serve
+# The proxy in `wrangler dev` (port 8787, settings from .dev.vars) in front of the demo's
+# authorization server and API (scripts/dev.mjs); wrangler builds it (wrangler.toml's [build]).
+dev: setup
+	node scripts/dev.mjs
 
 clean:
 	rm -rf build target node_modules .wrangler examples/two-apis/build

@@ -183,9 +183,10 @@ async function viaRaw(w, target, { method = 'GET', body = '', secret = SECRET } 
   return withJson({ status, head: answer.slice(0, i), body: i >= 0 ? answer.slice(i + 4) : '' });
 }
 
-/** workerd's own answer to a request-target it cannot parse (any absolute-form target): a
- *  plain 500 before any Worker runs. */
-const runtimeRefusal = (o) => o.status === 500 && o.body === 'Internal Server Error';
+/** workerd's own answer to a request-target it cannot parse, before any Worker runs: a plain
+ *  400 `invalid URI` (a plain 500 for any absolute-form target, in releases before late 2026). */
+const runtimeRefusal = (o) => (o.status === 500 && o.body === 'Internal Server Error')
+  || (o.status === 400 && o.body === 'invalid URI');
 
 function withJson(out) {
   if (typeof out.body === 'string') {
@@ -305,14 +306,28 @@ test('boundary A: only http: and https: request URLs are accepted, on every entr
     }
   }
   // The route: over HTTP a client sends a request-target; an absolute-form target with another
-  // scheme must be refused the same way (or never reach the proxy at all).
+  // scheme must be refused the same way, or never reach the proxy as such. workerd refuses one
+  // it cannot parse before any Worker runs. One it can parse reaches the Worker re-based on the
+  // Host header, `http://<Host><path>` (workerd since late 2026: the target's scheme and
+  // authority are dropped by the runtime), so the proxy sees exactly what the origin-form
+  // target `<path>` gives it: that row must come out the same, and never reach another host.
   for (const url of SCHEMES()) {
     for (const meth of METHODS) {
       const o = await observe(() => viaRaw(r, url, meth));
       const input = `${methodName(meth)} ${url}`;
       if (runtimeRefusal(o)) {
-        m.note(`A: route × ${input}: workerd answers 500 to the absolute-form target before any Worker runs; row n/a`);
+        m.note(`A: route × ${input}: workerd answers ${o.status} to the absolute-form target before any Worker runs; row n/a`);
         m.row('route', input, untouched(o), o);
+      } else if (o.json?.error === undefined && o.reached.length > 0) {
+        const { pathname, search } = new URL(url);
+        const ref = await observe(() => viaRaw(r, `${pathname}${search}`, meth));
+        const seen = (x) => x.reached.map((a) => `${a.api} ${a.method} ${a.url}`).join(', ');
+        m.note(`A: route × ${input}: workerd re-bases it on Host, as ${pathname}${search}`);
+        m.row('route', input, [
+          o.status !== ref.status && `status ${o.status}, not ${ref.status} as for ${pathname}${search}`,
+          seen(o) !== seen(ref) && `reached ${seen(o)}, not ${seen(ref)} as for ${pathname}${search}`,
+          o.reached.some((a) => a.api === 'trap') && 'reached another host',
+        ], o);
       } else {
         m.row('route', input, holds(o), o);
       }

@@ -160,13 +160,23 @@ test('smuggling and path tricks: nothing forwarded twice, nothing leaves UPSTREA
   const conflicting = await rawRequest(port, 'POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nContent-Length: 40\r\nConnection: close\r\n\r\nhello');
   assert.match(conflicting, /^HTTP\/1\.1 (400|500)/, conflicting.split('\r\n')[0]);
   assert.equal(api.seen.length, before, 'a request with conflicting lengths was forwarded');
-  // Transfer-Encoding with Content-Length (the classic smuggling pair): refused, not forwarded.
+  // Transfer-Encoding with Content-Length (the classic smuggling pair). workerd since late 2026
+  // frames such a request by Transfer-Encoding alone and drops the Content-Length before the
+  // Worker runs (RFC 9112 §6.1 allows either); older ones passed both, and the proxy refused
+  // the pair (400). Either way there is one framing: the request is refused, or it arrives once
+  // with the chunked body (empty here), never with the 4 bytes Content-Length claimed.
   // Whatever follows the chunked body is the caller's own next request on the connection,
   // framed by workerd's one parser; if it is forwarded, it goes as its own bodiless request.
   const hidden = 'GET /smuggled HTTP/1.1\r\nHost: p\r\n\r\n';
   const te = await rawRequest(port, `POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n${hidden}`);
-  assert.match(te, /^HTTP\/1\.1 400/, te.split('\r\n')[0]);
-  assert.ok(!api.seen.slice(before).some((s) => s.url === '/echo'), 'the CL+TE request was forwarded');
+  const echoed = api.seen.slice(before).filter((s) => s.url === '/echo');
+  if (/^HTTP\/1\.1 400/.test(te)) {
+    assert.equal(echoed.length, 0, 'the refused CL+TE request was forwarded');
+  } else {
+    assert.match(te, /^HTTP\/1\.1 200/, te.split('\r\n')[0]);
+    assert.equal(echoed.length, 1, 'the CL+TE request was forwarded more than once');
+    assert.equal(echoed[0].bodyLength, 0, 'the body was framed by Content-Length, not Transfer-Encoding');
+  }
   for (const s of api.seen.slice(before).filter((x) => x.url.includes('smuggled'))) {
     assert.equal(s.method, 'GET');
     assert.equal(s.headers['content-length'] ?? '0', '0');

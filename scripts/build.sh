@@ -6,6 +6,13 @@
 # stay inside the size budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Also wrangler.toml's [build] command, so `npx wrangler dev` and `wrangler deploy` build with
+# the tools `make setup` installed, not copies worker-build would fetch from GitHub.
+export PATH="$PWD/.tools/node/bin:$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+command -v wasm-bindgen >/dev/null && export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-wasm-bindgen}"
+[ -x node_modules/.bin/wasm-opt ] && export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+esbuild_bin=$(ls -d node_modules/@esbuild/*/bin/esbuild 2>/dev/null | head -n1 || true)
+[ -n "$esbuild_bin" ] && export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/$esbuild_bin}"
 # A clean build prints no warning: one from the bundler (esbuild) fails it, so none goes unread.
 mkdir -p target
 worker-build --release 2>&1 | tee target/worker-build.log

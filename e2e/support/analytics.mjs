@@ -1,34 +1,22 @@
 // A Workers Analytics Engine dataset that records its data points for tests. Miniflare's own
 // `analyticsEngineDatasets` binding drops every point (writeDataPoint is an empty function, no
-// limits checked, nothing persisted), so a test binds the name through `wrappedBindings` instead.
-// A wrapped binding's module runs inside each calling isolate, so it only checks the point and
-// hands it by RPC to one recorder Worker, where every isolate's points meet in write order.
+// limits checked, nothing persisted), so a test binds the name to a wrapped binding instead
+// (./wrapped.mjs): a module in the caller's own isolate whose `writeDataPoint` checks the point
+// as workerd does, synchronously, and prints it as one marked log line, which the test's log
+// collector reads back. Every isolate's points meet there in write order, and none is lost to
+// the end of a request, as a call to another Worker would be.
+import { wrappedBinding } from './wrapped.mjs';
 
-import { COMPATIBILITY_DATE } from './compat.mjs';
-
-/** The Worker that keeps the points (module memory); `points` and `clearPoints` read it. */
-const RECORDER = 'metrics-recorder';
-/** The wrapped binding's module (Miniflare allows no service binding to a wrapped Worker). */
-const BINDING = 'metrics-recorder-binding';
-
-const recorder = `
-import { WorkerEntrypoint } from 'cloudflare:workers';
-const points = [];
-export default class extends WorkerEntrypoint {
-  record(point) { points.push(point); }
-  fetch(request) {
-    if (request.method === 'DELETE') points.length = 0;
-    return Response.json(points);
-  }
-}`;
+/** What starts a recorded point's log line. */
+const MARK = 'm2m-test-dataset-point ';
 
 // Checks like workerd's writeDataPoint (TypeError, same messages); blobs total up to 16 KB as the
-// docs say. Sends indexes, blobs and doubles as written (ArrayBuffer blobs become base64 text).
+// docs say. Prints indexes, blobs and doubles as written (ArrayBuffer blobs become base64 text).
 const binding = `
 const fail = (m) => { throw new TypeError('writeDataPoint(): ' + m); };
 const bytes = (v) => typeof v === 'string' ? new TextEncoder().encode(v) : new Uint8Array(ArrayBuffer.isView(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v);
 const text = (v) => v == null || typeof v === 'string' ? v : btoa(String.fromCharCode(...bytes(v)));
-export default function (env) {
+export default function () {
   return {
     writeDataPoint(point = {}) {
       const { indexes = [], blobs = [], doubles = [] } = point;
@@ -41,34 +29,26 @@ export default function (env) {
       if (indexes[0] != null && bytes(indexes[0]).length > 96) fail('Size of indexes[0] exceeds 96 bytes).');
       if (blobs.reduce((n, b) => n + (b == null ? 0 : bytes(b).length), 0) > 16384) fail('Cumulative size of blobs exceeds 16384 bytes).');
       if (doubles.some((d) => typeof d !== 'number')) fail('doubles must be numbers');
-      env.RECORDER.record({ indexes: indexes.map(text), blobs: blobs.map(text), doubles: [...doubles] })
-        .catch((e) => console.error('metrics-recorder: point lost', e));
+      console.log(${JSON.stringify(MARK)} + JSON.stringify({ indexes: indexes.map(text), blobs: blobs.map(text), doubles: [...doubles] }));
     },
   };
 }`;
 
-/** The two Miniflare Worker definitions to add to `workers` (not first: the entrypoint cannot
- *  be wrapped): the recorder and the wrapped binding's module that feeds it. */
-export function recorderWorkers() {
-  return [
-    { name: RECORDER, modules: true, script: recorder, compatibilityDate: COMPATIBILITY_DATE },
-    { name: BINDING, modules: true, script: binding, serviceBindings: { RECORDER } },
-  ];
+/** The `unsafeBindings` entry that binds `bindingName` to a recording dataset. */
+export function recording(bindingName) {
+  return wrappedBinding(bindingName, binding);
 }
 
-/** The `wrappedBindings` entry to spread into a Worker's so that
- *  `env[bindingName].writeDataPoint(point)` records into the recorder. */
-export function wrapped(bindingName) {
-  return { [bindingName]: { scriptName: BINDING } };
-}
+/** Whether a log line is a recorded point (not the Worker's own). */
+export const isPoint = (line) => line.startsWith(MARK);
 
-/** Every data point recorded so far, `{ indexes, blobs, doubles }` in write order. */
-export async function points(mf) {
-  const res = await (await mf.getWorker(RECORDER)).fetch('http://metrics-recorder.internal/');
-  return res.json();
-}
-
-/** Forgets the recorded data points. */
-export async function clearPoints(mf) {
-  await (await (await mf.getWorker(RECORDER)).fetch('http://metrics-recorder.internal/', { method: 'DELETE' })).arrayBuffer();
+/** The data points among log lines, `{ indexes, blobs, doubles }` in write order. Lines reach
+ *  the test a moment after the Worker printed them: this waits until none came for 100 ms. */
+export async function pointsIn(logs, from = 0) {
+  let n = -1;
+  while (n !== logs.length) {
+    n = logs.length;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return logs.slice(from).filter(isPoint).map((l) => JSON.parse(l.slice(MARK.length)));
 }

@@ -40,14 +40,18 @@ async function checkProof({ proof, req, origin, token, jkt, nonces, jtis }) {
   return null;
 }
 
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+/** Listens on loopback, on `port` (0: any free one); rejects when it is taken. */
+function listen(server, port = 0) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server.address().port));
+  });
 }
 
 /** Starts the API. Every request is recorded; `/echo` returns the request body unchanged,
  *  `/redirect?status=&to=` answers that redirect, any other path returns JSON describing what
  *  arrived. */
-export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'read:things' }) {
+export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'read:things', port: wanted = 0 }) {
   const jwks = createRemoteJWKSet(new URL(jwksUrl));
   const seen = [];
   const aborted = [];
@@ -138,7 +142,7 @@ export async function startApi({ issuer, jwksUrl, audience, requiredScope = 'rea
       body_length: body.length,
     });
   });
-  const port = await listen(server);
+  const port = await listen(server, wanted);
   origin = `http://127.0.0.1:${port}`;
   return {
     origin,

@@ -38,8 +38,12 @@ function registeredSecret(id) {
   return Object.values(CLIENTS).find((c) => c.id === id)?.secret;
 }
 
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+/** Listens on loopback, on `port` (0: any free one); rejects when it is taken. */
+function listen(server, port = 0) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server.address().port));
+  });
 }
 
 /**
@@ -51,12 +55,12 @@ function listen(server) {
  * DPoP (RFC 9449) is on, with server nonces: `requireNonce(true)` makes every token request
  * without a current nonce answer `400 use_dpop_nonce` with a `DPoP-Nonce` header.
  */
-export async function startIdp({ tokenTtl = 3600, keyClients = [] } = {}) {
+export async function startIdp({ tokenTtl = 3600, keyClients = [], port: wanted = 0 } = {}) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), kid: 'demo-es256', alg: 'ES256', use: 'sig' };
 
   const server = http.createServer();
-  const port = await listen(server);
+  const port = await listen(server, wanted);
   const issuer = `http://127.0.0.1:${port}`;
 
   const secretClients = Object.values(CLIENTS).map((c) => ({

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { miniflare } from './miniflare.mjs';
-import { recorderWorkers, wrapped, points as recordedPoints, clearPoints } from './analytics.mjs';
+import { recording, pointsIn, isPoint } from './analytics.mjs';
+import { wrappedBinding } from './wrapped.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -31,7 +32,7 @@ function collector() {
 function jsonLines(logs, match = {}) {
   const wanted = Object.entries(match);
   return logs.flatMap((l) => {
-    const i = l.indexOf('{');
+    const i = isPoint(l) ? -1 : l.indexOf('{');
     if (i < 0) return [];
     try { return [JSON.parse(l.slice(i))]; } catch { return []; }
   }).filter((e) => wanted.every(([k, v]) => e[k] === v));
@@ -65,33 +66,30 @@ async function ready(mf, logs) {
  */
 export async function startWorker({ bindings, kv = true, kvPersist, port, caller, builtDir, callerBindings, coordinator, metrics, secretsStore } = {}) {
   const { logs, collect } = collector();
+  let pointsFrom = 0;
   const proxy = {
     name: 'proxy',
     ...built(builtDir ?? 'build'),
     kvNamespaces: kv === true ? ['TOKEN_CACHE'] : [],
     bindings,
     ...(coordinator ? { durableObjects: { TOKEN_COORDINATOR: { className: 'TokenCoordinator', useSQLite: true } } } : {}),
-    ...(metrics ? { wrappedBindings: wrapped('M2M_METRICS') } : {}),
+    ...(metrics ? { unsafeBindings: [recording('M2M_METRICS')] } : {}),
     ...(secretsStore ? { secretsStoreSecrets: secretsStore } : {}),
   };
-  // A KV namespace that is down: every operation throws ('broken') or never answers ('hanging').
-  const brokenKv = {
-    name: 'broken-kv',
-    modules: true,
-    script: kv === 'hanging'
-      ? `export default function () {
-          const hang = () => new Promise(() => {});
-          return { get: hang, getWithMetadata: hang, put: hang, list: hang, delete: hang };
-        }`
-      : `export default function () {
-          const fail = () => { throw new Error('KV is unavailable'); };
-          return { get: fail, getWithMetadata: fail, put: fail, list: fail, delete: fail };
-        }`,
-  };
+  // A KV namespace that is down: every operation throws ('broken') or never answers ('hanging'),
+  // in the caller's isolate as a platform binding's would (a wrapped binding, ./wrapped.mjs).
+  const down = kv === 'hanging'
+    ? `export default function () {
+        const hang = () => new Promise(() => {});
+        return { get: hang, getWithMetadata: hang, put: hang, list: hang, delete: hang };
+      }`
+    : `export default function () {
+        const fail = () => { throw new Error('KV is unavailable'); };
+        return { get: fail, getWithMetadata: fail, put: fail, list: fail, delete: fail };
+      }`;
   const workers = kv === 'broken' || kv === 'hanging'
-    ? [{ ...proxy, wrappedBindings: { TOKEN_CACHE: { scriptName: 'broken-kv' } } }, brokenKv]
+    ? [{ ...proxy, unsafeBindings: [...(proxy.unsafeBindings ?? []), wrappedBinding('TOKEN_CACHE', down)] }]
     : [proxy];
-  if (metrics) workers.push(...recorderWorkers());
   if (caller) {
     workers.push({
       name: 'caller', modules: true, script: caller, compatibilityDate: COMPATIBILITY_DATE,
@@ -113,9 +111,9 @@ export async function startWorker({ bindings, kv = true, kvPersist, port, caller
       return fetcher.fetch(new URL(p, 'http://caller.internal').toString(), init);
     },
     /** The data points written to M2M_METRICS so far (with `metrics`). */
-    points() { return recordedPoints(mf); },
+    points() { return pointsIn(logs, pointsFrom); },
     /** Forgets them. */
-    clearPoints() { return clearPoints(mf); },
+    async clearPoints() { await pointsIn(logs); pointsFrom = logs.length; },
     /** Sets the Secrets Store secret behind `binding` (with `secretsStore`) to `value`: created
      *  the first time, rotated after. */
     async secret(binding, value) {
@@ -152,7 +150,7 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     kvNamespaces: { TOKEN_CACHE: 'fleet-token-cache' },
     durableObjects: object(i),
     bindings,
-    ...(metrics ? { wrappedBindings: wrapped('M2M_METRICS') } : {}),
+    ...(metrics ? { unsafeBindings: [recording('M2M_METRICS')] } : {}),
   }));
   if (coordinator === 'broken' || coordinator === 'hanging') {
     const body = coordinator === 'broken'
@@ -167,7 +165,6 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
       durableObjects: { TOKEN_COORDINATOR: 'TokenCoordinator' },
     });
   }
-  if (metrics) workers.push(...recorderWorkers());
   const mf = miniflare({ workers, cf: false }, { persist, onLine: collect });
   await ready(mf, logs);
   const fetchers = await Promise.all(workers.slice(0, isolates).map((w) => mf.getWorker(w.name)));
@@ -179,7 +176,7 @@ export async function startFleet({ bindings, isolates = 3, coordinator = true, p
     /** Fetches `p` from isolate `i`. */
     fetch(i, p, init) { return fetchers[i].fetch(new URL(p, 'http://proxy.internal').toString(), init); },
     /** The data points written to M2M_METRICS so far (with `metrics`). */
-    points() { return recordedPoints(mf); },
+    points() { return pointsIn(logs); },
     dispose() { return mf.dispose(); },
   };
 }
