@@ -17,7 +17,7 @@
 //! WebCrypto, `Date.now()`), compiled only for `wasm32`. The token path below isolate memory
 //! is a synchronous state machine (quinn-proto style): it takes events with the time and
 //! returns actions, and one small async driver performs them. Start reading at
-//! `src/source/flight.rs`; the README's "Layout" gives every folder. With the default `proxy` feature the
+//! `src/source/flight.rs`; docs/architecture.md's "Layout" gives every folder. With the default `proxy` feature the
 //! crate is also a ready egress-proxy Worker; turn default features off to use it as a library
 //! in a Worker that has its own `#[event(fetch)]`.
 //!
