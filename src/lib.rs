@@ -59,6 +59,13 @@ mod entry;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
+// The README's Rust samples compile as doc tests (`cargo test --doc`). A sample that copies a
+// wasm32-only example is fenced `rust,ignore`; scripts/docs-check.mjs compares it with the file,
+// which `make build-example` builds. A page of docs/ with a Rust sample is included the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_samples {}
+
 /// Entry points for `cargo fuzz` (`make fuzz`): behind the `fuzzing` feature, not part of the API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
