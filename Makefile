@@ -36,6 +36,7 @@ lint: setup
 	cargo doc --no-deps --target wasm32-unknown-unknown 2>&1 | tee target/doc.log; ! grep -q '^warning' target/doc.log
 	cd examples/two-apis && cargo fmt -- --check && CARGO_TARGET_DIR=$(EXAMPLE_TARGET) cargo clippy --target wasm32-unknown-unknown -- -D warnings
 	tsc -p examples/js-caller
+	node scripts/docs-check.mjs
 
 test-native: setup
 	cargo test
