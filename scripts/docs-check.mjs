@@ -35,7 +35,12 @@
 //   (BILLING_OAUTH_SCOPE); a name after `secrets-store:` is a binding, not a setting. Every
 //   setting of that table must be mentioned somewhere under src/ or scripts/.
 //
+// Pages: each docs/*.md opens with "# Title", then "For ...", and the README links it.
+//
+// A copy also gets its language's syntax and name checks below, not its type check or doc test.
+//
 // Fails with file:line and the reason; prints one summary line when all is well.
+// DOCS_CHECK_VERBOSE=1 also prints how each block was checked.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -381,6 +386,8 @@ function parseToml(text) {
       ws();
       if (text[i] === '}') { i++; return t; }
       for (;;) {
+        ws();
+        if (text[i] === '\n' || text[i] === '\r') err('an inline table must fit on one line');
         assign(t, key());
         ws();
         if (text[i] === ',') { i++; continue; }
@@ -441,6 +448,7 @@ function parseToml(text) {
         if (!(last in t)) t[last] = [];
         if (!Array.isArray(t[last])) err(`${name} is not an array of tables`);
         t[last].push({});
+        for (const d of [...defined]) if (d.startsWith(`${name}.`)) defined.delete(d); // a new element's own tables
         current = t[last].at(-1);
       } else {
         if (defined.has(name)) err(`table [${name}] defined twice`);
@@ -768,6 +776,14 @@ for (const file of sampled) {
     const next = p.lines.slice(m[0]).find((l) => !MARKER.test(l));
     if (next === undefined || !FENCE.test(next)) fail(file, m[0], 'a sample/given/ignore marker must stand just above a code fence');
   }
+}
+// Each page of docs/ opens with its title and one line saying who it is for, and the README's
+// map of the docs links it.
+const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+for (const file of docs) {
+  const [title, , who] = page(file).lines;
+  if (!/^# \S/.test(title ?? '') || !/^For \S/.test(who ?? '')) fail(file, 1, 'a page opens with "# Title", a blank line, and "For ...": who it is for');
+  if (!readme.includes(`](${file})`)) fail('README.md', 1, `the map of the docs does not link ${file}`);
 }
 for (const want of doctested) {
   if (!fs.existsSync(path.join(root, want))) fail('src/lib.rs', 1, `#[cfg(doctest)] includes ${want}, which does not exist`);
