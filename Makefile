@@ -21,7 +21,7 @@ build: setup
 test: setup lint test-native test-wasm build size build-example test-e2e
 
 # The library example (examples/two-apis, a Rust Worker with default features off), built so
-# the README's library section cannot rot; e2e/library.test.mjs runs it. Its own target dir:
+# the README's Rust quick start cannot rot; e2e/library.test.mjs runs it. Its own target dir:
 # cargo also builds a dependency's cdylib, and in the proxy's target/ the example's build of this
 # crate (without the proxy) would overwrite the proxy's worker_m2m.wasm.
 EXAMPLE_TARGET := $(CURDIR)/target/example
@@ -40,6 +40,7 @@ lint: setup
 	# The runtime's types for the compatibility date, from the pinned workerd (`wrangler types`).
 	cd examples/js-caller && wrangler types --include-env=false worker-configuration.d.ts >/dev/null
 	tsc -p examples/js-caller
+	node scripts/docs-check.mjs
 
 test-native: setup
 	cargo test
@@ -70,7 +71,7 @@ profile: setup
 demo: build
 	node scripts/demo.mjs
 
-# The README's "Operating it" queries against the Analytics Engine SQL API, for the account and
+# The queries of docs/operating.md ("Metrics") against the Analytics Engine SQL API, for the account and
 # API token in CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN (METRICS_ARGS: e.g. --since '24' HOUR).
 metrics:
 	node scripts/metrics.mjs $(METRICS_ARGS)

@@ -7,8 +7,8 @@
 //   (e) worker-m2m with DPoP (RFC 9449): a signed proof per request
 //   (m) worker-m2m with metrics on (M2M_METRICS), (m0) with a data point per request
 // Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default "1,32": each variant is
-// loaded at each), BENCH_ROUNDS (3: each load is the median of this many turns), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as the
-// README recommends (without it, each isolate's first request stretches the client secret).
+// loaded at each), BENCH_ROUNDS (3: each load is the median of this many turns), BENCH_EXPIRY_SECONDS (45). worker-m2m runs with TOKEN_CACHE_KEY set, as
+// docs/configuration.md recommends (without it, each isolate's first request stretches the client secret).
 import { COMPATIBILITY_DATE } from '../e2e/support/compat.mjs';
 import { fork, spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -1,4 +1,4 @@
-// The proxy's boundary, end to end in workerd: the invariants the README's threat model promises,
+// The proxy's boundary, end to end in workerd: the invariants docs/security.md's threat model promises,
 // each checked as a matrix of every way in (entry) × a corpus of hostile inputs, with a GET (the
 // hot path) and a POST with a small body (the full path). The entries:
 //   default             a caller bound to the default entrypoint without props, path-routed

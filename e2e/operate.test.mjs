@@ -16,7 +16,7 @@ const STORE = { M2M_CLIENT_SECRET: { store_id: 'e2e-store', secret_name: 'billin
 const stack = await e2eStack({ summary: 'operate token requests', secrets: [CACHE_KEY, NEW_SECRET, SHARED] });
 const { idp, api, counts } = stack;
 
-/** The recorded points of `w`, each as the README's layout names its columns. */
+/** The recorded points of `w`, each as docs/operating.md ("Metrics") names its columns. */
 async function points(w) {
   return (await w.points()).map(({ indexes, blobs, doubles }) => ({
     profile: indexes[0],
@@ -79,7 +79,7 @@ test('metrics: tokens by source, hits from memory, a fallback and a refusal, che
   const failure = pts.find((p) => p.kind === 'failure');
   assert.ok(failure.status === 401 && failure.secs > 0, JSON.stringify(failure));
 
-  // The README's figures, computed from these points as the SQL computes them from the dataset.
+  // The figures of docs/operating.md, computed from these points as the SQL computes them from the dataset.
   const all = [...(await w.points()), ...(await fleet.points()), ...(await refused.points())];
   const figures = summarise(all);
   assert.deepEqual(figures.tokens.map((r) => r.tokens), [2]);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the proxy Worker into build/ (wrangler.toml's [build] command and `make build`):
 # worker-build; then its module moves to build/m2m.js behind our entry (scripts/entry.mjs, the
-# hot path without a Rust future; README "Performance"; with scripts/intake.mjs, what every
+# hot path without a Rust future; docs/performance.md; with scripts/intake.mjs, what every
 # request asked for), and the wasm name section is dropped to
 # stay inside the size budget.
 set -euo pipefail

@@ -31,7 +31,7 @@ say('worker-m2m demo');
 say(`  authorization server  ${idp.issuer}  (oidc-provider, client ${CLIENTS.basic.id}, client_secret_basic)`);
 say(`  protected API         ${api.origin}  (verifies JWT signature, issuer, audience ${API_AUDIENCE}, scope read:things)`);
 
-// Metrics go to a recording M2M_METRICS dataset: the demo prints the figures the README's
+// Metrics go to a recording M2M_METRICS dataset: the demo prints the figures the
 // queries give in production.
 const worker = await startWorker({ bindings, kvPersist: kvDir, port: serve ? port : undefined, metrics: true });
 say(`  proxy Worker          ${serve ? worker.url : 'in workerd (Miniflare)'}  -> ${api.origin}`);
@@ -280,7 +280,7 @@ if (serve) {
   const metricsFrom = [worker, profiled, rotating, ...fleets];
   const points = (await Promise.all(metricsFrom.map((x) => x.points()))).flat();
   say();
-  say(`Metrics written to M2M_METRICS during the demo (${points.length} data points; the README's queries):`);
+  say(`Metrics written to M2M_METRICS during the demo (${points.length} data points; the queries in docs/operating.md):`);
   printSummary(summarise(points), (text) => text.split('\n').forEach((line) => say(`  ${line}`)));
   await Promise.all([second.dispose(), wrong.dispose(), down.dispose(), dpop.dispose(), profiled.dispose(), rotating.dispose(), ...fleets.map((f) => f.dispose())]);
   await crmApi.close();

@@ -17,7 +17,7 @@
 //! WebCrypto, `Date.now()`), compiled only for `wasm32`. The token path below isolate memory
 //! is a synchronous state machine (quinn-proto style): it takes events with the time and
 //! returns actions, and one small async driver performs them. Start reading at
-//! `src/source/flight.rs`; the README's "Layout" gives every folder. With the default `proxy` feature the
+//! `src/source/flight.rs`; docs/architecture.md's "Layout" gives every folder. With the default `proxy` feature the
 //! crate is also a ready egress-proxy Worker; turn default features off to use it as a library
 //! in a Worker that has its own `#[event(fetch)]`.
 //!
@@ -58,6 +58,13 @@ mod entry;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+
+// The README's Rust samples compile as doc tests (`cargo test --doc`). A sample that copies a
+// wasm32-only example is fenced `rust,ignore`; scripts/docs-check.mjs compares it with the file,
+// which `make build-example` builds. A page of docs/ with a Rust sample is included the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_samples {}
 
 /// Entry points for `cargo fuzz` (`make fuzz`): behind the `fuzzing` feature, not part of the API.
 #[cfg(feature = "fuzzing")]

@@ -92,7 +92,7 @@ impl Config {
     }
 
     /// Builds the configuration of `profile`: its prefixed settings, and the shared tuning
-    /// where it sets none (see [`Profile`] and the README's "Several APIs").
+    /// where it sets none (see [`Profile`] and docs/configuration.md's "Several APIs").
     pub fn for_profile(lookup: impl Fn(&str) -> Option<String>, profile: &Profile) -> Result<Self> {
         Self::from_settings(&Settings::new(&lookup, Some(profile)))
     }

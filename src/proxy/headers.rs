@@ -1,7 +1,7 @@
 //! The proxy's header policy: which of a caller's headers never reach the upstream, by class,
 //! and which an operator may let through on purpose (`PROXY_FORWARD_HEADERS`). The edge's
 //! JavaScript that builds the upstream request applies these same tables
-//! (`src/edge/outbound.rs`); the README's "Header policy" table describes them.
+//! (`src/edge/outbound.rs`); docs/security.md's "Header policy" table describes them.
 
 /// Headers the proxy owns: never taken from the caller, whatever `PROXY_FORWARD_HEADERS` says.
 ///

@@ -1,7 +1,7 @@
 //! What a token source reports: the events worth counting (a token obtained, a failed token
 //! request, a fallback from the coordinator, an eviction, a replay, a stale token), how each
 //! call for a token was served, and each as one Workers Analytics Engine data point (the
-//! README's "Operating it" gives the layout). Counting them is [`crate::source::report`]'s job.
+//! docs/operating.md's "Metrics" gives the layout). Counting them is [`crate::source::report`]'s job.
 //! No metric carries a token, a credential or a client id.
 
 use std::rc::Rc;
@@ -133,7 +133,7 @@ impl Place {
     }
 }
 
-/// A metric as one Analytics Engine data point (the README's "Operating it" gives the
+/// A metric as one Analytics Engine data point (docs/operating.md's "Metrics" gives the
 /// layout): four blobs, four doubles, the profile as the index.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg(any(target_arch = "wasm32", test))]

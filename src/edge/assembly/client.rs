@@ -46,7 +46,7 @@ impl TokenClient {
 
     /// The client of the profile `profile`, one of those `M2M_PROFILES` lists: its settings
     /// are read with the profile's prefix (`BILLING_OAUTH_CLIENT_ID` for `billing`; see
-    /// the README's "Several APIs"). Each profile has its own tokens, KV entries, coordinator object
+    /// docs/configuration.md's "Several APIs"). Each profile has its own tokens, KV entries, coordinator object
     /// and hold-down: one profile's failure never touches another.
     pub fn for_profile(env: &Env, profile: &str) -> Result<Self> {
         Self::of(
