@@ -17,8 +17,8 @@
 //     `rust,ignore`: the copy is what is checked.
 //   - ```rust: compiled by `cargo test --doc`: the page must be included by a `#[cfg(doctest)]`
 //     item in src/lib.rs. `ignore` needs a copy marker or `<!-- ignore: reason -->`.
-//   - ```ts / ```js: type-checked together with the project's tsc against
-//     @cloudflare/workers-types (as examples/js-caller is), each block as its own module;
+//   - ```ts / ```js: type-checked together with the project's tsc against the runtime's types
+//     (`wrangler types`, as examples/js-caller is), each block as its own module;
 //     `worker-m2m/types/...` resolves to types/. A fragment names what it assumes in
 //     `<!-- given: declare const env: Env; -->` lines above the fence (prepended, not shown).
 //   - ```toml: parsed (TOML 1.0 syntax, duplicate keys and tables).
@@ -69,11 +69,12 @@ const CHECKED = [
   ['examples/two-apis/wrangler.toml', 'parsed and name-checked here'],
   ['examples/two-apis/Cargo.toml', 'make build-example'],
   ['types/', 'tsc -p examples/js-caller (make lint)'],
-  ['e2e/', 'node --test e2e/ (make test-e2e)'],
+  ['e2e/', "node --test 'e2e/*.test.mjs' (make test-e2e)"],
   ['scripts/', 'make lint, make test, make demo'],
   ['src/', 'cargo build and cargo test'],
   ['tests/', 'cargo test'],
   ['wrangler.toml', 'wrangler; parsed and name-checked here'],
+  ['.dev.vars.example', 'e2e/wrangler-dev.test.mjs (wrangler dev with exactly these settings)'],
   ['Cargo.toml', 'cargo'],
   ['Makefile', 'make'],
 ];
@@ -637,9 +638,11 @@ const tsBlocks = [];
 function checkTypeScript() {
   if (!tsBlocks.length) return;
   const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
-  const types = path.join(root, 'node_modules/@cloudflare/workers-types');
+  // The runtime's types for the compatibility date, as `make lint` generates them for
+  // examples/js-caller (`wrangler types`) just before this check.
+  const types = path.join(root, 'examples/js-caller/worker-configuration.d.ts');
   if (!fs.existsSync(tsc) || !fs.existsSync(types)) {
-    return fail(tsBlocks[0].b.file, tsBlocks[0].b.line, 'node_modules has no typescript or @cloudflare/workers-types: run `make setup` (npm ci) first');
+    return fail(tsBlocks[0].b.file, tsBlocks[0].b.line, 'no typescript, or no runtime types in examples/js-caller/worker-configuration.d.ts: run `make lint` (it runs npm ci and `wrangler types` first)');
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'docs-check-'));
   try {
@@ -651,10 +654,10 @@ function checkTypeScript() {
     fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
       compilerOptions: {
         target: 'es2022', module: 'es2022', moduleResolution: 'bundler', lib: ['es2022'],
-        types: [types], strict: true, noEmit: true, skipLibCheck: true, moduleDetection: 'force',
+        types: [], strict: true, noEmit: true, skipLibCheck: true, moduleDetection: 'force',
         paths: { 'worker-m2m/types/*': [path.join(root, 'types/*')] },
       },
-      files,
+      files: [types, ...files],
     }, null, 2));
     const r = spawnSync(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.json'), '--pretty', 'false'], { encoding: 'utf8' });
     if (r.status === 0) return;
