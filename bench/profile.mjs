@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { miniflare } from '../e2e/support/miniflare.mjs';
 import { built } from '../e2e/support/worker.mjs';
+import WebSocket from 'ws';
 import { bundle, rustPassthrough } from './builds.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,16 +48,14 @@ function script(key) {
 
 /** A tiny Chrome DevTools Protocol client. */
 async function cdp(url) {
-  // Node's own WebSocket client (Node 22+).
+  // The ws package: Node's own WebSocket client never completes the handshake with Miniflare
+  // 5's inspector proxy.
   const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => {
-    ws.addEventListener('open', resolve, { once: true });
-    ws.addEventListener('error', reject, { once: true });
-  });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
   let id = 0;
   const pending = new Map();
-  ws.addEventListener('message', ({ data }) => {
-    const msg = JSON.parse(String(data));
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString());
     if (msg.id && pending.has(msg.id)) {
       pending.get(msg.id)(msg);
       pending.delete(msg.id);
