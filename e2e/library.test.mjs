@@ -41,6 +41,20 @@ test('the library example calls two APIs, each with its own profile\'s token, on
   assert.equal(idp.issuedCount(CLIENTS.post.id), 1);
   assert.deepEqual(new Set(billingApi.seen.slice(billingSeen).map((r) => r.url)), new Set(['/invoices']));
   assert.deepEqual(new Set(crmApi.seen.slice(crmSeen).map((r) => r.url)), new Set(['/contacts']));
+  // BILLING_API and CRM_API are the example's own settings: no notice names them.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(w.events({ outcome: 'unknown_setting' }), []);
+});
+
+test('in the library example, a mistyped profile setting is named once with the nearest one, without its value', async () => {
+  const w = await example(settings({ CRM_OAUTH_SCOPES: 'typo-crm-scopes-value-1b9e' }));
+  for (let i = 0; i < 2; i += 1) assert.equal((await w.fetch('/summary')).status, 200);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(
+    w.events({ event: 'config', outcome: 'unknown_setting' }),
+    [{ event: 'config', outcome: 'unknown_setting', setting: 'CRM_OAUTH_SCOPES', nearest: 'CRM_OAUTH_SCOPE' }],
+  );
+  assert.ok(!w.logs.some((l) => l.includes('typo-crm-scopes-value-1b9e')));
 });
 
 test('in the library example, a profile\'s setting error reaches the handler naming the prefixed setting', async () => {

@@ -88,6 +88,18 @@ pub(crate) fn proxy_error(status: u16, err: &Error) -> String {
     )
 }
 
+/// A setting the Worker has that the crate never reads, and the known one it is closest to
+/// (see `crate::settings::unknown`): a name, never its value, which nothing here is given.
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) fn unknown_setting(setting: &str, nearest: Option<&str>) -> String {
+    line(json!({
+        "event": "config",
+        "outcome": "unknown_setting",
+        "setting": setting,
+        "nearest": nearest,
+    }))
+}
+
 /// `line` (one of the above) with the profile it is about first, so a Worker with several
 /// profiles can tell their lines apart: `{"profile":"billing","event":"token",...}`. Profile
 /// names need no escaping (lowercase letters, digits and `-`).
@@ -125,6 +137,19 @@ mod tests {
         assert_eq!(
             (v["status"].as_u64(), v["error"].as_str()),
             (Some(401), Some("configuration_error"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_setting_line_names_it_and_its_nearest_only_when_there_is_one() {
+        assert_eq!(
+            unknown_setting("OAUTH_SCOPES", Some("OAUTH_SCOPE")),
+            r#"{"event":"config","nearest":"OAUTH_SCOPE","outcome":"unknown_setting","setting":"OAUTH_SCOPES"}"#
+        );
+        let v: Value = serde_json::from_str(&unknown_setting("PROXY_X\"y", None)).unwrap();
+        assert_eq!(
+            (v["setting"].as_str(), v.get("nearest")),
+            (Some("PROXY_X\"y"), None)
         );
     }
 

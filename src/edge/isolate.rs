@@ -12,6 +12,7 @@
 //! | SHA-256 of each `PROXY_SHARED_SECRET` | [`MAX_SOURCES`] | `proxy/full.rs` |
 //! | values read from the Secrets Store, and the bindings the settings of the last `env` name | [`MAX_SECRETS`] | `platform/secrets.rs` |
 //! | `PROXY_FORWARD_HEADERS` and the last `Authorization` value as JS values | one each | `proxy/outbound.rs` |
+//! | whether the settings were checked for unknown names (each logged once) | one flag | `assembly/unknown.rs` |
 //!
 //! Each token source keeps its own state besides (memory and the token before, the hold-down,
 //! nonces: see [`crate::source::state`]).
@@ -100,6 +101,9 @@ pub(crate) struct Isolate {
     pub(crate) said_memory_only: Cell<bool>,
     /// Whether a data point the `M2M_METRICS` dataset refused was logged (once per isolate).
     pub(crate) said_metrics_refused: Cell<bool>,
+    /// Whether the Worker's settings were checked for names the crate does not read (once per
+    /// isolate: a new deployment is a new isolate).
+    pub(crate) said_unknown_settings: Cell<bool>,
     pub(crate) dpop_keys: RefCell<Bounded<Rc<DpopKey>, CryptoKey>>,
     pub(crate) ath: RefCell<Bounded<AccessToken, Rc<str>>>,
     #[cfg(feature = "proxy")]
@@ -121,6 +125,7 @@ thread_local! {
             secret_bindings: PerEnv::new(),
             said_memory_only: Cell::new(false),
             said_metrics_refused: Cell::new(false),
+            said_unknown_settings: Cell::new(false),
             dpop_keys: RefCell::new(Bounded::new(MAX_DPOP_KEYS)),
             ath: RefCell::new(Bounded::new(1)),
             #[cfg(feature = "proxy")]

@@ -16,6 +16,12 @@
 //!   ahead, the proxy's body limit and header allow-list, and the Worker's `TOKEN_CACHE_KEY` and
 //!   `PROXY_SHARED_SECRET`. A profile's own value wins; the unprefixed one is the default.
 //!
+//! - **The Worker's own** ([`WORKER`]): which profiles there are, and how a caller picks one.
+//!   Never read with a profile's prefix.
+//!
+//! These three tables are every setting the crate reads, and the one list of them: a name under
+//! the crate's prefixes that is in none is noticed as unknown ([`crate::settings::unknown`]).
+//!
 //! Errors name the setting as the Worker reads it (`BILLING_OAUTH_CLIENT_SECRET`), never a value.
 
 use std::borrow::Cow;
@@ -62,6 +68,12 @@ pub(crate) const SHARED: &[&str] = &[
     "PROXY_FORWARD_HEADERS",
     "M2M_METRICS_INTERVAL_SECS",
 ];
+
+/// Settings of the Worker as a whole, read only under their own names: the profile list, and
+/// whether a request's path may choose the profile (read by the JavaScript entry,
+/// `scripts/intake.mjs`, before any Rust runs).
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) const WORKER: &[&str] = &[PROFILES_SETTING, "PROXY_PROFILE_FROM_PATH"];
 
 /// Reads a Secrets Store secret by its binding's name: its value, or why there is none (see
 /// [`crate::settings::secrets`]).
@@ -124,6 +136,12 @@ impl<'a> Settings<'a> {
     /// the profile's own, else (for [`SHARED`] settings) the unprefixed one. An unprefixed
     /// [`OWN`] setting that the profile would otherwise lack is an error, never borrowed.
     pub(crate) fn get(&self, setting: &'static str) -> Result<Option<(Cow<'static, str>, String)>> {
+        // Every read passes here: a setting missing from the tables would be reported as
+        // unknown by the Workers that use it.
+        debug_assert!(
+            OWN.contains(&setting) || SHARED.contains(&setting),
+            "{setting} is in neither table"
+        );
         let Some(profile) = self.profile else {
             return Ok(self.read(setting).map(|v| (Cow::Borrowed(setting), v)));
         };
@@ -134,7 +152,6 @@ impl<'a> Settings<'a> {
         if SHARED.contains(&setting) {
             return Ok(self.read(setting).map(|v| (Cow::Borrowed(setting), v)));
         }
-        debug_assert!(OWN.contains(&setting), "{setting} is in neither table");
         let harmless = |v: &String| {
             OFF_IS_HARMLESS.contains(&setting) && v.trim().eq_ignore_ascii_case("false")
         };
@@ -314,6 +331,9 @@ mod tests {
     fn every_setting_is_in_exactly_one_table() {
         for s in OWN {
             assert!(!SHARED.contains(s), "{s}");
+        }
+        for s in WORKER {
+            assert!(!OWN.contains(s) && !SHARED.contains(s), "{s}");
         }
     }
 }

@@ -7,6 +7,7 @@ mod discovery;
 mod dpop;
 mod evictions;
 mod hostile;
+mod known_settings;
 mod refresh;
 mod rotation;
 mod source;

@@ -1,5 +1,6 @@
-//! Putting a token source together on Workers: the configurations an `env` holds, the
-//! isolate's sources (one per configuration), and `TokenClient`, the library's face.
+//! Putting a token source together on Workers: the configurations an `env` holds (and the
+//! settings it holds that none reads), the isolate's sources (one per configuration), and
+//! `TokenClient`, the library's face.
 
 pub(crate) mod build;
 pub(crate) mod client;
@@ -8,3 +9,4 @@ pub(crate) mod profiles;
 pub(crate) mod registry;
 pub(crate) mod send;
 pub(crate) mod settings;
+pub(crate) mod unknown;

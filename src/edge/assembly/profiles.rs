@@ -1,6 +1,7 @@
 //! The Worker's configurations as read from `env`: its unprefixed settings, or each profile that
 //! `M2M_PROFILES` lists (see [`crate::settings::lookup`]). Parsed once per `env` object and per profile,
-//! so the hot path is a reference comparison and a map lookup.
+//! so the hot path is a reference comparison and a map lookup. The first parse of an isolate
+//! also names the settings none of them reads ([`crate::edge::assembly::unknown`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +13,7 @@ use crate::edge::assembly::registry;
 use crate::edge::assembly::settings::config_of;
 #[cfg(feature = "proxy")]
 use crate::edge::assembly::settings::settings_of;
+use crate::edge::assembly::unknown::notice_unknown;
 use crate::edge::isolate::{self, Configs, Registered};
 use crate::edge::platform::bindings::KV_BINDING;
 use crate::edge::platform::env::env_string;
@@ -34,8 +36,10 @@ fn find<T: Clone>(list: &RefCell<Vec<(String, T)>>, key: &str) -> Option<T> {
 pub(crate) fn configs(env: &Env) -> Result<Rc<Configs>> {
     isolate::with(|i| {
         i.envs.get_or_try(env, || {
+            let profiles = parse_profiles(env_string(env, PROFILES_SETTING))?;
+            notice_unknown(env, profiles.as_deref().unwrap_or_default());
             Ok(Rc::new(Configs {
-                profiles: parse_profiles(env_string(env, PROFILES_SETTING))?,
+                profiles,
                 sources: RefCell::default(),
                 #[cfg(feature = "proxy")]
                 proxies: RefCell::default(),

@@ -1,8 +1,8 @@
-//! Reading Worker vars and secrets by name.
+//! Reading Worker vars and secrets by name, and listing their names.
 
 use std::cell::RefCell;
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
 /// A value derived from `env` and remembered for the last `env` object seen. workerd hands every
@@ -73,4 +73,23 @@ pub(crate) fn env_string(env: &Env, name: &str) -> Option<String> {
         return Some(b.to_string());
     }
     Some("[a non-string value]".into())
+}
+
+/// The names of `env`'s vars and secrets: its entries that are not objects (text, or the
+/// numbers and booleans of TOML `[vars]`, which [`env_string`] reads as settings too). Bindings
+/// (KV, Durable Objects, Analytics Engine, Secrets Store, services) are objects and are left
+/// out. Values are looked at for their type only: nothing but names leaves here.
+pub(crate) fn var_names(env: &Env) -> Vec<String> {
+    let env: &JsValue = env;
+    let keys = js_sys::Object::keys(env.unchecked_ref::<js_sys::Object>());
+    let mut out = Vec::new();
+    for i in 0..keys.length() {
+        let key = keys.get(i);
+        let var =
+            js_sys::Reflect::get(env, &key).is_ok_and(|v| !(v.is_object() || v.is_function()));
+        if let (true, Some(name)) = (var, key.as_string()) {
+            out.push(name);
+        }
+    }
+    out
 }

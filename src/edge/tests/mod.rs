@@ -137,3 +137,35 @@ pub(super) fn kv_entries(env: &JsValue) -> (Vec<String>, Vec<String>) {
 pub(super) fn kv_of(env: &JsValue) -> JsValue {
     js_sys::Reflect::get(env, &"TOKEN_CACHE".into()).unwrap()
 }
+
+#[wasm_bindgen_test]
+fn var_names_lists_vars_and_secrets_and_no_binding() {
+    let env_js = env(
+        "https://idp.example/token",
+        "s3cret",
+        &[("OAUTH_SCOPES", "typo")],
+    );
+    let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&env_js, &k.into(), v).unwrap();
+    // TOML numbers and booleans in [vars] are settings; services and objects are bindings.
+    set("OAUTH_TIMEOUT_MSS", &JsValue::from_f64(3000.0));
+    set("PROXY_EXPOSE_AUTHORIZATIONS", &JsValue::TRUE);
+    set(
+        "UPSTREAM_SERVICE",
+        &js_sys::Function::new_no_args("return 1").into(),
+    );
+    set("M2M_CLIENT_SECRET", &js_sys::Object::new().into());
+    let mut names = crate::edge::platform::env::var_names(env_js.unchecked_ref::<Env>());
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "OAUTH_CLIENT_ID",
+            "OAUTH_CLIENT_SECRET",
+            "OAUTH_SCOPE",
+            "OAUTH_SCOPES",
+            "OAUTH_TIMEOUT_MSS",
+            "OAUTH_TOKEN_URL",
+            "PROXY_EXPOSE_AUTHORIZATIONS",
+        ]
+    );
+}
