@@ -188,7 +188,9 @@ export async function startIdp({ tokenTtl = 3600, keyClients = [], port: wanted 
           return res.end('try later');
         }
         if (fault && fault.delayMs) {
-          setTimeout(() => callback(req, res), fault.delayMs);
+          // A client that gave up while the answer was held back has nothing left to read:
+          // its request stream is gone, which oidc-provider would take for a parsed body.
+          setTimeout(() => (req.readable ? callback(req, res) : res.destroy()), fault.delayMs);
           return undefined;
         }
         throw new Error(`unknown fault ${JSON.stringify(fault)}`);
