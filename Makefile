@@ -82,7 +82,7 @@ dev: setup
 	node scripts/dev.mjs
 
 clean:
-	rm -rf build target node_modules .wrangler examples/two-apis/build
+	rm -rf build target node_modules .tools .wrangler examples/two-apis/build
 
 # Not part of `make test`: the fleet simulation (SIMULATION.md), in under a minute.
 simulate:
