@@ -98,12 +98,6 @@ impl Evictions {
         self.window
     }
 
-    /// Unix seconds of the last eviction.
-    #[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
-    pub(super) fn last(&self) -> Option<u64> {
-        self.last
-    }
-
     /// Unix seconds from which a rejection evicts again (none yet: at once): after the window,
     /// and once the hour's budget has room.
     pub(super) fn next_allowed(&self) -> Option<u64> {
@@ -114,11 +108,33 @@ impl Evictions {
         window.max(budget)
     }
 
-    /// Unix seconds of the last acceptance that ended a backoff.
-    #[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
-    pub(super) fn reset_at(&self) -> Option<u64> {
-        self.reset_at
+    /// What the status view shows of it at `now` (see [`crate::source::status`]).
+    #[cfg(any(target_arch = "wasm32", test))]
+    pub(super) fn view(&self, now: u64) -> EvictionView {
+        EvictionView {
+            window_secs: self.window,
+            last_at: self.last,
+            next_allowed_at: self.next_allowed().filter(|at| *at > now),
+            backing_off: self.backing_off(),
+            reset_at: self.reset_at,
+        }
     }
+}
+
+/// When an upstream's rejection may evict the token next, as the status view shows it.
+#[cfg(any(target_arch = "wasm32", test))]
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub(super) struct EvictionView {
+    /// Seconds after the last eviction before the next.
+    pub(super) window_secs: u64,
+    /// The last eviction.
+    pub(super) last_at: Option<u64>,
+    /// From when a rejection evicts again (`null`: at once).
+    pub(super) next_allowed_at: Option<u64>,
+    /// The window is above its minimum: tokens were rejected again soon after they were minted.
+    pub(super) backing_off: bool,
+    /// The last acceptance of the token that ended a backoff.
+    pub(super) reset_at: Option<u64>,
 }
 
 #[cfg(test)]
@@ -207,7 +223,7 @@ mod tests {
     fn an_acceptance_ends_a_backoff() {
         let mut e = Evictions::default();
         assert!(!e.accepted(5), "nothing to end");
-        assert_eq!(e.reset_at(), None);
+        assert_eq!(e.view(0).reset_at, None);
         for now in [0, 2, 6, 14] {
             e.evict(now, now.saturating_sub(4));
         }
@@ -215,8 +231,14 @@ mod tests {
         assert!(e.accepted(20));
         assert!(!e.backing_off());
         assert_eq!(
-            (e.window(), e.reset_at(), e.last(), e.next_allowed()),
-            (2, Some(20), Some(14), Some(16))
+            e.view(15),
+            EvictionView {
+                window_secs: 2,
+                last_at: Some(14),
+                next_allowed_at: Some(16),
+                backing_off: false,
+                reset_at: Some(20),
+            }
         );
     }
 }

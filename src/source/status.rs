@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::oauth::token::Token;
-use crate::source::evictions::Evictions;
+use crate::source::evictions::{EvictionView, Evictions};
 use crate::source::report::{Events, LastError, Report, Requests};
 use crate::source::state::Hold;
 
@@ -54,21 +54,6 @@ struct TokenView {
     obtained_from: Option<&'static str>,
 }
 
-/// When an upstream's rejection may evict the token next.
-#[derive(Serialize)]
-struct EvictionView {
-    /// Seconds after the last eviction before the next.
-    window_secs: u64,
-    /// The last eviction.
-    last_at: Option<u64>,
-    /// From when a rejection evicts again (`null`: at once).
-    next_allowed_at: Option<u64>,
-    /// The window is above its minimum: tokens were rejected again soon after they were minted.
-    backing_off: bool,
-    /// The last acceptance of the token that ended a backoff.
-    reset_at: Option<u64>,
-}
-
 #[derive(Serialize)]
 struct HoldView {
     until: u64,
@@ -99,13 +84,7 @@ pub(crate) fn status(p: Parts<'_>) -> String {
             cause: h.error.to_string(),
         }),
         failed_flights: p.failed_flights,
-        eviction: EvictionView {
-            window_secs: p.evictions.window(),
-            last_at: p.evictions.last(),
-            next_allowed_at: p.evictions.next_allowed().filter(|at| *at > now),
-            backing_off: p.evictions.backing_off(),
-            reset_at: p.evictions.reset_at(),
-        },
+        eviction: p.evictions.view(now),
         in_flight: p.in_flight,
         last_error: p.report.last_error(),
         last_token_request: p.report.last_token_request(),

@@ -2,6 +2,7 @@
 //! hold-down, DPoP and the coordinator's answers, with a scripted token endpoint, a counting
 //! store and a clock the tests move.
 
+mod alarm;
 mod coordinator;
 mod discovery;
 mod dpop;
